@@ -1,0 +1,1 @@
+"""Orchestration server companion for Soul Machines digital people."""

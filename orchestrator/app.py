@@ -1,0 +1,75 @@
+"""The application factory: ``create_app(settings)`` wires settings into routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+
+from tokens import IssuedToken, SoulMachinesProfile, TokenCodec
+from tokens.routes import SoulMachinesTokenEndpoints
+
+from . import health
+from .logs import get_logger
+from .settings import CONTROL_PATH, Settings
+
+log = get_logger("orchestrator.app")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the app from ``settings`` (default: the environment and ``.env``)."""
+    settings = settings if settings is not None else Settings.from_env()
+    codec = TokenCodec(settings.keyring)
+    sm_profile = SoulMachinesProfile(codec, settings.sm_policy())
+
+    async def on_issued(issued: IssuedToken, _request: Request) -> None:
+        log.info("token issued", profile="soul-machines", session_id=issued.claims.session_id)
+
+    sm_endpoints = SoulMachinesTokenEndpoints(
+        sm_profile, control_path=CONTROL_PATH, on_issued=on_issued
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        log.info(
+            "orchestrator started",
+            mode="production" if settings.production else "development",
+            key_name=settings.keyring.active.kid,
+            verify_keys=len(settings.keyring.kids),
+            control_url=settings.control_url or f"derived from each request (path {CONTROL_PATH})",
+            session_server=settings.session_server,
+            control_via_browser=settings.control_via_browser,
+        )
+        if settings.ephemeral_key:
+            log.warning(
+                "using an ephemeral signing key generated at start-up: tokens stop verifying "
+                "on restart and a real Soul Machines session server will refuse them; set "
+                "JWT_PUBLIC_KEY and JWT_PRIVATE_KEY"
+            )
+        yield
+        log.info("orchestrator stopped")
+
+    middleware = []
+    origin_regex = settings.cors_origin_regex()
+    if origin_regex is not None:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origin_regex=origin_regex,
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type"],
+                max_age=600,
+            )
+        )
+    app = Starlette(
+        routes=[*health.routes, *sm_endpoints.routes()],
+        middleware=middleware,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.sm_profile = sm_profile
+    return app

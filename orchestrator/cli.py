@@ -1,0 +1,188 @@
+"""The ``orchestrator`` command: serve, mint and inspect tokens, generate keys."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from tokens import InvalidTokenError, SoulMachinesProfile, TokenCodec, TokenPackageError
+from tokens.jws import humanize_seconds, read_unverified_claims, read_unverified_header
+from tokens.keyring import generate_secret
+
+from .logs import configure_logging
+from .settings import CONTROL_PATH, EPHEMERAL_FLAG, EPHEMERAL_KEY_NAME, Settings, SettingsError
+
+EXIT_INVALID = 1
+EXIT_CONFIG = 2
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings()
+    if settings.ephemeral_key:
+        # Generated once here so every worker process signs with the same key.
+        os.environ["JWT_PUBLIC_KEY"] = EPHEMERAL_KEY_NAME
+        os.environ["JWT_PRIVATE_KEY"] = generate_secret()
+        os.environ[EPHEMERAL_FLAG] = "true"
+        settings = _settings()
+    configure_logging(json=settings.log_json, level=settings.log_level, secrets=settings.secrets)
+    uvicorn.run(
+        "orchestrator.asgi:configured_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=settings.port if args.port is None else args.port,
+        workers=args.workers,
+        log_config=None,
+        ws="websockets-sansio",
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        server_header=False,
+    )
+    return 0
+
+
+def _parse_claim(text: str) -> tuple[str, Any]:
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--claim {text!r}: use NAME=VALUE")
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return name, value
+
+
+def cmd_token_mint(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if settings.ephemeral_key:
+        print(
+            "warning: no JWT_PRIVATE_KEY set; this token is signed with a throw-away key that "
+            "no server will accept",
+            file=sys.stderr,
+        )
+    profile = SoulMachinesProfile(TokenCodec(settings.keyring), settings.sm_policy())
+    control_url = args.control_url or f"ws://{settings.host}:{settings.port}{CONTROL_PATH}"
+    try:
+        issued = profile.mint(
+            custom_claims=dict(args.claim or []), control_url=control_url, ttl_seconds=args.ttl
+        )
+    except TokenPackageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "url": issued.claims.session_server_url,
+                    "jwt": issued.jwt,
+                    "expires_at": issued.claims.expires_at,
+                    "session_id": issued.claims.session_id,
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(issued.jwt)
+    return 0
+
+
+def _when(timestamp: Any, now: float) -> str:
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+        return repr(timestamp)
+    iso = datetime.fromtimestamp(timestamp, UTC).isoformat()
+    delta = timestamp - now
+    relative = f"in {humanize_seconds(delta)}" if delta >= 0 else f"{humanize_seconds(delta)} ago"
+    return f"{iso} ({relative})"
+
+
+def cmd_token_inspect(args: argparse.Namespace) -> int:
+    token = sys.stdin.read().strip() if args.token == "-" else args.token.strip()  # noqa: S105
+    try:
+        header = read_unverified_header(token)
+        claims = read_unverified_claims(token)
+    except InvalidTokenError as exc:
+        print(f"INVALID ({exc.code}): {exc}")
+        return EXIT_INVALID
+    now = time.time()
+    print("header:", json.dumps(header, indent=2))
+    print("claims:", json.dumps(claims, indent=2))
+    for name, label in (("iat", "issued"), ("nbf", "valid from"), ("exp", "expires")):
+        if name in claims:
+            print(f"{label:>10}: {_when(claims[name], now)}")
+    settings = _settings()
+    profile = SoulMachinesProfile(TokenCodec(settings.keyring), settings.sm_policy())
+    try:
+        verified = profile.verify(token)
+    except InvalidTokenError as exc:
+        print(f"INVALID ({exc.code}): {exc}")
+        return EXIT_INVALID
+    print(f"VALID: Soul Machines token for session {verified.session_id}")
+    return 0
+
+
+def cmd_keygen(_args: argparse.Namespace) -> int:
+    print(generate_secret())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrator",
+        description="Orchestration server and token server for Soul Machines digital people.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server (configuration from the environment)")
+    serve.add_argument("--host", help="interface to bind (default: HOST, or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: PORT, or 8080)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-Proto/For from --forwarded-allow-ips (behind a proxy)",
+    )
+    serve.add_argument("--forwarded-allow-ips", default=None, help="proxies to trust")
+    serve.add_argument("--graceful-timeout", type=int, default=10, help="seconds to drain")
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="mint or inspect Soul Machines tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    mint = token_sub.add_parser("mint", help="print a token for local testing")
+    mint.add_argument("--claim", action="append", type=_parse_claim, metavar="NAME=VALUE")
+    mint.add_argument("--ttl", type=int, help="lifetime in seconds (at most TOKEN_TTL_SECONDS)")
+    mint.add_argument("--control-url", help="sm-control (default: this server's local /ws)")
+    mint.add_argument("--json", action="store_true", help="print the /api/jwt response body")
+    mint.set_defaults(func=cmd_token_mint)
+    inspect = token_sub.add_parser("inspect", help="decode and verify a token ('-' reads stdin)")
+    inspect.add_argument("token")
+    inspect.set_defaults(func=cmd_token_inspect)
+
+    keygen = sub.add_parser("keygen", help="print a strong random signing key")
+    keygen.set_defaults(func=cmd_keygen)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

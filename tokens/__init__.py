@@ -1,0 +1,60 @@
+"""Token issuing and verification: HS256 JWTs, one profile per platform.
+
+Pure logic with no web framework in its core; ``tokens.routes`` holds the
+Starlette endpoints. Never imports ``orchestrator``.
+"""
+
+from .errors import (
+    BadSignatureError,
+    ClaimsError,
+    ClaimsTooLargeError,
+    DisallowedAlgorithmError,
+    ExpiredTokenError,
+    InvalidClaimsError,
+    InvalidTokenError,
+    KeyringError,
+    MalformedTokenError,
+    NotYetValidTokenError,
+    PolicyError,
+    ReservedClaimError,
+    TokenPackageError,
+    UnknownKeyError,
+    WrongIssuerError,
+    WrongTypeError,
+)
+from .jws import TokenCodec
+from .keyring import MIN_KEY_BYTES, Keyring, SigningKey, generate_secret
+from .soul_machines import (
+    IssuedToken,
+    SoulMachinesClaims,
+    SoulMachinesPolicy,
+    SoulMachinesProfile,
+)
+
+__all__ = [
+    "MIN_KEY_BYTES",
+    "BadSignatureError",
+    "ClaimsError",
+    "ClaimsTooLargeError",
+    "DisallowedAlgorithmError",
+    "ExpiredTokenError",
+    "InvalidClaimsError",
+    "InvalidTokenError",
+    "IssuedToken",
+    "Keyring",
+    "KeyringError",
+    "MalformedTokenError",
+    "NotYetValidTokenError",
+    "PolicyError",
+    "ReservedClaimError",
+    "SigningKey",
+    "SoulMachinesClaims",
+    "SoulMachinesPolicy",
+    "SoulMachinesProfile",
+    "TokenCodec",
+    "TokenPackageError",
+    "UnknownKeyError",
+    "WrongIssuerError",
+    "WrongTypeError",
+    "generate_secret",
+]

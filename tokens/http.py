@@ -1,0 +1,70 @@
+"""JSON responses and request-body reading shared by the token routes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+DEFAULT_MAX_BODY_BYTES = 16 * 1024
+
+
+class BadRequest(Exception):
+    """A request the routes answer with a JSON error instead of a token."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def error_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The one error shape of the HTTP API: ``{"error": code, "detail": text}``."""
+    return JSONResponse(
+        {"error": code, "detail": detail},
+        status_code=status,
+        headers={**NO_STORE, **(headers or {})},
+    )
+
+
+def token_response(body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, headers=NO_STORE)
+
+
+async def read_json_object(
+    request: Request, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> dict[str, Any]:
+    """The request body as a JSON object; ``{}`` for an empty body.
+
+    Reads at most ``max_bytes`` (413 beyond), requires a JSON content type when
+    there is a body (415), and a JSON object (400).
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise BadRequest(413, "body_too_large", f"request body exceeds {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise BadRequest(413, "body_too_large", f"request body exceeds {max_bytes} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise BadRequest(415, "unsupported_media_type", "send the body as application/json")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(400, "invalid_body", "body must be a JSON object")
+    return body

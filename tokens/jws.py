@@ -1,0 +1,221 @@
+"""HS256 compact JWS for every profile: one signer, a distinct ``typ`` each.
+
+Signing and signature checking are PyJWT's; this module adds what the profiles
+share: ``kid`` lookup in the keyring, the HS256-only allow-list, the ``typ``
+check (RFC 8725 §3.11) that keeps one profile's tokens out of another, and
+time checks against an injectable clock so the error says exactly what is
+wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from .errors import (
+    BadSignatureError,
+    DisallowedAlgorithmError,
+    ExpiredTokenError,
+    InvalidClaimsError,
+    MalformedTokenError,
+    NotYetValidTokenError,
+    UnknownKeyError,
+    WrongTypeError,
+)
+from .keyring import Keyring, SigningKey
+
+ALGORITHM = "HS256"
+DEFAULT_LEEWAY_SECONDS = 10
+MAX_TOKEN_BYTES = 8192
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A verified token: its header, its claims, and the key that verified it."""
+
+    header: Mapping[str, Any]
+    claims: dict[str, Any]
+    key: SigningKey
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise MalformedTokenError(f"duplicate JSON member {name!r}")
+        result[name] = value
+    return result
+
+
+class _StrictJSONDecoder(json.JSONDecoder):
+    """Refuses duplicate members, which parsers resolve differently."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["object_pairs_hook"] = _reject_duplicate_keys
+        super().__init__(**kwargs)
+
+
+class _StrictPyJWT(jwt.PyJWT):
+    def _decode_payload(self, decoded: dict[str, Any]) -> Any:
+        payload = json.loads(decoded["payload"], cls=_StrictJSONDecoder)
+        if not isinstance(payload, dict):
+            raise jwt.DecodeError("claims are not a JSON object")
+        return payload
+
+
+_pyjwt = _StrictPyJWT()
+
+
+def read_unverified_header(token: str) -> dict[str, Any]:
+    """The token's header without any verification (for routing and inspection)."""
+    if not isinstance(token, str) or not token:
+        raise MalformedTokenError("no token")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise MalformedTokenError(f"token is longer than {MAX_TOKEN_BYTES} bytes")
+    if token.count(".") != 2:
+        raise MalformedTokenError("not a compact JWS (three dot-separated parts)")
+    try:
+        header = jwt.get_unverified_header(token)
+        segment = token.split(".", 1)[0]
+        json.loads(jwt.utils.base64url_decode(segment), cls=_StrictJSONDecoder)
+    except (jwt.DecodeError, ValueError) as exc:
+        raise MalformedTokenError(f"unreadable header: {exc}") from None
+    return header
+
+
+def read_unverified_claims(token: str) -> dict[str, Any]:
+    """The claims without verification: for showing what a bad token says, never for trust."""
+    read_unverified_header(token)
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.DecodeError as exc:
+        raise MalformedTokenError(f"unreadable claims: {exc}") from None
+    return claims
+
+
+class TokenCodec:
+    """Mints and verifies HS256 tokens with one keyring."""
+
+    def __init__(
+        self,
+        keyring: Keyring,
+        *,
+        leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
+        clock: Clock = time.time,
+    ) -> None:
+        self.keyring = keyring
+        self.leeway_seconds = leeway_seconds
+        self.clock = clock
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    def encode(self, claims: Mapping[str, Any], typ: str) -> str:
+        """Sign ``claims`` with the active key, header ``{alg, typ, kid}``."""
+        key = self.keyring.active
+        return jwt.encode(
+            dict(claims),
+            key.secret,
+            algorithm=ALGORITHM,
+            headers={"typ": typ, "kid": key.kid},
+        )
+
+    def decode(
+        self,
+        token: str,
+        typ: str,
+        *,
+        required: Iterable[str] = ("exp", "iat"),
+        kid_fallback_claim: str | None = "iss",
+    ) -> Decoded:
+        """Verify a token of profile ``typ`` and return it, or raise why not.
+
+        Checks, in order: shape and size, ``alg`` (HS256 only), ``typ``, the
+        key (by ``kid``, else by ``kid_fallback_claim``), the signature,
+        required claims and their types, then ``nbf``/``iat``/``exp`` with
+        leeway.
+        """
+        header = read_unverified_header(token)
+        alg = header.get("alg")
+        if alg != ALGORITHM:
+            raise DisallowedAlgorithmError(f"algorithm {alg!r} is not allowed; only HS256 is")
+        if header.get("typ") != typ:
+            raise WrongTypeError(
+                f"token type {header.get('typ')!r} is not {typ!r} (a token for another use)"
+            )
+        key = self._key_for(token, header, kid_fallback_claim)
+        try:
+            claims: dict[str, Any] = _pyjwt.decode(
+                token,
+                key.secret,
+                algorithms=[ALGORITHM],
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
+            )
+        except jwt.InvalidSignatureError:
+            raise BadSignatureError("signature does not match") from None
+        except MalformedTokenError:
+            raise
+        except jwt.InvalidTokenError as exc:
+            raise MalformedTokenError(f"unreadable token: {exc}") from None
+        self._check_times(claims, required)
+        return Decoded(header=header, claims=claims, key=key)
+
+    def _key_for(
+        self, token: str, header: Mapping[str, Any], fallback_claim: str | None
+    ) -> SigningKey:
+        kid = header.get("kid")
+        if kid is None and fallback_claim is not None:
+            kid = read_unverified_claims(token).get(fallback_claim)
+        if kid is None and fallback_claim is None:
+            return self.keyring.active
+        if not isinstance(kid, str):
+            raise UnknownKeyError("token names no signing key")
+        key = self.keyring.get(kid)
+        if key is None:
+            raise UnknownKeyError("token was signed with a key this server does not hold")
+        return key
+
+    def _check_times(self, claims: Mapping[str, Any], required: Iterable[str]) -> None:
+        for name in required:
+            if name not in claims:
+                raise InvalidClaimsError(f"claim {name!r} is missing")
+        for name in ("exp", "nbf", "iat"):
+            if name in claims and (
+                isinstance(claims[name], bool) or not isinstance(claims[name], int | float)
+            ):
+                raise InvalidClaimsError(f"claim {name!r} must be a number")
+        now = self.clock()
+        leeway = self.leeway_seconds
+        if "exp" in claims and now - leeway >= claims["exp"]:
+            raise ExpiredTokenError(f"token expired {humanize_seconds(now - claims['exp'])} ago")
+        for name in ("nbf", "iat"):
+            if name in claims and claims[name] > now + leeway:
+                wait = humanize_seconds(claims[name] - now)
+                raise NotYetValidTokenError(f"token is not valid for another {wait} ({name})")
+
+
+def humanize_seconds(seconds: float) -> str:
+    """``95`` -> ``"1 min 35 s"``; for messages and the CLI."""
+    seconds = abs(int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec} s" if sec else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{hours // 24} days"

@@ -1,0 +1,111 @@
+"""Starlette routes for the Soul Machines token endpoints, in the shapes the
+vendor's UIs expect:
+
+- ``GET /api/jwt`` -> ``{"url", "jwt"}``: the Web SDK's zero-config
+  ``scene.connect()``.
+- ``GET``/``POST /auth/authorize`` -> ``{"success": true, "url", "jwt"}``: the
+  vendor's express token server and React template.
+
+Both add ``expires_at`` (Unix seconds) and ``session_id``. POST accepts
+``{"claims": {...}, "ttl_seconds": n}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .errors import ClaimsError, PolicyError
+from .http import BadRequest, error_response, read_json_object, token_response
+from .soul_machines import IssuedToken, SoulMachinesProfile
+
+IssuedHook = Callable[[IssuedToken, Request], Awaitable[None]]
+_POST_FIELDS = frozenset({"claims", "ttl_seconds"})
+
+
+def control_url_from_request(request: Request, control_path: str) -> str:
+    """This server's own WebSocket URL as the requesting client reaches it.
+
+    Honest only behind a proxy whose forwarded headers uvicorn trusts; which
+    is why production uses ``PUBLIC_URL`` instead.
+    """
+    scheme = "wss" if request.url.scheme in ("https", "wss") else "ws"
+    return f"{scheme}://{request.url.netloc}{control_path}"
+
+
+class SoulMachinesTokenEndpoints:
+    """The handlers, holding the profile and the hook that records new sessions."""
+
+    def __init__(
+        self,
+        profile: SoulMachinesProfile,
+        *,
+        control_path: str = "/ws",
+        on_issued: IssuedHook | None = None,
+    ) -> None:
+        self.profile = profile
+        self.control_path = control_path
+        self.on_issued = on_issued
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/jwt", self.api_jwt, methods=["GET"]),
+            Route("/auth/authorize", self.authorize, methods=["GET", "POST"]),
+        ]
+
+    async def api_jwt(self, request: Request) -> Response:
+        return await self._issue(request, vendor_success_flag=False)
+
+    async def authorize(self, request: Request) -> Response:
+        return await self._issue(request, vendor_success_flag=True)
+
+    async def _issue(self, request: Request, *, vendor_success_flag: bool) -> Response:
+        try:
+            options = await self._options(request)
+            control_url = None
+            if self.profile.policy.control_url is None:
+                control_url = control_url_from_request(request, self.control_path)
+            issued = self.profile.mint(control_url=control_url, **options)
+        except BadRequest as exc:
+            return error_response(exc.status, exc.code, exc.detail)
+        except ClaimsError as exc:
+            return error_response(422, exc.code, str(exc))
+        except PolicyError as exc:
+            return error_response(422, exc.code, str(exc))
+        if self.on_issued is not None:
+            await self.on_issued(issued, request)
+        body: dict[str, Any] = {"success": True} if vendor_success_flag else {}
+        body.update(
+            url=issued.claims.session_server_url,
+            jwt=issued.jwt,
+            expires_at=issued.claims.expires_at,
+            session_id=issued.claims.session_id,
+        )
+        return token_response(body)
+
+    async def _options(self, request: Request) -> dict[str, Any]:
+        if request.method != "POST":
+            return {}
+        body = await read_json_object(request)
+        unknown = set(body) - _POST_FIELDS
+        if unknown:
+            raise BadRequest(
+                400,
+                "unknown_field",
+                f"unknown field(s) {sorted(unknown)}; expected claims, ttl_seconds",
+            )
+        options: dict[str, Any] = {}
+        if "claims" in body:
+            if not isinstance(body["claims"], dict):
+                raise BadRequest(400, "invalid_claims", "claims must be a JSON object")
+            options["custom_claims"] = body["claims"]
+        if "ttl_seconds" in body:
+            ttl = body["ttl_seconds"]
+            if isinstance(ttl, bool) or not isinstance(ttl, int):
+                raise BadRequest(400, "invalid_ttl", "ttl_seconds must be an integer")
+            options["ttl_seconds"] = ttl
+        return options

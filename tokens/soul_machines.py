@@ -1,0 +1,223 @@
+"""The Soul Machines profile: the JWT a Web SDK UI presents to the session
+server, whose ``sm-control`` points the video host (or, in development, the
+browser) at this server's control socket.
+
+Claims follow the vendor's documentation: ``iss`` = Studio keyName, ``iat``,
+``nbf`` (backdated for clock skew), ``exp``, ``sm-session-server``,
+``sm-control``, ``sm-control-via-browser``, optional
+``sm-control-cookie-header``, plus custom claims — always a fresh
+``session_id`` that lets the orchestrator find the session later.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from .claims import DEFAULT_MAX_CUSTOM_CLAIMS_BYTES, REGISTERED_CLAIMS, validate_custom_claims
+from .errors import InvalidClaimsError, PolicyError, WrongIssuerError
+from .jws import TokenCodec
+
+TYP = "sm-control+jwt"
+SESSION_CLAIM = "session_id"
+SM_PREFIX = "sm-"
+NBF_BACKDATE_SECONDS = 5
+DEFAULT_TTL_SECONDS = 30 * 60
+MIN_TTL_SECONDS = 60
+MAX_TTL_SECONDS = 24 * 60 * 60
+
+_SM_CLAIMS = frozenset(
+    {"sm-session-server", "sm-control", "sm-control-via-browser", "sm-control-cookie-header"}
+)
+
+
+def new_session_id() -> str:
+    """A fresh, unguessable session id (128 random bits, URL-safe)."""
+    return secrets.token_urlsafe(16)
+
+
+def normalise_session_server(value: str) -> str:
+    """``wss://dh.soulmachines.cloud/`` and ``dh.soulmachines.cloud`` both give the host."""
+    value = value.strip()
+    if "://" in value:
+        value = urlsplit(value).netloc
+    value = value.rstrip("/")
+    if not value or "/" in value or " " in value:
+        raise PolicyError(f"session server {value!r} is not a host name")
+    return value
+
+
+def check_control_url(url: str, *, production: bool) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise PolicyError(f"sm-control must be a ws:// or wss:// URL, not {url!r}")
+    if production and parts.scheme != "wss":
+        raise PolicyError("sm-control must use wss:// in production")
+    if parts.query or parts.fragment:
+        raise PolicyError("sm-control must not carry a query or fragment (the token is appended)")
+    return url
+
+
+@dataclass(frozen=True)
+class SoulMachinesPolicy:
+    """What this deployment puts into every Soul Machines token."""
+
+    session_server: str
+    control_url: str | None = None
+    control_via_browser: bool = False
+    production: bool = False
+    ttl_seconds: int = DEFAULT_TTL_SECONDS
+    control_cookie_name: str | None = None
+    max_custom_claims_bytes: int = DEFAULT_MAX_CUSTOM_CLAIMS_BYTES
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "session_server", normalise_session_server(self.session_server))
+        if self.control_via_browser and self.production:
+            raise PolicyError(
+                "sm-control-via-browser is for development only: refusing it in production "
+                "(CONTROL_VIA_BROWSER=true together with PRODUCTION_PERSONA=true)"
+            )
+        if not MIN_TTL_SECONDS <= self.ttl_seconds <= MAX_TTL_SECONDS:
+            raise PolicyError(
+                f"token lifetime must be between {MIN_TTL_SECONDS} and {MAX_TTL_SECONDS} "
+                f"seconds, not {self.ttl_seconds}"
+            )
+        if self.control_url is not None:
+            check_control_url(self.control_url, production=self.production)
+        if self.control_cookie_name is not None and not _is_cookie_name(self.control_cookie_name):
+            raise PolicyError(f"{self.control_cookie_name!r} is not a valid cookie name")
+
+    @property
+    def session_server_url(self) -> str:
+        return f"wss://{self.session_server}"
+
+
+def _is_cookie_name(name: str) -> bool:
+    return bool(name) and all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in name)
+
+
+@dataclass(frozen=True)
+class SoulMachinesClaims:
+    """A verified Soul Machines token's claims, typed."""
+
+    issuer: str
+    issued_at: int
+    not_before: int
+    expires_at: int
+    session_server: str
+    control_url: str | None
+    control_via_browser: bool
+    cookie_header: str | None
+    session_id: str
+    custom: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def session_server_url(self) -> str:
+        return f"wss://{self.session_server}"
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> SoulMachinesClaims:
+        def typed(name: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
+            value = payload.get(name)
+            if value is None and optional:
+                return None
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise InvalidClaimsError(f"claim {name!r} is missing or has the wrong type")
+            return value
+
+        custom = {
+            name: value
+            for name, value in payload.items()
+            if name not in REGISTERED_CLAIMS and name not in _SM_CLAIMS and name != SESSION_CLAIM
+        }
+        return cls(
+            issuer=typed("iss", str),
+            issued_at=typed("iat", int),
+            not_before=typed("nbf", int),
+            expires_at=typed("exp", int),
+            session_server=typed("sm-session-server", str),
+            control_url=typed("sm-control", str, optional=True),
+            control_via_browser=bool(typed("sm-control-via-browser", bool, optional=True)),
+            cookie_header=typed("sm-control-cookie-header", str, optional=True),
+            session_id=typed(SESSION_CLAIM, str),
+            custom=custom,
+        )
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A freshly minted token and what it says."""
+
+    jwt: str
+    claims: SoulMachinesClaims
+
+
+class SoulMachinesProfile:
+    """Mint and verify Soul Machines tokens under one policy and keyring."""
+
+    typ = TYP
+
+    def __init__(self, codec: TokenCodec, policy: SoulMachinesPolicy) -> None:
+        self.codec = codec
+        self.policy = policy
+
+    def mint(
+        self,
+        *,
+        custom_claims: Mapping[str, Any] | None = None,
+        control_url: str | None = None,
+        ttl_seconds: int | None = None,
+    ) -> IssuedToken:
+        """A token for a new session.
+
+        ``control_url`` is used when the policy has none fixed (development,
+        derived from the request); ``ttl_seconds`` may shorten the lifetime,
+        never lengthen it past the policy's.
+        """
+        policy = self.policy
+        custom = validate_custom_claims(
+            custom_claims,
+            reserved=_SM_CLAIMS | {SESSION_CLAIM},
+            reserved_prefixes=(SM_PREFIX,),
+            max_bytes=policy.max_custom_claims_bytes,
+        )
+        control = policy.control_url or control_url
+        if control is None:
+            raise PolicyError("no sm-control URL: set PUBLIC_URL (or ORCHESTRATION_SERVER)")
+        check_control_url(control, production=policy.production)
+        ttl = policy.ttl_seconds if ttl_seconds is None else ttl_seconds
+        if not MIN_TTL_SECONDS <= ttl <= policy.ttl_seconds:
+            raise PolicyError(
+                f"requested lifetime must be between {MIN_TTL_SECONDS} and "
+                f"{policy.ttl_seconds} seconds"
+            )
+        now = self.codec.now()
+        session_id = new_session_id()
+        payload: dict[str, Any] = {
+            "iss": self.codec.keyring.active.kid,
+            "iat": now,
+            "nbf": now - NBF_BACKDATE_SECONDS,
+            "exp": now + ttl,
+            "sm-session-server": policy.session_server,
+            "sm-control": control,
+            "sm-control-via-browser": policy.control_via_browser,
+        }
+        if policy.control_cookie_name:
+            payload["sm-control-cookie-header"] = f"{policy.control_cookie_name}={session_id}"
+        payload[SESSION_CLAIM] = session_id
+        payload.update(custom)
+        token = self.codec.encode(payload, TYP)
+        return IssuedToken(jwt=token, claims=SoulMachinesClaims.from_payload(payload))
+
+    def verify(self, token: str) -> SoulMachinesClaims:
+        """The typed claims of a valid token, or a typed ``InvalidTokenError``."""
+        decoded = self.codec.decode(token, TYP, required=("iss", "iat", "nbf", "exp"))
+        claims = SoulMachinesClaims.from_payload(decoded.claims)
+        if claims.issuer != decoded.key.kid:
+            raise WrongIssuerError(f"issuer {claims.issuer!r} does not match the signing key")
+        if claims.control_via_browser and self.policy.production:
+            raise InvalidClaimsError("sm-control-via-browser tokens are refused in production")
+        return claims
