@@ -9,13 +9,20 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
+from starlette.routing import WebSocketRoute
 
 from tokens import IssuedToken, SoulMachinesProfile, TokenCodec
 from tokens.routes import SoulMachinesTokenEndpoints
 
 from . import health
+from .control import CLOSE_GOING_AWAY, ControlOptions, ControlServices
+from .control_auth import ControlAuthenticator, session_from_claims
+from .control_endpoint import ControlEndpoint
+from .events import EventHub, SessionEvent
+from .handlers import load_handler
 from .logs import get_logger
 from .settings import CONTROL_PATH, Settings
+from .store import MemoryStore, SessionStore
 
 log = get_logger("orchestrator.app")
 
@@ -25,9 +32,35 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings if settings is not None else Settings.from_env()
     codec = TokenCodec(settings.keyring)
     sm_profile = SoulMachinesProfile(codec, settings.sm_policy())
+    store: SessionStore = MemoryStore()
+    events = EventHub()
+    services = ControlServices(
+        store=store,
+        events=events,
+        options=ControlOptions(
+            handler=load_handler(settings.conversation_handler),
+            handler_timeout_seconds=settings.handler_timeout_seconds,
+            apology=settings.handler_apology,
+            max_frame_bytes=settings.control_max_frame_bytes,
+            max_frames_per_second=settings.control_max_frames_per_second,
+            burst_frames=settings.control_max_frames_per_second * 4,
+            send_timeout_seconds=settings.control_send_timeout_seconds,
+            transaction_timeout_seconds=settings.transaction_timeout_seconds,
+        ),
+    )
+    authenticator = ControlAuthenticator(
+        sm_profile,
+        store,
+        cookie_name=settings.control_cookie_name,
+        allow_unauthenticated=settings.allow_unauthenticated_control,
+    )
+    control_endpoint = ControlEndpoint(authenticator, services)
 
     async def on_issued(issued: IssuedToken, _request: Request) -> None:
-        log.info("token issued", profile="soul-machines", session_id=issued.claims.session_id)
+        session = session_from_claims(issued.claims)
+        await store.create(session)
+        await events.publish(SessionEvent(session.id, "issued", {}))
+        log.info("token issued", profile="soul-machines", session_id=session.id)
 
     sm_endpoints = SoulMachinesTokenEndpoints(
         sm_profile, control_path=CONTROL_PATH, on_issued=on_issued
@@ -51,7 +84,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "JWT_PUBLIC_KEY and JWT_PRIVATE_KEY"
             )
         yield
-        log.info("orchestrator stopped")
+        live = services.live.all()
+        await services.live.close_all(CLOSE_GOING_AWAY, "server shutting down")
+        for connection in live:
+            await connection.persist()
+        await store.close()
+        log.info("orchestrator stopped", closed_sockets=len(live))
 
     middleware = []
     origin_regex = settings.cors_origin_regex()
@@ -66,10 +104,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         )
     app = Starlette(
-        routes=[*health.routes, *sm_endpoints.routes()],
+        routes=[
+            *health.routes,
+            *sm_endpoints.routes(),
+            WebSocketRoute(CONTROL_PATH, control_endpoint.handle),
+            # The vendor's ORCHESTRATION_SERVER=host gives sm-control wss://host/.
+            WebSocketRoute("/", control_endpoint.handle),
+        ],
         middleware=middleware,
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.sm_profile = sm_profile
+    app.state.store = store
+    app.state.services = services
     return app

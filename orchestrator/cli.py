@@ -136,6 +136,35 @@ def cmd_token_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .simulate import interactive_lines, run_simulation
+
+    interactive = args.script is None and sys.stdin.isatty()
+
+    def prompt() -> None:
+        print("you> ", end="", flush=True)
+
+    if args.script is not None:
+        with open(args.script, encoding="utf-8") as script:
+            lines: list[str] = script.readlines()
+        source: Any = lines
+    else:
+        source = interactive_lines()
+    return asyncio.run(
+        run_simulation(
+            base_url=args.url,
+            token=args.token,
+            control_url=args.control_url,
+            lines=source,
+            out=sys.stdout,
+            prompt=prompt if interactive else None,
+            settle=args.settle,
+        )
+    )
+
+
 def cmd_keygen(_args: argparse.Namespace) -> int:
     print(generate_secret())
     return 0
@@ -172,6 +201,20 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = token_sub.add_parser("inspect", help="decode and verify a token ('-' reads stdin)")
     inspect.add_argument("token")
     inspect.set_defaults(func=cmd_token_inspect)
+
+    simulate = sub.add_parser(
+        "simulate", help="play the Soul Machines video host against a running server"
+    )
+    simulate.add_argument(
+        "--url", default="http://127.0.0.1:8080", help="server base URL (token from /api/jwt)"
+    )
+    simulate.add_argument("--token", help="use this token instead of fetching one")
+    simulate.add_argument("--control-url", help="connect here instead of the token's sm-control")
+    simulate.add_argument("--script", help="file of lines to say (default: read stdin)")
+    simulate.add_argument(
+        "--settle", type=float, default=0.3, help="seconds of quiet that end a reply"
+    )
+    simulate.set_defaults(func=cmd_simulate)
 
     keygen = sub.add_parser("keygen", help="print a strong random signing key")
     keygen.set_defaults(func=cmd_keygen)

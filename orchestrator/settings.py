@@ -29,6 +29,8 @@ EPHEMERAL_KEY_NAME = "dev-ephemeral"
 # Set by `orchestrator serve` when it generated the development key, so every
 # worker process shares it and says so in its log.
 EPHEMERAL_FLAG = "ORCHESTRATOR_EPHEMERAL_KEY"
+DEFAULT_HANDLER = "orchestrator.default_handler:handle"
+DEFAULT_APOLOGY = "Sorry, something went wrong on my side. Could you say that again?"
 DEV_CORS_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "https://localhost:*")
 
 
@@ -55,6 +57,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not an integer") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
 
 
 def origin_pattern(origin: str) -> str:
@@ -98,6 +110,14 @@ class Settings:
     cors_origins: tuple[str, ...] = DEV_CORS_ORIGINS
     log_level: str = "info"
     log_json: bool = False
+    conversation_handler: str = DEFAULT_HANDLER
+    handler_timeout_seconds: float = 10.0
+    handler_apology: str = DEFAULT_APOLOGY
+    allow_unauthenticated_control: bool = False
+    control_max_frame_bytes: int = 64 * 1024
+    control_max_frames_per_second: float = 50.0
+    control_send_timeout_seconds: float = 10.0
+    transaction_timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.production:
@@ -110,10 +130,21 @@ class Settings:
                     "production needs this server's public address: set PUBLIC_URL "
                     "(or the vendor's ORCHESTRATION_SERVER)"
                 )
+            if self.allow_unauthenticated_control:
+                raise SettingsError(
+                    "ALLOW_UNAUTHENTICATED_CONTROL is for local development only: "
+                    "refusing it in production"
+                )
             if "*" in self.cors_origins:
                 raise SettingsError(
                     "CORS_ORIGINS='*' is refused in production: list the UI origins"
                 )
+        if self.handler_timeout_seconds <= 0 or self.control_max_frames_per_second <= 0:
+            raise SettingsError(
+                "HANDLER_TIMEOUT_SECONDS and CONTROL_MAX_FRAMES_PER_SECOND must be > 0"
+            )
+        if self.control_max_frame_bytes < 1024:
+            raise SettingsError("CONTROL_MAX_FRAME_BYTES must be at least 1024")
         try:
             self.sm_policy()
         except PolicyError as exc:
@@ -187,6 +218,12 @@ class Settings:
             cors_origins=cors or (() if production else DEV_CORS_ORIGINS),
             log_level=env.get("LOG_LEVEL", "info").strip().lower() or "info",
             log_json=log_format == "json",
+            conversation_handler=env.get("CONVERSATION_HANDLER", "").strip() or DEFAULT_HANDLER,
+            handler_timeout_seconds=_float(env, "HANDLER_TIMEOUT_SECONDS", 10.0),
+            handler_apology=env.get("HANDLER_APOLOGY", "").strip() or DEFAULT_APOLOGY,
+            allow_unauthenticated_control=_bool(env, "ALLOW_UNAUTHENTICATED_CONTROL"),
+            control_max_frame_bytes=_int(env, "CONTROL_MAX_FRAME_BYTES", 64 * 1024),
+            control_max_frames_per_second=_float(env, "CONTROL_MAX_FRAMES_PER_SECOND", 50.0),
         )
 
 

@@ -1,0 +1,153 @@
+"""The session: what UI, backend and the live DP conversation share.
+
+A session exists from the moment its token is issued (``issued``), becomes
+``connected`` while a control socket is live, and ``ended`` when it closes
+(a host may reconnect with the same token until the token expires, unless the
+session was terminated through the API).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+DEFAULT_TRANSCRIPT_TURNS = 200
+DEFAULT_EVENT_LOG = 50
+
+
+class SessionStatus(StrEnum):
+    ISSUED = "issued"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+@dataclass(slots=True)
+class Turn:
+    """One line of the transcript: who said what, when."""
+
+    role: str  # "user" | "dp"
+    text: str
+    at: float
+    fallback: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"role": self.role, "text": self.text, "at": self.at}
+        if self.fallback:
+            data["fallback"] = True
+        return data
+
+
+@dataclass(slots=True)
+class Session:
+    """One DP session as this server knows it."""
+
+    id: str
+    issuer: str
+    expires_at: int
+    claims: dict[str, Any] = field(default_factory=dict)
+    status: SessionStatus = SessionStatus.ISSUED
+    terminated: bool = False
+    created_at: float = field(default_factory=time.time)
+    connected_at: float | None = None
+    ended_at: float | None = None
+    last_activity_at: float | None = None
+    dp_session_id: str | None = None
+    dp_session_state: str | None = None
+    user_info: str | None = None
+    key_name: str | None = None
+    persona_id: str = "1"
+    variables: dict[str, Any] = field(default_factory=dict)
+    speech_state: str = "idle"
+    recognizing: bool = False
+    last_user_transcript: str | None = None
+    transcript: deque[Turn] = field(default_factory=lambda: deque(maxlen=DEFAULT_TRANSCRIPT_TURNS))
+    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=DEFAULT_EVENT_LOG))
+    turns: int = 0
+    frames_in: int = 0
+    frames_out: int = 0
+    bad_frames: int = 0
+
+    def add_turn(self, role: str, text: str, *, fallback: bool = False) -> Turn:
+        turn = Turn(role=role, text=text, at=time.time(), fallback=fallback)
+        self.transcript.append(turn)
+        return turn
+
+    def is_expired(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.expires_at
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public JSON view (what the sessions API and SSE show)."""
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "terminated": self.terminated,
+            "issuer": self.issuer,
+            "expires_at": self.expires_at,
+            "claims": self.claims,
+            "created_at": self.created_at,
+            "connected_at": self.connected_at,
+            "ended_at": self.ended_at,
+            "last_activity_at": self.last_activity_at,
+            "dp_session_id": self.dp_session_id,
+            "dp_session_state": self.dp_session_state,
+            "user_info": self.user_info,
+            "key_name": self.key_name,
+            "persona_id": self.persona_id,
+            "variables": self.variables,
+            "speech_state": self.speech_state,
+            "recognizing": self.recognizing,
+            "last_user_transcript": self.last_user_transcript,
+            "transcript": [turn.to_dict() for turn in self.transcript],
+            "events": list(self.events),
+            "counters": {
+                "turns": self.turns,
+                "frames_in": self.frames_in,
+                "frames_out": self.frames_out,
+                "bad_frames": self.bad_frames,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Session:
+        """Rebuild from ``to_dict()`` output (the store's serialised form)."""
+        counters = data.get("counters", {})
+        session = cls(
+            id=data["id"],
+            issuer=data["issuer"],
+            expires_at=int(data["expires_at"]),
+            claims=dict(data.get("claims", {})),
+            status=SessionStatus(data.get("status", "issued")),
+            terminated=bool(data.get("terminated", False)),
+            created_at=float(data.get("created_at", time.time())),
+            connected_at=data.get("connected_at"),
+            ended_at=data.get("ended_at"),
+            last_activity_at=data.get("last_activity_at"),
+            dp_session_id=data.get("dp_session_id"),
+            dp_session_state=data.get("dp_session_state"),
+            user_info=data.get("user_info"),
+            key_name=data.get("key_name"),
+            persona_id=str(data.get("persona_id", "1")),
+            variables=dict(data.get("variables", {})),
+            speech_state=str(data.get("speech_state", "idle")),
+            recognizing=bool(data.get("recognizing", False)),
+            last_user_transcript=data.get("last_user_transcript"),
+            turns=int(counters.get("turns", 0)),
+            frames_in=int(counters.get("frames_in", 0)),
+            frames_out=int(counters.get("frames_out", 0)),
+            bad_frames=int(counters.get("bad_frames", 0)),
+        )
+        for turn in data.get("transcript", []):
+            session.transcript.append(
+                Turn(
+                    role=turn["role"],
+                    text=turn["text"],
+                    at=float(turn["at"]),
+                    fallback=bool(turn.get("fallback", False)),
+                )
+            )
+        session.events.extend(data.get("events", []))
+        return session

@@ -1,0 +1,269 @@
+"""A stand-in for the Soul Machines video host, for trying a handler without
+an account: ``orchestrator simulate``.
+
+It gets a token from ``/api/jwt`` (or takes one), opens the control socket
+named by the token's ``sm-control`` exactly as the host does
+(``?access_token=``), sends the initial ``state`` with a DP session, the
+``init`` request, then each typed (or scripted) line as ``recognizeResults``
+plus ``conversationRequest``. It answers the server's requests like the DP
+(a ``response`` with ``status: 0``, and ``speaking``/``idle`` state events
+around speech) and prints what the digital person says.
+
+Script files: one utterance per line; ``#`` starts a comment; ``/sleep S``
+pauses; ``/raw {json}`` sends a frame as is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import sys
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+from urllib.request import Request, urlopen
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from tokens.jws import read_unverified_claims
+
+from . import protocol
+
+_CARD_MARKER = re.compile(r"@showcards\(([^)]*)\)")
+
+
+def fetch_token(base_url: str, timeout: float = 10.0) -> dict[str, Any]:
+    """``GET {base_url}/api/jwt`` -> ``{"url", "jwt", ...}``."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"--url must be http(s)://, not {base_url!r}")
+    request = Request(base_url.rstrip("/") + "/api/jwt", headers={"Accept": "application/json"})  # noqa: S310
+    with urlopen(request, timeout=timeout) as response:  # noqa: S310 (scheme checked above)
+        body: dict[str, Any] = json.loads(response.read())
+    return body
+
+
+@dataclass
+class DPMessage:
+    """One thing the server told the digital person to do."""
+
+    envelope: protocol.Envelope
+
+    def describe(self) -> str:
+        env = self.envelope
+        body = env.body
+        if env.name == "conversationResponse":
+            output = body.get("output", {})
+            text = output.get("text", "") if isinstance(output, dict) else ""
+            line = f"DP: {_CARD_MARKER.sub('', text).strip()}"
+            variables = body.get("variables") or {}
+            for card_id in _CARD_MARKER.findall(text):
+                card = variables.get(f"public-{card_id}", {})
+                component = card.get("component", "?") if isinstance(card, dict) else "?"
+                line += f"\n    [card {card_id}: {component}]"
+            if body.get("fallback"):
+                line += "\n    [fallback]"
+            return line
+        if env.name == "startSpeaking":
+            return f"DP (unprompted): {body.get('text', '')}"
+        if env.name == "stopSpeaking":
+            return "DP: (stops speaking)"
+        return f"<- {env.kind} {env.name} {json.dumps(dict(body))}"
+
+
+@dataclass
+class HostSimulator:
+    """The video host's side of one control socket."""
+
+    connection: ClientConnection
+    key_name: str | None = None
+    persona_id: int = 1
+    dp_session_id: str = field(default_factory=lambda: f"sim-{secrets.token_hex(6)}")
+    received: list[protocol.Envelope] = field(default_factory=list)
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls, control_url: str, token: str | None, *, open_timeout: float = 10.0
+    ) -> AsyncIterator[HostSimulator]:
+        url = control_url if token is None else f"{control_url}?access_token={token}"
+        key_name = None
+        if token is not None:
+            issuer = read_unverified_claims(token).get("iss")
+            key_name = issuer if isinstance(issuer, str) else None
+        async with websockets.connect(
+            url, open_timeout=open_timeout, max_size=2**20, ping_interval=None
+        ) as connection:
+            yield cls(connection, key_name=key_name)
+
+    async def send(self, envelope: protocol.Envelope) -> None:
+        await self.connection.send(envelope.to_json())
+
+    async def send_raw(self, frame: str | bytes) -> None:
+        await self.connection.send(frame)
+
+    async def start(self, *, settle: float = 0.3, within: float = 10.0) -> list[DPMessage]:
+        """The host's opening: the session ``state``, then the ``init`` request."""
+        meta: dict[str, Any] = {
+            "soulId": "simulator",
+            "sceneId": 1,
+            "server": "simulator",
+            "region": "local",
+            "headers": {"User-Agent": ["orchestrator-simulate"], "Accept-Language": ["en"]},
+        }
+        if self.key_name is not None:
+            meta["keyName"] = self.key_name
+        await self.send(
+            protocol.Envelope(
+                "event",
+                "state",
+                {
+                    "session": {
+                        "sessionId": self.dp_session_id,
+                        "state": "connected",
+                        "userInfo": "",
+                        "meta": meta,
+                    },
+                    "persona": {str(self.persona_id): {"speechState": "idle"}},
+                    "recognizing": False,
+                },
+            )
+        )
+        await self.send(self._request("", init=True))
+        return await self.collect(settle=settle, within=within)
+
+    async def say(self, text: str, *, settle: float = 0.3, within: float = 10.0) -> list[DPMessage]:
+        """The user says ``text``: speech recognition, then the conversation request."""
+        await self.send(
+            protocol.Envelope(
+                "event",
+                "recognizeResults",
+                {
+                    "status": 0,
+                    "results": [
+                        {"final": True, "alternatives": [{"confidence": 0.9, "transcript": text}]}
+                    ],
+                },
+            )
+        )
+        await self.send(self._request(text))
+        return await self.collect(settle=settle, within=within)
+
+    def _request(self, text: str, *, init: bool = False) -> protocol.Envelope:
+        body: dict[str, Any] = {
+            "personaId": self.persona_id,
+            "input": {"text": text},
+            "variables": {"Turn_Id": secrets.token_hex(4), "is_speaking": False},
+            "optionalArgs": {"kind": "init"} if init else {},
+        }
+        return protocol.Envelope("event", "conversationRequest", body)
+
+    async def collect(self, *, settle: float, within: float) -> list[DPMessage]:
+        """Read until a ``conversationResponse`` arrived and ``settle`` seconds pass quietly."""
+        messages: list[DPMessage] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        answered = False
+        while True:
+            remaining = deadline - loop.time()
+            wait = min(settle, remaining) if answered else remaining
+            if wait <= 0:
+                break
+            try:
+                frame = await asyncio.wait_for(self.connection.recv(), wait)
+            except TimeoutError:
+                break
+            envelope = protocol.parse_frame(frame)
+            self.received.append(envelope)
+            messages.append(DPMessage(envelope))
+            await self._act_like_the_dp(envelope)
+            if envelope.name in ("conversationResponse", "startSpeaking"):
+                answered = True
+        return messages
+
+    async def _act_like_the_dp(self, envelope: protocol.Envelope) -> None:
+        if envelope.kind != "request":
+            return
+        if envelope.transaction is not None:
+            await self.send(
+                protocol.Envelope("response", envelope.name, {}, envelope.transaction, status=0)
+            )
+        if envelope.name in ("conversationResponse", "startSpeaking"):
+            for speech_state in ("speaking", "idle"):
+                await self.send(
+                    protocol.Envelope(
+                        "event",
+                        "state",
+                        {"persona": {str(self.persona_id): {"speechState": speech_state}}},
+                    )
+                )
+
+
+def script_lines(lines: Iterable[str]) -> Iterable[str]:
+    for raw in lines:
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            yield line
+
+
+async def run_simulation(
+    *,
+    base_url: str,
+    token: str | None,
+    control_url: str | None,
+    lines: Iterable[str],
+    out: TextIO,
+    prompt: Callable[[], None] | None = None,
+    settle: float = 0.3,
+) -> int:
+    """The ``simulate`` command's body; returns the exit code."""
+    if token is None:
+        issued = await asyncio.to_thread(fetch_token, base_url)
+        token = str(issued["jwt"])
+    target = control_url or read_unverified_claims(token).get("sm-control")
+    if not isinstance(target, str):
+        print("the token has no sm-control URL; pass --control-url", file=out)
+        return 1
+    try:
+        async with HostSimulator.connect(target, token) as host:
+            print(f"connected to {target} (DP session {host.dp_session_id})", file=out)
+            for message in await host.start(settle=settle):
+                print(message.describe(), file=out)
+            if prompt is not None:
+                prompt()
+            pending = iter(script_lines(lines))
+            # Reading the next line in a thread keeps the socket served while a user types.
+            while (line := await asyncio.to_thread(next, pending, None)) is not None:
+                if line.startswith("/sleep"):
+                    await asyncio.sleep(float(line.split(maxsplit=1)[1]))
+                elif line.startswith("/raw "):
+                    await host.send_raw(line[5:])
+                    for message in await host.collect(settle=settle, within=settle):
+                        print(message.describe(), file=out)
+                else:
+                    print(f"you: {line}", file=out)
+                    for message in await host.say(line, settle=settle):
+                        print(message.describe(), file=out)
+                if prompt is not None:
+                    prompt()
+    except websockets.InvalidStatus as exc:
+        body = exc.response.body.decode("utf-8", "replace") if exc.response.body else ""
+        print(f"refused: HTTP {exc.response.status_code} {body}".strip(), file=out)
+        return 1
+    except websockets.ConnectionClosed as exc:
+        print(f"connection closed: {exc}", file=out)
+        return 1
+    except OSError as exc:
+        print(f"cannot connect: {exc}", file=out)
+        return 1
+    return 0
+
+
+def interactive_lines() -> Iterable[str]:
+    """Lines typed at the terminal until end of input."""
+    yield from sys.stdin
