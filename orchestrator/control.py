@@ -165,7 +165,7 @@ class ControlConnection:
             while not self._closing:
                 message = await self.websocket.receive()
                 if message["type"] == "websocket.disconnect":
-                    self.log.info("control socket closed by peer", code=message.get("code"))
+                    self.log.info("control socket closed", code=message.get("code"))
                     break
                 await self.on_frame(message.get("text"), message.get("bytes"))
         except WebSocketDisconnect:

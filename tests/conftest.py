@@ -22,3 +22,8 @@ def signing_key() -> SigningKey:
 @pytest.fixture
 def keyring(signing_key: SigningKey) -> Keyring:
     return Keyring(signing_key)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -1,0 +1,32 @@
+"""Conversation handlers that misbehave on purpose, for the control tests."""
+
+from __future__ import annotations
+
+import asyncio
+
+from orchestrator.handlers import Conversation, ConversationRequest, Reply
+
+
+async def explode(request: ConversationRequest, conversation: Conversation) -> Reply | None:
+    if request.is_init:
+        return Reply("ready")
+    raise RuntimeError("handler bug")
+
+
+async def dawdle(request: ConversationRequest, conversation: Conversation) -> Reply | None:
+    if request.is_init:
+        return Reply("ready")
+    await asyncio.sleep(30)
+    return Reply("too late")
+
+
+async def chatty(request: ConversationRequest, conversation: Conversation) -> Reply | None:
+    """Several responses in one turn, a variable, and speech control."""
+    await conversation.respond(Reply("one"), input_text=request.text)
+    await conversation.set_variables({"seen": request.text})
+    await conversation.speak("two", can_be_interrupted=False)
+    await conversation.stop_speaking()
+    return Reply("three", variables={"extra": 1})
+
+
+not_callable = 42

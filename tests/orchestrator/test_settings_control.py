@@ -1,0 +1,64 @@
+"""Settings for the control socket and the conversation handler."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.settings import DEFAULT_HANDLER, Settings, SettingsError
+from tests.conftest import random_secret
+
+PRODUCTION = {
+    "ORCHESTRATOR_ENV": "production",
+    "JWT_PUBLIC_KEY": "key",
+    "SESSION_SERVER": "dh.example.com",
+    "PUBLIC_URL": "https://orch.example.com",
+}
+
+
+def test_control_defaults() -> None:
+    """With no configuration: the built-in handler, 10 s timeout, 64 KiB frames, 50 frames/s."""
+    settings = Settings.from_env({}, env_file=None)
+    assert settings.conversation_handler == DEFAULT_HANDLER
+    assert settings.handler_timeout_seconds == 10.0
+    assert settings.control_max_frame_bytes == 64 * 1024
+    assert settings.control_max_frames_per_second == 50.0
+    assert settings.allow_unauthenticated_control is False
+
+
+def test_control_settings_are_read_from_the_environment() -> None:
+    """Each control variable is honoured."""
+    settings = Settings.from_env(
+        {
+            "CONVERSATION_HANDLER": "my.module:handler",
+            "HANDLER_TIMEOUT_SECONDS": "2.5",
+            "HANDLER_APOLOGY": "Sorry!",
+            "ALLOW_UNAUTHENTICATED_CONTROL": "true",
+            "CONTROL_MAX_FRAME_BYTES": "4096",
+            "CONTROL_MAX_FRAMES_PER_SECOND": "20",
+        },
+        env_file=None,
+    )
+    assert settings.conversation_handler == "my.module:handler"
+    assert settings.handler_timeout_seconds == 2.5
+    assert settings.handler_apology == "Sorry!"
+    assert settings.allow_unauthenticated_control is True
+    assert settings.control_max_frame_bytes == 4096
+    assert settings.control_max_frames_per_second == 20
+
+
+def test_unauthenticated_control_is_refused_in_production() -> None:
+    """ALLOW_UNAUTHENTICATED_CONTROL never applies in production: start-up refuses it."""
+    env = {**PRODUCTION, "JWT_PRIVATE_KEY": random_secret(), "ALLOW_UNAUTHENTICATED_CONTROL": "1"}
+    with pytest.raises(SettingsError, match="ALLOW_UNAUTHENTICATED_CONTROL"):
+        Settings.from_env(env, env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("HANDLER_TIMEOUT_SECONDS", "0"), ("HANDLER_TIMEOUT_SECONDS", "soon"),
+     ("CONTROL_MAX_FRAME_BYTES", "10")],
+)  # fmt: skip
+def test_bad_control_values_are_refused(name: str, value: str) -> None:
+    """Nonsense limits are a start-up error naming the variable."""
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value}, env_file=None)
