@@ -15,12 +15,14 @@ from tokens import IssuedToken, SoulMachinesProfile, TokenCodec
 from tokens.routes import SoulMachinesTokenEndpoints
 
 from . import health
+from .commands import LocalRouter
 from .control import CLOSE_GOING_AWAY, ControlOptions, ControlServices
 from .control_auth import ControlAuthenticator, session_from_claims
 from .control_endpoint import ControlEndpoint
 from .events import EventHub, SessionEvent
 from .handlers import load_handler
 from .logs import get_logger
+from .sessions_api import SessionsApi
 from .settings import CONTROL_PATH, Settings
 from .store import MemoryStore, SessionStore
 
@@ -32,7 +34,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings if settings is not None else Settings.from_env()
     codec = TokenCodec(settings.keyring)
     sm_profile = SoulMachinesProfile(codec, settings.sm_policy())
-    store: SessionStore = MemoryStore()
+    store: SessionStore = MemoryStore(grace_seconds=settings.session_grace_seconds)
     events = EventHub()
     services = ControlServices(
         store=store,
@@ -55,6 +57,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         allow_unauthenticated=settings.allow_unauthenticated_control,
     )
     control_endpoint = ControlEndpoint(authenticator, services)
+    sessions_api = SessionsApi(
+        store=store,
+        router=LocalRouter(services.live),
+        events=events,
+        profile=sm_profile,
+        api_keys=settings.api_keys,
+    )
 
     async def on_issued(issued: IssuedToken, _request: Request) -> None:
         session = session_from_claims(issued.claims)
@@ -107,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             *health.routes,
             *sm_endpoints.routes(),
+            *sessions_api.routes(),
             WebSocketRoute(CONTROL_PATH, control_endpoint.handle),
             # The vendor's ORCHESTRATION_SERVER=host gives sm-control wss://host/.
             WebSocketRoute("/", control_endpoint.handle),

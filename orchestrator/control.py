@@ -23,7 +23,7 @@ from .events import EventHub, SessionEvent
 from .handlers import ConversationRequest, Handler, Reply
 from .logs import get_logger
 from .ratelimit import TokenBucket
-from .sessions import Session
+from .sessions import Session, apply_merge_patch
 from .store import SessionStore
 from .transactions import PendingRequest, PendingRequests
 
@@ -121,7 +121,11 @@ class ControlConnection:
         await self.send_request(protocol.stop_speaking(persona_id=self._session.persona_id))
 
     async def set_variables(self, variables: Mapping[str, Any]) -> None:
-        self._session.variables.update(variables)
+        await self.patch_variables(variables)
+
+    async def patch_variables(self, patch: Mapping[str, Any]) -> None:
+        """Merge ``patch`` into the shared variables (``None`` removes a name)."""
+        apply_merge_patch(self._session.variables, patch)
         await self.publish("variables", {"variables": dict(self._session.variables)})
         await self.persist()
 

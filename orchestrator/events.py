@@ -39,6 +39,9 @@ class EventHub:
     async def publish(self, event: SessionEvent) -> None:
         self.deliver(event)
 
+    async def publish_event(self, session_id: str, event_type: str, data: dict[str, Any]) -> None:
+        await self.publish(SessionEvent(session_id, event_type, data))
+
     def deliver(self, event: SessionEvent) -> None:
         for queue in self._subscribers.get(event.session_id, ()):
             if queue.full():

@@ -19,6 +19,15 @@ DEFAULT_TRANSCRIPT_TURNS = 200
 DEFAULT_EVENT_LOG = 50
 
 
+def apply_merge_patch(variables: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """RFC 7396 at the top level: ``null`` removes a variable, anything else sets it."""
+    for name, value in patch.items():
+        if value is None:
+            variables.pop(name, None)
+        else:
+            variables[name] = value
+
+
 class SessionStatus(StrEnum):
     ISSUED = "issued"
     CONNECTED = "connected"

@@ -29,6 +29,7 @@ EPHEMERAL_KEY_NAME = "dev-ephemeral"
 # Set by `orchestrator serve` when it generated the development key, so every
 # worker process shares it and says so in its log.
 EPHEMERAL_FLAG = "ORCHESTRATOR_EPHEMERAL_KEY"
+MIN_API_KEY_BYTES = 32
 DEFAULT_HANDLER = "orchestrator.default_handler:handle"
 DEFAULT_APOLOGY = "Sorry, something went wrong on my side. Could you say that again?"
 DEV_CORS_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "https://localhost:*")
@@ -118,6 +119,8 @@ class Settings:
     control_max_frames_per_second: float = 50.0
     control_send_timeout_seconds: float = 10.0
     transaction_timeout_seconds: float = 10.0
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    session_grace_seconds: int = 15 * 60
 
     def __post_init__(self) -> None:
         if self.production:
@@ -138,6 +141,12 @@ class Settings:
             if "*" in self.cors_origins:
                 raise SettingsError(
                     "CORS_ORIGINS='*' is refused in production: list the UI origins"
+                )
+        for key in self.api_keys:
+            if len(key.encode()) < MIN_API_KEY_BYTES:
+                raise SettingsError(
+                    f"ORCHESTRATOR_API_KEY entries must be at least {MIN_API_KEY_BYTES} bytes "
+                    "(generate one with `orchestrator keygen`)"
                 )
         if self.handler_timeout_seconds <= 0 or self.control_max_frames_per_second <= 0:
             raise SettingsError(
@@ -172,11 +181,12 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Secret values, for the log redactor; never log these."""
-        return tuple(
+        keys = tuple(
             key.secret.decode("utf-8", "replace")
             for kid in self.keyring.kids
             if (key := self.keyring.get(kid)) is not None
         )
+        return keys + self.api_keys
 
     @classmethod
     def from_env(
@@ -224,6 +234,10 @@ class Settings:
             allow_unauthenticated_control=_bool(env, "ALLOW_UNAUTHENTICATED_CONTROL"),
             control_max_frame_bytes=_int(env, "CONTROL_MAX_FRAME_BYTES", 64 * 1024),
             control_max_frames_per_second=_float(env, "CONTROL_MAX_FRAMES_PER_SECOND", 50.0),
+            session_grace_seconds=_int(env, "SESSION_TTL_SECONDS", 15 * 60),
+            api_keys=tuple(
+                k.strip() for k in env.get("ORCHESTRATOR_API_KEY", "").split(",") if k.strip()
+            ),
         )
 
 

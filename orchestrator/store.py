@@ -87,3 +87,7 @@ class MemoryStore:
 
     async def close(self) -> None:
         """Nothing to release; the records stay readable until the process ends."""
+
+
+class StoreUnavailable(Exception):
+    """The shared store cannot be reached (the API answers 503)."""

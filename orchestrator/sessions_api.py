@@ -1,0 +1,271 @@
+"""The sessions API: the UI and the backend read and steer one session.
+
+Auth: the UI presents the very token it got from ``/api/jwt`` (``Bearer``) and
+may touch only its own session; the backend presents ``ORCHESTRATOR_API_KEY``
+and may touch all. ``GET /sessions/{id}/events`` also takes the token as
+``?access_token=`` because a browser's EventSource cannot set headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tokens import InvalidTokenError, SoulMachinesProfile
+from tokens.http import BadRequest, error_response, read_json_object
+
+from .commands import CommandFailed, CommandRouter, SessionNotLive
+from .control_auth import presented_token
+from .events import EventHub
+from .sessions import Session, SessionStatus, apply_merge_patch
+from .store import SessionStore, StoreUnavailable
+
+MAX_TEXT_CHARS = 4000
+MAX_VARIABLES_BYTES = 64 * 1024
+KEEPALIVE_SECONDS = 15.0
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the backend (all sessions) or one session's UI."""
+
+    backend: bool
+    session_id: str | None = None
+
+    def may_touch(self, session_id: str) -> bool:
+        return self.backend or (
+            self.session_id is not None and hmac.compare_digest(self.session_id, session_id)
+        )
+
+
+class SessionsApi:
+    def __init__(
+        self,
+        *,
+        store: SessionStore,
+        router: CommandRouter,
+        events: EventHub,
+        profile: SoulMachinesProfile,
+        api_keys: tuple[str, ...],
+    ) -> None:
+        self.store = store
+        self.router = router
+        self.events = events
+        self.profile = profile
+        self.api_keys = tuple(key.encode() for key in api_keys)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/sessions", self._wrap(self.list_sessions), methods=["GET"]),
+            Route("/sessions/{session_id}", self._wrap(self.get_session), methods=["GET"]),
+            Route("/sessions/{session_id}", self._wrap(self.end_session), methods=["DELETE"]),
+            Route(
+                "/sessions/{session_id}/variables",
+                self._wrap(self.patch_variables),
+                methods=["PATCH"],
+            ),
+            Route("/sessions/{session_id}/speak", self._wrap(self.speak), methods=["POST"]),
+            Route(
+                "/sessions/{session_id}/stop-speaking",
+                self._wrap(self.stop_speaking),
+                methods=["POST"],
+            ),
+            Route("/sessions/{session_id}/send", self._wrap(self.send), methods=["POST"]),
+            Route("/sessions/{session_id}/events", self._wrap(self.follow), methods=["GET"]),
+        ]
+
+    # --- plumbing ------------------------------------------------------------------
+
+    def _wrap(
+        self, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+                return error_response(exc.status, exc.code, exc.detail, headers)
+            except BadRequest as exc:
+                return error_response(exc.status, exc.code, exc.detail)
+            except StoreUnavailable as exc:
+                return error_response(503, "store_unavailable", f"session store unreachable: {exc}")
+            except CommandFailed as exc:
+                return error_response(504, "instance_timeout", str(exc))
+
+        return endpoint
+
+    def caller(self, request: Request, *, query_token: bool = False) -> Caller:
+        token, source = presented_token(request)
+        if token is None:
+            raise ApiError(401, "no_credentials", "send Authorization: Bearer <token or API key>")
+        if source == "query" and not query_token:
+            raise ApiError(401, "no_credentials", "send the token as Authorization: Bearer")
+        presented = token.encode()
+        # Every configured key is compared, in constant time, whatever matches.
+        if any([hmac.compare_digest(presented, key) for key in self.api_keys]):
+            return Caller(backend=True)
+        try:
+            claims = self.profile.verify(token)
+        except InvalidTokenError as exc:
+            raise ApiError(401, exc.code, f"credentials refused: {exc}") from None
+        return Caller(backend=False, session_id=claims.session_id)
+
+    async def session_for(self, request: Request, *, query_token: bool = False) -> Session:
+        caller = self.caller(request, query_token=query_token)
+        session_id = request.path_params["session_id"]
+        if not caller.may_touch(session_id):
+            raise ApiError(403, "forbidden", "this token is for another session")
+        session = await self.store.get(session_id)
+        if session is None:
+            raise ApiError(404, "not_found", "no such session (unknown or expired)")
+        return session
+
+    async def command(self, session: Session, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        if session.terminated:
+            raise ApiError(409, "session_ended", "the session was ended")
+        try:
+            return await self.router.run(session.id, op, args)
+        except SessionNotLive:
+            raise ApiError(
+                409, "not_connected", f"no live control socket for this session ({session.status})"
+            ) from None
+
+    # --- endpoints -----------------------------------------------------------------
+
+    async def list_sessions(self, request: Request) -> Response:
+        if not self.caller(request).backend:
+            raise ApiError(403, "forbidden", "listing sessions needs the backend API key")
+        sessions = await self.store.list()
+        return JSONResponse({"sessions": [summary(s) for s in sessions]})
+
+    async def get_session(self, request: Request) -> Response:
+        session = await self.session_for(request)
+        return JSONResponse(session.to_dict())
+
+    async def end_session(self, request: Request) -> Response:
+        session = await self.session_for(request)
+        if session.terminated:
+            return JSONResponse({"id": session.id, "status": "ended"})
+        try:
+            await self.router.run(session.id, "terminate", {})
+        except SessionNotLive:
+            session.terminated = True
+            if session.status is SessionStatus.CONNECTED:
+                session.status = SessionStatus.ENDED
+            await self.store.save(session)
+        await self.events.publish_event(session.id, "terminated", {})
+        return JSONResponse({"id": session.id, "status": "ended"})
+
+    async def patch_variables(self, request: Request) -> Response:
+        session = await self.session_for(request)
+        # The body is a JSON merge patch (RFC 7396) of the variables: null removes one.
+        variables = await read_json_object(request)
+        if len(json.dumps(variables)) > MAX_VARIABLES_BYTES:
+            raise BadRequest(413, "too_large", f"variables exceed {MAX_VARIABLES_BYTES} bytes")
+        if session.terminated:
+            raise ApiError(409, "session_ended", "the session was ended")
+        try:
+            result = await self.router.run(session.id, "set_variables", {"patch": variables})
+        except SessionNotLive:
+            # Nobody holds the socket: change the record; the next connection sends them.
+            apply_merge_patch(session.variables, variables)
+            await self.store.save(session)
+            await self.events.publish_event(
+                session.id, "variables", {"variables": session.variables}
+            )
+            result = {"variables": session.variables}
+        return JSONResponse(result)
+
+    async def speak(self, request: Request) -> Response:
+        session = await self.session_for(request)
+        body = await read_json_object(request)
+        text = _text(body)
+        interruptible = body.get("can_be_interrupted", True)
+        if not isinstance(interruptible, bool):
+            raise BadRequest(400, "invalid_body", "can_be_interrupted must be true or false")
+        result = await self.command(
+            session, "speak", {"text": text, "can_be_interrupted": interruptible}
+        )
+        return JSONResponse(result, status_code=202)
+
+    async def stop_speaking(self, request: Request) -> Response:
+        session = await self.session_for(request)
+        return JSONResponse(await self.command(session, "stop_speaking", {}), status_code=202)
+
+    async def send(self, request: Request) -> Response:
+        session = await self.session_for(request)
+        body = await read_json_object(request)
+        text = _text(body)
+        variables = body.get("variables", {})
+        if variables is None:
+            variables = {}
+        fallback = body.get("fallback", False)
+        if not isinstance(variables, dict) or not isinstance(fallback, bool):
+            raise BadRequest(400, "invalid_body", "variables must be an object, fallback a bool")
+        args = {"text": text, "variables": variables, "fallback": fallback}
+        return JSONResponse(await self.command(session, "send", args), status_code=202)
+
+    async def follow(self, request: Request) -> Response:
+        session = await self.session_for(request, query_token=True)
+        return StreamingResponse(
+            self._stream(session),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def _stream(self, session: Session) -> AsyncIterator[str]:
+        async with self.events.subscribe(session.id) as queue:
+            fresh = await self.store.get(session.id)
+            yield sse("snapshot", (fresh or session).to_dict())
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield ": keepalive\n\n"
+                    continue
+                yield sse(event.type, event.to_dict())
+                if event.type == "terminated":
+                    return
+
+
+def _text(body: dict[str, Any]) -> str:
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise BadRequest(400, "invalid_body", "text must be a non-empty string")
+    if len(text) > MAX_TEXT_CHARS:
+        raise BadRequest(413, "too_large", f"text exceeds {MAX_TEXT_CHARS} characters")
+    return text
+
+
+def sse(event: str, data: Any) -> str:
+    """One Server-Sent Event; the JSON payload has no raw newlines."""
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def summary(session: Session) -> dict[str, Any]:
+    return {
+        "id": session.id,
+        "status": session.status.value,
+        "terminated": session.terminated,
+        "dp_session_id": session.dp_session_id,
+        "created_at": session.created_at,
+        "connected_at": session.connected_at,
+        "ended_at": session.ended_at,
+        "expires_at": session.expires_at,
+        "speech_state": session.speech_state,
+        "turns": session.turns,
+    }
