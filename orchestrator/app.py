@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,7 +28,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     sm_profile = SoulMachinesProfile(codec, settings.sm_policy())
 
     async def on_issued(issued: IssuedToken, _request: Request) -> None:
-        log.info("token issued", profile="soul-machines", session_id=issued.claims.session_id)
+        # Checked first: a filtered-out structlog call still runs its processor chain.
+        if log.isEnabledFor(logging.INFO):
+            log.info("token issued", profile="soul-machines", session_id=issued.claims.session_id)
 
     sm_endpoints = SoulMachinesTokenEndpoints(
         sm_profile, control_path=CONTROL_PATH, on_issued=on_issued
