@@ -1,21 +1,28 @@
 """HS256 compact JWS for every profile: one signer, a distinct ``typ`` each.
 
-Signing and signature checking are PyJWT's; this module adds what the profiles
-share: ``kid`` lookup in the keyring, the HS256-only allow-list, the ``typ``
-check (RFC 8725 §3.11) that keeps one profile's tokens out of another, and
-time checks against an injectable clock so the error says exactly what is
-wrong.
+Signature checking is PyJWT's, and signing yields PyJWT's exact bytes with
+the standard library (a hot path: see ``TokenCodec.encode``); this module
+adds what the profiles share: ``kid`` lookup in the keyring, the HS256-only
+allow-list, the ``typ`` check (RFC 8725 §3.11) that keeps one profile's
+tokens out of another, and time checks against an injectable clock so the
+error says exactly what is wrong.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import time
+from calendar import timegm
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import jwt
+from jwt.algorithms import HMACAlgorithm
 
 from .errors import (
     BadSignatureError,
@@ -71,6 +78,11 @@ class _StrictPyJWT(jwt.PyJWT):
 
 
 _pyjwt = _StrictPyJWT()
+_HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def read_unverified_header(token: str) -> dict[str, Any]:
@@ -113,19 +125,44 @@ class TokenCodec:
         self.keyring = keyring
         self.leeway_seconds = leeway_seconds
         self.clock = clock
+        self._header_segments: dict[tuple[SigningKey, str], bytes] = {}
 
     def now(self) -> int:
         return int(self.clock())
 
     def encode(self, claims: Mapping[str, Any], typ: str) -> str:
-        """Sign ``claims`` with the active key, header ``{alg, typ, kid}``."""
+        """Sign ``claims`` with the active key, header ``{alg, kid, typ}``.
+
+        The bytes are exactly those of PyJWT's ``jwt.encode(dict(claims), secret,
+        algorithm="HS256", headers={"typ": typ, "kid": kid})`` (pinned by
+        tests/tokens/test_jws_encode.py), without its per-call overhead: the
+        header segment is built, and the secret put through PyJWT's own HMAC
+        key checks, once per key and ``typ``; then it is one ``json.dumps``,
+        base64url and HMAC-SHA256.
+        """
         key = self.keyring.active
-        return jwt.encode(
-            dict(claims),
-            key.secret,
-            algorithm=ALGORITHM,
-            headers={"typ": typ, "kid": key.kid},
-        )
+        header = self._header_segments.get((key, typ))
+        if header is None:
+            header = self._header_segment(key, typ)
+        payload = dict(claims)
+        # What jwt.encode does to claims before serialising them:
+        for name in ("exp", "iat", "nbf"):
+            value = payload.get(name)
+            if isinstance(value, datetime):
+                payload[name] = timegm(value.utctimetuple())
+        if "iss" in payload and not isinstance(payload["iss"], str):
+            raise TypeError("Issuer (iss) must be a string.")
+        signing_input = header + b"." + _b64url(json.dumps(payload, separators=(",", ":")).encode())
+        signature = _b64url(hmac.new(key.secret, signing_input, hashlib.sha256).digest())
+        return (signing_input + b"." + signature).decode("ascii")
+
+    def _header_segment(self, key: SigningKey, typ: str) -> bytes:
+        # Refuses PEM/SSH/DER/JWK-looking secrets exactly as jwt.encode would.
+        _HS256.prepare_key(key.secret)
+        header = {"typ": typ, "alg": ALGORITHM, "kid": key.kid}
+        segment = _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+        self._header_segments[(key, typ)] = segment
+        return segment
 
     def decode(
         self,

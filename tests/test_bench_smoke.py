@@ -1,0 +1,44 @@
+"""The bench/ scripts still run end to end at a tiny size (no timing assertions)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.bench
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--quick", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_token_mint_bench_runs() -> None:
+    """bench/token_mint.py --quick exits 0 and prints the mint ratio against its floor."""
+    result = _run("token_mint.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "mint / sign floor:" in result.stdout
+
+
+@pytest.mark.server
+def test_token_endpoint_bench_runs() -> None:
+    """bench/token_endpoint.py --quick starts the server, drives both routes with wrk, exits 0."""
+    if shutil.which("wrk") is None and os.environ.get("REQUIRE_BENCH") != "1":
+        pytest.skip("wrk is not installed (apt-get install wrk); REQUIRE_BENCH=1 makes this fail")
+    result = _run("token_endpoint.py", "--no-install")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "/api/jwt req/s" in result.stdout
