@@ -100,6 +100,7 @@ class LiveServer:
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._final_log = ""
+        self.killed = False
 
     @property
     def base_url(self) -> str:
@@ -125,7 +126,11 @@ class LiveServer:
 
     @property
     def returncode(self) -> int | None:
-        """The exit status once stopped, else ``None``."""
+        """The exit status once stopped, else ``None``.
+
+        After a graceful SIGTERM shutdown uvicorn re-raises the signal, so this is
+        ``-SIGTERM``; ``killed`` says whether SIGKILL was needed instead.
+        """
         return None if self.process is None else self.process.poll()
 
     def start(self) -> LiveServer:
@@ -150,6 +155,7 @@ class LiveServer:
             try:
                 process.wait(self.stop_timeout)
             except subprocess.TimeoutExpired:
+                self.killed = True
                 process.kill()
                 process.wait()
         if self._log is not None:
@@ -171,6 +177,7 @@ class LiveServer:
 
     def _spawn(self) -> None:
         self._final_log = ""
+        self.killed = False
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the server
             prefix="orchestrator-live-", suffix=".log", delete=False
         )
