@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -70,9 +69,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         session = session_from_claims(issued.claims)
         await store.create(session)
         await events.publish(SessionEvent(session.id, "issued", {}))
-        # Checked first: a filtered-out structlog call still runs its processor chain.
-        if logging.getLogger("orchestrator.app").isEnabledFor(logging.INFO):
-            log.info("token issued", profile="soul-machines", session_id=session.id)
+        log.info("token issued", profile="soul-machines", session_id=session.id)
 
     sm_endpoints = SoulMachinesTokenEndpoints(
         sm_profile, control_path=CONTROL_PATH, on_issued=on_issued

@@ -12,7 +12,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -58,8 +58,14 @@ class Redactor:
         return event
 
 
-def configure_logging(*, json: bool, level: str = "info", secrets: Iterable[str] = ()) -> None:
-    """Route structlog and stdlib (uvicorn) logging through one redacting pipeline."""
+def configure_logging(
+    *, json: bool, level: str = "info", secrets: Iterable[str] = (), stream: TextIO | None = None
+) -> None:
+    """Route structlog and stdlib (uvicorn) logging through one redacting pipeline.
+
+    Output goes to ``stream`` (default: ``sys.stderr`` at call time).
+    """
+    stream = sys.stderr if stream is None else stream
     redactor = Redactor(secrets)
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     shared: list[Processor] = [
@@ -71,7 +77,7 @@ def configure_logging(*, json: bool, level: str = "info", secrets: Iterable[str]
     renderer: Processor = (
         structlog.processors.JSONRenderer()
         if json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
@@ -83,7 +89,7 @@ def configure_logging(*, json: bool, level: str = "info", secrets: Iterable[str]
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

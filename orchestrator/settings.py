@@ -128,6 +128,11 @@ class Settings:
                 raise SettingsError(
                     "production needs a real signing key: set JWT_PUBLIC_KEY and JWT_PRIVATE_KEY"
                 )
+            if not self.session_server:
+                raise SettingsError(
+                    "production needs SESSION_SERVER (the Soul Machines server named in "
+                    "Studio, e.g. dh.soulmachines.cloud)"
+                )
             if self.control_url is None:
                 raise SettingsError(
                     "production needs this server's public address: set PUBLIC_URL "

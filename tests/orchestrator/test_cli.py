@@ -1,0 +1,184 @@
+"""The ``orchestrator`` command: keygen, token mint / inspect, and exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import EXIT_CONFIG, EXIT_INVALID, main
+from tests.conftest import random_secret
+from tests.live_server import CONFIG_VARIABLES, REPO_ROOT, server_environment
+from tokens import Keyring, SigningKey, SoulMachinesPolicy, SoulMachinesProfile, TokenCodec
+from tokens.keyring import MIN_KEY_BYTES
+
+
+@pytest.fixture
+def secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """A clean environment (no stray config, no .env) with a known signing key."""
+    for name in CONFIG_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    value = random_secret()
+    monkeypatch.setenv("JWT_PUBLIC_KEY", "cli-key")
+    monkeypatch.setenv("JWT_PRIVATE_KEY", value)
+    return value
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_keygen_prints_a_strong_key(capsys: pytest.CaptureFixture[str]) -> None:
+    """keygen prints one key of at least 32 bytes, different each time."""
+    code, first, _ = run(capsys, "keygen")
+    _, second, _ = run(capsys, "keygen")
+    assert code == 0
+    key = first.strip()
+    assert len(key.encode()) >= MIN_KEY_BYTES
+    assert "\n" not in key
+    assert key != second.strip()
+    SigningKey.from_text("generated", key)
+
+
+@pytest.mark.usefixtures("secret")
+def test_minted_token_inspects_as_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    """A token from ``token mint`` is VALID for ``token inspect`` under the same key (exit 0)."""
+    code, out, err = run(capsys, "token", "mint", "--claim", "user=ada", "--claim", "n=3")
+    assert code == 0
+    assert err == ""
+    token = out.strip()
+    code, out, _ = run(capsys, "token", "inspect", token)
+    assert code == 0
+    assert "VALID: Soul Machines token for session" in out
+    assert '"user": "ada"' in out
+    assert '"n": 3' in out
+    assert re.search(r"expires: \S+ \(in \d+ min", out)
+
+
+@pytest.mark.usefixtures("secret")
+def test_inspect_reads_stdin(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``token inspect -`` reads the token from standard input."""
+    _, out, _ = run(capsys, "token", "mint")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(out))
+    code, out, _ = run(capsys, "token", "inspect", "-")
+    assert code == 0
+    assert "VALID" in out
+
+
+@pytest.mark.usefixtures("secret")
+def test_mint_json_prints_the_api_jwt_body(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--json`` prints the same shape as GET /api/jwt."""
+    code, out, _ = run(capsys, "token", "mint", "--json", "--ttl", "120")
+    assert code == 0
+    body = json.loads(out)
+    assert set(body) == {"url", "jwt", "expires_at", "session_id"}
+    assert body["url"] == "wss://dh.soulmachines.cloud"
+
+
+@pytest.mark.usefixtures("secret")
+def test_mint_refuses_reserved_claims(capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``sm-`` claim on the command line is refused with the reason and exit 1."""
+    code, out, err = run(capsys, "token", "mint", "--claim", "sm-control=wss://x/ws")
+    assert code == EXIT_INVALID
+    assert out == ""
+    assert "reserved" in err
+
+
+def test_inspect_of_an_expired_token_says_so(
+    capsys: pytest.CaptureFixture[str], secret: str
+) -> None:
+    """An expired token prints its claims, ``INVALID (expired)`` and how long ago; exit 1."""
+    keyring = Keyring(SigningKey.from_text("cli-key", secret))
+    policy = SoulMachinesPolicy(session_server="dh.soulmachines.cloud", ttl_seconds=60)
+    two_hours_ago = time.time() - 7200
+    profile = SoulMachinesProfile(TokenCodec(keyring, clock=lambda: two_hours_ago), policy)
+    token = profile.mint(control_url="ws://localhost:8080/ws").jwt
+    code, out, _ = run(capsys, "token", "inspect", token)
+    assert code == EXIT_INVALID
+    assert "INVALID (expired): token expired" in out
+    assert "ago" in out
+    assert '"sm-session-server": "dh.soulmachines.cloud"' in out
+
+
+@pytest.mark.usefixtures("secret")
+def test_inspect_of_a_tampered_token_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """A token whose payload was swapped prints ``INVALID (bad_signature)``; exit 1."""
+    first = run(capsys, "token", "mint")[1].strip().split(".")
+    second = run(capsys, "token", "mint")[1].strip().split(".")
+    code, out, _ = run(capsys, "token", "inspect", f"{first[0]}.{second[1]}.{first[2]}")
+    assert code == EXIT_INVALID
+    assert "INVALID (bad_signature)" in out
+
+
+@pytest.mark.usefixtures("secret")
+def test_inspect_of_a_token_from_another_key_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the key changes, an old token prints ``INVALID (unknown_key)``; exit 1."""
+    token = run(capsys, "token", "mint")[1].strip()
+    monkeypatch.setenv("JWT_PUBLIC_KEY", "new-key")
+    monkeypatch.setenv("JWT_PRIVATE_KEY", random_secret())
+    code, out, _ = run(capsys, "token", "inspect", token)
+    assert code == EXIT_INVALID
+    assert "INVALID (unknown_key)" in out
+
+
+@pytest.mark.usefixtures("secret")
+def test_inspect_of_garbage_says_malformed(capsys: pytest.CaptureFixture[str]) -> None:
+    """Text that is not a JWT prints ``INVALID (malformed)``; exit 1."""
+    code, out, _ = run(capsys, "token", "inspect", "not-a-token")
+    assert code == EXIT_INVALID
+    assert out.startswith("INVALID (malformed)")
+
+
+def test_config_error_exits_2_with_a_clear_message(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An unusable configuration prints ``configuration error: ...`` and exits 2."""
+    for name in CONFIG_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JWT_PUBLIC_KEY", "cli-key")
+    monkeypatch.setenv("JWT_PRIVATE_KEY", "too-short")
+    with pytest.raises(SystemExit) as caught:
+        main(["token", "mint"])
+    assert caught.value.code == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert err.startswith("configuration error: ")
+    assert "at least 32 bytes" in err
+
+
+def test_serve_with_a_config_error_exits_2_before_listening() -> None:
+    """``python -m orchestrator serve`` in production without a key exits 2 with the reason."""
+    env = server_environment({"ORCHESTRATOR_ENV": "production"})
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "serve", "--port", "0"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == EXIT_CONFIG
+    assert "configuration error: JWT_PRIVATE_KEY is required in production" in result.stderr
+    assert "Uvicorn running" not in result.stderr
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown sub-command is an argparse usage error (exit 2), not a traceback."""
+    with pytest.raises(SystemExit) as caught:
+        main(["frobnicate"])
+    assert caught.value.code == 2
+    assert "usage: orchestrator" in capsys.readouterr().err
