@@ -15,14 +15,20 @@ from tokens.routes import SoulMachinesTokenEndpoints
 
 from . import health
 from .logs import get_logger
+from .profile_settings import ProfileSettings
 from .settings import CONTROL_PATH, Settings
+from .token_routes import build_token_profiles
 
 log = get_logger("orchestrator.app")
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, profile_settings: ProfileSettings | None = None
+) -> Starlette:
     """Build the app from ``settings`` (default: the environment and ``.env``)."""
     settings = settings if settings is not None else Settings.from_env()
+    if profile_settings is None:
+        profile_settings = ProfileSettings.from_env(production=settings.production)
     codec = TokenCodec(settings.keyring)
     sm_profile = SoulMachinesProfile(codec, settings.sm_policy())
 
@@ -32,6 +38,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     sm_endpoints = SoulMachinesTokenEndpoints(
         sm_profile, control_path=CONTROL_PATH, on_issued=on_issued
     )
+    token_profiles = build_token_profiles(profile_settings, sm_profile, sm_endpoints.routes())
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -51,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "JWT_PUBLIC_KEY and JWT_PRIVATE_KEY"
             )
         yield
+        await token_profiles.aclose()
         log.info("orchestrator stopped")
 
     middleware = []
@@ -66,10 +74,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         )
     app = Starlette(
-        routes=[*health.routes, *sm_endpoints.routes()],
-        middleware=middleware,
+        routes=[*health.routes, *token_profiles.routes],
+        middleware=[*middleware, *token_profiles.middleware],
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.sm_profile = sm_profile
+    app.state.token_profiles = token_profiles
     return app
