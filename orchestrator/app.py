@@ -22,16 +22,22 @@ from .control_endpoint import ControlEndpoint
 from .events import EventHub, SessionEvent
 from .handlers import load_handler
 from .logs import get_logger
+from .profile_settings import ProfileSettings
 from .sessions_api import SessionsApi
 from .settings import CONTROL_PATH, Settings
 from .store import MemoryStore, SessionStore
+from .token_routes import build_token_profiles
 
 log = get_logger("orchestrator.app")
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, profile_settings: ProfileSettings | None = None
+) -> Starlette:
     """Build the app from ``settings`` (default: the environment and ``.env``)."""
     settings = settings if settings is not None else Settings.from_env()
+    if profile_settings is None:
+        profile_settings = ProfileSettings.from_env(production=settings.production)
     codec = TokenCodec(settings.keyring)
     sm_profile = SoulMachinesProfile(codec, settings.sm_policy())
     store: SessionStore = MemoryStore(grace_seconds=settings.session_grace_seconds)
@@ -74,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     sm_endpoints = SoulMachinesTokenEndpoints(
         sm_profile, control_path=CONTROL_PATH, on_issued=on_issued
     )
+    token_profiles = build_token_profiles(profile_settings, sm_profile, sm_endpoints.routes())
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -98,6 +105,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         for connection in live:
             await connection.persist()
         await store.close()
+        await token_profiles.aclose()
         log.info("orchestrator stopped", closed_sockets=len(live))
 
     middleware = []
@@ -115,17 +123,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=[
             *health.routes,
-            *sm_endpoints.routes(),
+            *token_profiles.routes,
             *sessions_api.routes(),
             WebSocketRoute(CONTROL_PATH, control_endpoint.handle),
             # The vendor's ORCHESTRATION_SERVER=host gives sm-control wss://host/.
             WebSocketRoute("/", control_endpoint.handle),
         ],
-        middleware=middleware,
+        middleware=[*middleware, *token_profiles.middleware],
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.sm_profile = sm_profile
     app.state.store = store
     app.state.services = services
+    app.state.token_profiles = token_profiles
     return app

@@ -10,13 +10,16 @@ from starlette.applications import Starlette
 
 from .app import create_app
 from .logs import configure_logging
+from .profile_settings import ProfileSettings
 from .settings import Settings
 
 
 def configured_app() -> Starlette:
     settings = Settings.from_env()
-    configure_logging(json=settings.log_json, level=settings.log_level, secrets=settings.secrets)
-    return create_app(settings)
+    profiles = ProfileSettings.from_env(production=settings.production)
+    secrets = (*settings.secrets, *profiles.secrets)
+    configure_logging(json=settings.log_json, level=settings.log_level, secrets=secrets)
+    return create_app(settings, profiles)
 
 
 def __getattr__(name: str) -> Starlette:

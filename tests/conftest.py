@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 
 import pytest
+import redis.asyncio as aioredis
 
+from tests.redis_server import redis_server
 from tokens import Keyring, SigningKey
 
 
@@ -27,3 +30,21 @@ def keyring(signing_key: SigningKey) -> Keyring:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server for the session (skipped without one, unless REQUIRE_REDIS=1)."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+async def fresh_redis_url(redis_url: str) -> str:
+    """``redis_url`` emptied before the test, so tests do not see each other's keys."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+    return redis_url

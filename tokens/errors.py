@@ -43,6 +43,12 @@ class ClaimsTooLargeError(ClaimsError):
     code = "claims_too_large"
 
 
+class UnknownProfileError(TokenPackageError, ValueError):
+    """A token profile name that is not known, or not enabled here."""
+
+    code = "unknown_profile"
+
+
 class PolicyError(TokenPackageError):
     """The request asks for something this deployment's policy forbids."""
 
@@ -110,3 +116,15 @@ class InvalidClaimsError(InvalidTokenError):
     """A required claim is missing or has the wrong type."""
 
     code = "invalid_claims"
+
+
+class RevokedTokenError(InvalidTokenError):
+    """A newer token replaced this one (regenerating revokes the old)."""
+
+    code = "revoked"
+
+
+class WrongAudienceError(InvalidTokenError):
+    """The request's ``Origin`` is not allowed by the token's ``aud``."""
+
+    code = "wrong_audience"
