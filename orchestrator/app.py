@@ -15,17 +15,17 @@ from tokens import IssuedToken, SoulMachinesProfile, TokenCodec
 from tokens.routes import SoulMachinesTokenEndpoints
 
 from . import health
-from .commands import LocalRouter
+from .backend import build_backend
 from .control import CLOSE_GOING_AWAY, ControlOptions, ControlServices
 from .control_auth import ControlAuthenticator, session_from_claims
 from .control_endpoint import ControlEndpoint
-from .events import EventHub, SessionEvent
+from .events import SessionEvent
 from .handlers import load_handler
 from .logs import get_logger
 from .profile_settings import ProfileSettings
 from .sessions_api import SessionsApi
 from .settings import CONTROL_PATH, Settings
-from .store import MemoryStore, SessionStore
+from .store import StoreUnavailable
 from .token_routes import build_token_profiles
 
 log = get_logger("orchestrator.app")
@@ -40,11 +40,14 @@ def create_app(
         profile_settings = ProfileSettings.from_env(production=settings.production)
     codec = TokenCodec(settings.keyring)
     sm_profile = SoulMachinesProfile(codec, settings.sm_policy())
-    store: SessionStore = MemoryStore(grace_seconds=settings.session_grace_seconds)
-    events = EventHub()
+    backend = build_backend(
+        profile_settings.redis_url, grace_seconds=settings.session_grace_seconds
+    )
+    store, events = backend.store, backend.events
     services = ControlServices(
         store=store,
         events=events,
+        live=backend.live,
         options=ControlOptions(
             handler=load_handler(settings.conversation_handler),
             handler_timeout_seconds=settings.handler_timeout_seconds,
@@ -65,7 +68,7 @@ def create_app(
     control_endpoint = ControlEndpoint(authenticator, services)
     sessions_api = SessionsApi(
         store=store,
-        router=LocalRouter(services.live),
+        router=backend.router,
         events=events,
         profile=sm_profile,
         api_keys=settings.api_keys,
@@ -73,7 +76,11 @@ def create_app(
 
     async def on_issued(issued: IssuedToken, _request: Request) -> None:
         session = session_from_claims(issued.claims)
-        await store.create(session)
+        try:
+            await store.create(session)
+        except StoreUnavailable:
+            # The token is still good: the session is recorded when the host connects.
+            log.warning("issued session not recorded: store unreachable", session_id=session.id)
         await events.publish(SessionEvent(session.id, "issued", {}))
         log.info("token issued", profile="soul-machines", session_id=session.id)
 
@@ -91,6 +98,7 @@ def create_app(
             verify_keys=len(settings.keyring.kids),
             control_url=settings.control_url or f"derived from each request (path {CONTROL_PATH})",
             session_server=settings.session_server,
+            backend=backend.name,
             control_via_browser=settings.control_via_browser,
         )
         if settings.ephemeral_key:
@@ -99,12 +107,13 @@ def create_app(
                 "on restart and a real Soul Machines session server will refuse them; set "
                 "JWT_PUBLIC_KEY and JWT_PRIVATE_KEY"
             )
+        await backend.start()
         yield
         live = services.live.all()
         await services.live.close_all(CLOSE_GOING_AWAY, "server shutting down")
         for connection in live:
             await connection.persist()
-        await store.close()
+        await backend.stop()
         await token_profiles.aclose()
         log.info("orchestrator stopped", closed_sockets=len(live))
 
@@ -123,6 +132,7 @@ def create_app(
     app = Starlette(
         routes=[
             *health.routes,
+            health.readiness_route(backend.name, backend.check_ready),
             *token_profiles.routes,
             *sessions_api.routes(),
             WebSocketRoute(CONTROL_PATH, control_endpoint.handle),
@@ -135,6 +145,7 @@ def create_app(
     app.state.settings = settings
     app.state.sm_profile = sm_profile
     app.state.store = store
+    app.state.backend = backend
     app.state.services = services
     app.state.token_profiles = token_profiles
     return app

@@ -28,7 +28,15 @@ class CommandFailed(Exception):
 async def execute(
     connection: ControlConnection, op: str, args: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Run one command on a connection of this process."""
+    """Run one command on a connection of this process, then save the session."""
+    result = await _execute(connection, op, args)
+    await connection.persist()
+    return result
+
+
+async def _execute(
+    connection: ControlConnection, op: str, args: Mapping[str, Any]
+) -> dict[str, Any]:
     if op == "speak":
         await connection.speak(
             str(args["text"]), can_be_interrupted=bool(args.get("can_be_interrupted", True))

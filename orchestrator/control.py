@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -339,11 +339,20 @@ class ControlConnection:
             self.log.warning("session event not published", error=type(exc).__name__)
 
 
+class LiveRegistry(Protocol):
+    """Where other instances learn which one holds a session's socket."""
+
+    async def claim(self, session_id: str) -> None: ...
+
+    async def release(self, session_id: str) -> None: ...
+
+
 class LiveConnections:
     """This process's live control sockets by session id; the newest wins."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: LiveRegistry | None = None) -> None:
         self._connections: dict[str, ControlConnection] = {}
+        self.registry = registry
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -357,13 +366,23 @@ class LiveConnections:
         if previous is not None and previous is not connection:
             previous.log.info("replaced by a newer connection", code=CLOSE_REPLACED)
             await previous.close(CLOSE_REPLACED, "replaced by a newer connection")
+        if self.registry is not None:
+            try:
+                await self.registry.claim(connection.session.id)
+            except Exception as exc:  # the socket works without the registry
+                connection.log.warning("live registry not updated", error=type(exc).__name__)
 
-    def detach(self, connection: ControlConnection) -> bool:
+    async def detach(self, connection: ControlConnection) -> bool:
         """Forget ``connection``; ``False`` when a newer one already took its place."""
-        if self._connections.get(connection.session.id) is connection:
-            del self._connections[connection.session.id]
-            return True
-        return False
+        if self._connections.get(connection.session.id) is not connection:
+            return False
+        del self._connections[connection.session.id]
+        if self.registry is not None:
+            try:
+                await self.registry.release(connection.session.id)
+            except Exception as exc:
+                connection.log.warning("live registry not updated", error=type(exc).__name__)
+        return True
 
     def all(self) -> list[ControlConnection]:
         return list(self._connections.values())

@@ -20,16 +20,17 @@ from tokens import InvalidTokenError, SoulMachinesClaims, SoulMachinesProfile
 from tokens.soul_machines import new_session_id
 
 from .sessions import Session
-from .store import SessionStore
+from .store import SessionStore, StoreUnavailable
 
 
 class ControlRefused(Exception):
-    """The handshake is refused (HTTP 403) for ``code``: ``detail``."""
+    """The handshake is refused (HTTP ``status``, 403 by default) for ``code``: ``detail``."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: str, detail: str, status: int = 403) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,12 @@ class ControlAuthenticator:
             await self._check_not_terminated(claims.session_id)
             return ControlIdentity(claims.session_id, source, claims)
         if cookie_session:
-            session = await self.store.get(cookie_session)
+            try:
+                session = await self.store.get(cookie_session)
+            except StoreUnavailable:
+                raise ControlRefused(
+                    "store_unavailable", "cannot check the session cookie now", status=503
+                ) from None
             if session is None or session.is_expired():
                 raise ControlRefused("unknown_session", "no live session for that cookie")
             await self._check_not_terminated(cookie_session)
@@ -102,7 +108,12 @@ class ControlAuthenticator:
         raise ControlRefused("no_token", "no access_token, bearer token or session cookie")
 
     async def _check_not_terminated(self, session_id: str) -> None:
-        session = await self.store.get(session_id)
+        try:
+            session = await self.store.get(session_id)
+        except StoreUnavailable:
+            # A valid token still gets in while the shared store is away; the
+            # conversation runs on local state until it returns.
+            return
         if session is not None and session.terminated:
             raise ControlRefused("session_ended", "the session was ended")
 

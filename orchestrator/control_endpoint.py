@@ -11,6 +11,7 @@ from .control import ControlConnection, ControlServices
 from .control_auth import ControlAuthenticator, ControlIdentity, ControlRefused, session_from_claims
 from .logs import get_logger
 from .sessions import Session, SessionStatus
+from .store import StoreUnavailable
 
 log = get_logger("orchestrator.control")
 
@@ -53,7 +54,7 @@ class ControlEndpoint:
         try:
             await connection.run()
         finally:
-            if self.services.live.detach(connection):
+            if await self.services.live.detach(connection):
                 session.status = SessionStatus.ENDED
                 session.ended_at = time.time()
                 await connection.persist()
@@ -61,7 +62,11 @@ class ControlEndpoint:
 
     async def _session_for(self, identity: ControlIdentity) -> Session:
         store = self.services.store
-        session = await store.get(identity.session_id)
+        try:
+            session = await store.get(identity.session_id)
+        except StoreUnavailable:
+            log.warning("session store unreachable; conversing on local state")
+            session = None
         if session is not None:
             return session
         if identity.claims is not None:
@@ -72,13 +77,16 @@ class ControlEndpoint:
                 issuer=ANONYMOUS_ISSUER,
                 expires_at=int(time.time()) + ANONYMOUS_TTL_SECONDS,
             )
-        await store.create(session)
+        try:
+            await store.create(session)
+        except StoreUnavailable:
+            log.warning("session not recorded: store unreachable", session_id=session.id)
         return session
 
     @staticmethod
     async def _deny(websocket: WebSocket, refusal: ControlRefused) -> None:
         if "websocket.http.response" in websocket.scope.get("extensions", {}):
             body = {"error": refusal.code, "detail": refusal.detail}
-            await websocket.send_denial_response(JSONResponse(body, status_code=403))
+            await websocket.send_denial_response(JSONResponse(body, status_code=refusal.status))
         else:
             await websocket.close(1008)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
@@ -18,8 +19,23 @@ from .control_helpers import initial_state, make_app, next_named, output_text, s
 API_KEY = secrets.token_urlsafe(32)
 
 
+@pytest.fixture(params=["memory", "redis"])
+def backend_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The same suite runs on the embedded memory backend and on a real Redis."""
+    if request.param == "memory":
+        yield {}
+        return
+    redis_url = request.getfixturevalue("redis_url")
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    yield {"REDIS_URL": redis_url}
+
+
 @pytest.fixture
-def client() -> Iterator[TestClient]:
+def client(backend_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    for name, value in backend_env.items():
+        monkeypatch.setenv(name, value)
     with TestClient(make_app(api_keys=(API_KEY,))) as test_client:
         yield test_client
 
@@ -101,7 +117,7 @@ def test_unknown_sessions_are_404_for_the_backend(client: TestClient) -> None:
 
 
 def test_expired_sessions_are_404() -> None:
-    """A session past its TTL is gone from the API."""
+    """A session past its TTL is gone from the API (memory store, with a moved clock)."""
     with TestClient(make_app(api_keys=(API_KEY,), session_grace_seconds=0)) as client:
         issued = issue(client)
         store = client.app.state.store  # type: ignore[attr-defined]

@@ -1,0 +1,283 @@
+"""Several instances behind a load balancer, coordinated through Redis.
+
+- **Registry**: ``orch:live:<session>`` = the id of the instance holding the
+  session's control socket (TTL, renewed by a heartbeat). Claiming it returns
+  the previous holder, which is told to close its socket: the newest
+  connection wins across instances too.
+- **Commands** (speak, send, variables, end) go to the holder's inbox,
+  ``orch:inbox:<instance>``, over pub/sub, and the answer comes back on
+  ``orch:reply:<instance>``. Pub/sub rather than streams: a command only makes
+  sense now (a "speak" replayed minutes later, after a restart, would be
+  wrong); ``PUBLISH`` says at once whether the holder is listening (0 receivers:
+  its socket is gone, so the API answers 409); and dead instances leave no
+  consumer groups behind.
+- **Events**: ``orch:events:<session>``, pattern-subscribed by every instance
+  and handed to its local SSE followers.
+
+If Redis goes away, live sockets carry on with their local state, the
+listener retries with back-off, and everything resumes when Redis returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .commands import CommandFailed, SessionNotLive, execute
+from .control import LiveConnections
+from .events import EventHub, SessionEvent
+from .logs import get_logger
+from .redis_store import KEY_PREFIX as SESSION_PREFIX
+from .redis_store import LIVE_RECORD_TTL_SECONDS
+from .store import StoreUnavailable
+
+log = get_logger("orchestrator.cluster")
+
+LIVE_PREFIX = "orch:live:"
+INBOX_PREFIX = "orch:inbox:"
+REPLY_PREFIX = "orch:reply:"
+EVENTS_PREFIX = "orch:events:"
+LIVE_TTL_SECONDS = 60
+HEARTBEAT_SECONDS = 20.0
+COMMAND_TIMEOUT_SECONDS = 5.0
+
+# Delete the registry entry only if this instance still holds it.
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def new_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class ClusterEvents(EventHub):
+    """Session events through Redis; local delivery when Redis is away."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        super().__init__()
+        self.client = client
+
+    async def publish(self, event: SessionEvent) -> None:
+        payload = json.dumps(event.to_dict(), separators=(",", ":"))
+        try:
+            await self.client.publish(EVENTS_PREFIX + event.session_id, payload)
+        except RedisError:
+            self.deliver(event)
+
+
+class Cluster:
+    """This instance's part in the cluster: registry, command routing, listener."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        listener_client: aioredis.Redis,
+        live: LiveConnections,
+        *,
+        instance_id: str | None = None,
+        command_timeout_seconds: float = COMMAND_TIMEOUT_SECONDS,
+    ) -> None:
+        self.client = client
+        self.listener_client = listener_client
+        self.live = live
+        self.instance_id = instance_id or new_instance_id()
+        self.command_timeout_seconds = command_timeout_seconds
+        self.events = ClusterEvents(client)
+        self.inbox = INBOX_PREFIX + self.instance_id
+        self.replies = REPLY_PREFIX + self.instance_id
+        self._release = client.register_script(_RELEASE)
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listening = asyncio.Event()
+        self._stopping = False
+        self.log = log.bind(instance=self.instance_id)
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._spawn(self._listen())
+        self._spawn(self._heartbeat())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), 5)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- registry (LiveRegistry) -----------------------------------------------------
+
+    async def claim(self, session_id: str) -> None:
+        previous = await self.client.set(
+            LIVE_PREFIX + session_id, self.instance_id, ex=LIVE_TTL_SECONDS, get=True
+        )
+        if previous is not None:
+            holder = previous.decode() if isinstance(previous, bytes) else str(previous)
+            if holder != self.instance_id:
+                self.log.info("session moved here; old holder closes", session_id=session_id)
+                with contextlib.suppress(SessionNotLive, CommandFailed, RedisError):
+                    await self._send(holder, session_id, "replace", {})
+
+    async def release(self, session_id: str) -> None:
+        await self._release(keys=[LIVE_PREFIX + session_id], args=[self.instance_id])
+
+    # --- routing (CommandRouter) -----------------------------------------------------
+
+    async def run(self, session_id: str, op: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        connection = self.live.get(session_id)
+        if connection is not None:
+            return await execute(connection, op, args)
+        holder = await self._holder(session_id)
+        if holder is None or holder == self.instance_id:
+            raise SessionNotLive(session_id)
+        return await self._send(holder, session_id, op, args)
+
+    async def is_live(self, session_id: str) -> bool:
+        return self.live.get(session_id) is not None or await self._holder(session_id) is not None
+
+    async def _holder(self, session_id: str) -> str | None:
+        try:
+            holder = await self.client.get(LIVE_PREFIX + session_id)
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from None
+        if holder is None:
+            return None
+        return holder.decode() if isinstance(holder, bytes) else str(holder)
+
+    async def _send(
+        self, holder: str, session_id: str, op: str, args: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        request_id = secrets.token_hex(8)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        message = {
+            "id": request_id,
+            "reply_to": self.replies,
+            "session_id": session_id,
+            "op": op,
+            "args": dict(args),
+        }
+        try:
+            try:
+                receivers = await self.client.publish(INBOX_PREFIX + holder, json.dumps(message))
+            except RedisError as exc:
+                raise StoreUnavailable(type(exc).__name__) from None
+            if receivers == 0:
+                # The holder is gone; its registry entry is stale.
+                with contextlib.suppress(RedisError):
+                    await self._release(keys=[LIVE_PREFIX + session_id], args=[holder])
+                raise SessionNotLive(session_id)
+            try:
+                reply = await asyncio.wait_for(future, self.command_timeout_seconds)
+            except TimeoutError:
+                raise CommandFailed(
+                    f"the instance holding the session did not answer within "
+                    f"{self.command_timeout_seconds:g} s"
+                ) from None
+        finally:
+            self._pending.pop(request_id, None)
+        if not reply.get("ok"):
+            if reply.get("error") == "not_live":
+                raise SessionNotLive(session_id)
+            raise CommandFailed(str(reply.get("error")))
+        result: dict[str, Any] = reply.get("result", {})
+        return result
+
+    # --- listening ---------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        backoff = 0.25
+        down = False
+        while not self._stopping:
+            pubsub = self.listener_client.pubsub()
+            try:
+                await pubsub.subscribe(self.inbox, self.replies)
+                await pubsub.psubscribe(EVENTS_PREFIX + "*")
+                self._listening.set()
+                if down:
+                    self.log.info("redis reachable again; cluster resumed")
+                    down = False
+                backoff = 0.25
+                while not self._stopping:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None:
+                        self._on_message(message)
+            except (RedisError, OSError) as exc:
+                self._listening.clear()
+                if not down:
+                    self.log.warning("redis unreachable; retrying", error=type(exc).__name__)
+                    down = True
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if not self._stopping:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _on_message(self, message: Mapping[str, Any]) -> None:
+        channel = message.get("channel")
+        channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+        try:
+            data = json.loads(message["data"])
+        except (TypeError, ValueError):
+            self.log.warning("unreadable cluster message ignored", channel=channel)
+            return
+        if message.get("type") == "pmessage":
+            with contextlib.suppress(KeyError, TypeError):
+                self.events.deliver(
+                    SessionEvent(data["session_id"], data["type"], data["data"], data["at"])
+                )
+        elif channel == self.inbox:
+            self._spawn(self._serve(data))
+        elif channel == self.replies:
+            future = self._pending.get(str(data.get("id")))
+            if future is not None and not future.done():
+                future.set_result(data)
+
+    async def _serve(self, request: Mapping[str, Any]) -> None:
+        reply: dict[str, Any] = {"id": request.get("id")}
+        connection = self.live.get(str(request.get("session_id")))
+        if connection is None:
+            reply.update(ok=False, error="not_live")
+        else:
+            try:
+                reply.update(
+                    ok=True, result=await execute(connection, str(request["op"]), request["args"])
+                )
+            except Exception as exc:
+                self.log.exception("cluster command failed", op=request.get("op"))
+                reply.update(ok=False, error=type(exc).__name__)
+        with contextlib.suppress(RedisError):
+            await self.client.publish(str(request["reply_to"]), json.dumps(reply))
+
+    async def _heartbeat(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            sessions = [c.session.id for c in self.live.all()]
+            if not sessions:
+                continue
+            try:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for session_id in sessions:
+                        pipe.set(LIVE_PREFIX + session_id, self.instance_id, ex=LIVE_TTL_SECONDS)
+                        pipe.expire(SESSION_PREFIX + session_id, LIVE_RECORD_TTL_SECONDS)
+                    await pipe.execute()
+            except RedisError as exc:
+                self.log.warning("heartbeat failed", error=type(exc).__name__)

@@ -1,0 +1,97 @@
+"""Session records in Redis, so every instance sees the same sessions.
+
+One JSON string per session under ``orch:session:<id>`` with a TTL: until the
+token expires plus the grace period, or, while a socket is live, an hour that
+every save (and the owning instance's heartbeat) renews. Redis errors become
+``StoreUnavailable`` (the API answers 503; live sockets carry on).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .sessions import Session, SessionStatus
+from .store import DEFAULT_GRACE_SECONDS, StoreUnavailable
+
+KEY_PREFIX = "orch:session:"
+LIVE_RECORD_TTL_SECONDS = 3600
+MIN_TTL_SECONDS = 60
+
+
+class RedisStore:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        grace_seconds: int = DEFAULT_GRACE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.grace_seconds = grace_seconds
+        self.clock = clock
+
+    def ttl_for(self, session: Session) -> int:
+        if session.status is SessionStatus.CONNECTED:
+            return LIVE_RECORD_TTL_SECONDS
+        return max(MIN_TTL_SECONDS, int(session.expires_at + self.grace_seconds - self.clock()))
+
+    async def create(self, session: Session) -> None:
+        await self.save(session)
+
+    async def get(self, session_id: str) -> Session | None:
+        try:
+            raw = await self.client.get(KEY_PREFIX + session_id)
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from None
+        if raw is None:
+            return None
+        session = Session.from_dict(json.loads(raw))
+        if session.status is not SessionStatus.CONNECTED and (
+            self.clock() >= session.expires_at + self.grace_seconds
+        ):
+            return None
+        return session
+
+    async def save(self, session: Session) -> None:
+        data = json.dumps(session.to_dict(), separators=(",", ":"))
+        try:
+            await self.client.set(KEY_PREFIX + session.id, data, ex=self.ttl_for(session))
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from None
+
+    async def delete(self, session_id: str) -> None:
+        try:
+            await self.client.delete(KEY_PREFIX + session_id)
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from None
+
+    async def list(self) -> list[Session]:
+        sessions: list[Session] = []
+        try:
+            keys = [key async for key in self.client.scan_iter(match=KEY_PREFIX + "*", count=500)]
+            for start in range(0, len(keys), 500):
+                for raw in await self.client.mget(keys[start : start + 500]):
+                    if raw is not None:
+                        sessions.append(Session.from_dict(json.loads(raw)))
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from None
+        now = self.clock()
+        return [
+            s
+            for s in sessions
+            if s.status is SessionStatus.CONNECTED or now < s.expires_at + self.grace_seconds
+        ]
+
+    async def ping(self) -> None:
+        try:
+            await self.client.ping()
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from None
+
+    async def close(self) -> None:
+        """The client is owned (and closed) by the app."""
