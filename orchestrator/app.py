@@ -22,6 +22,7 @@ from .control_endpoint import ControlEndpoint
 from .events import SessionEvent
 from .handlers import load_handler
 from .logs import get_logger
+from .metrics import Metrics
 from .profile_settings import ProfileSettings
 from .sessions_api import SessionsApi
 from .settings import CONTROL_PATH, Settings
@@ -44,10 +45,12 @@ def create_app(
         profile_settings.redis_url, grace_seconds=settings.session_grace_seconds
     )
     store, events = backend.store, backend.events
+    metrics = Metrics(lambda: len(backend.live))
     services = ControlServices(
         store=store,
         events=events,
         live=backend.live,
+        metrics=metrics,
         options=ControlOptions(
             handler=load_handler(settings.conversation_handler),
             handler_timeout_seconds=settings.handler_timeout_seconds,
@@ -72,6 +75,7 @@ def create_app(
         events=events,
         profile=sm_profile,
         api_keys=settings.api_keys,
+        metrics=metrics,
     )
 
     async def on_issued(issued: IssuedToken, _request: Request) -> None:
@@ -82,6 +86,7 @@ def create_app(
             # The token is still good: the session is recorded when the host connects.
             log.warning("issued session not recorded: store unreachable", session_id=session.id)
         await events.publish(SessionEvent(session.id, "issued", {}))
+        metrics.tokens_issued.labels("soul-machines").inc()
         log.info("token issued", profile="soul-machines", session_id=session.id)
 
     sm_endpoints = SoulMachinesTokenEndpoints(
@@ -133,6 +138,7 @@ def create_app(
         routes=[
             *health.routes,
             health.readiness_route(backend.name, backend.check_ready),
+            metrics.route(settings.api_keys, production=settings.production),
             *token_profiles.routes,
             *sessions_api.routes(),
             WebSocketRoute(CONTROL_PATH, control_endpoint.handle),
@@ -146,6 +152,7 @@ def create_app(
     app.state.sm_profile = sm_profile
     app.state.store = store
     app.state.backend = backend
+    app.state.metrics = metrics
     app.state.services = services
     app.state.token_profiles = token_profiles
     return app

@@ -214,6 +214,8 @@ class Cluster:
                 if down:
                     self.log.info("redis reachable again; cluster resumed")
                     down = False
+                    # Redis may have come back empty: put our live sessions back now.
+                    self._spawn(self._resync())
                 backoff = 0.25
                 while not self._stopping:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
@@ -266,6 +268,14 @@ class Cluster:
                 reply.update(ok=False, error=type(exc).__name__)
         with contextlib.suppress(RedisError):
             await self.client.publish(str(request["reply_to"]), json.dumps(reply))
+
+    async def _resync(self) -> None:
+        for connection in self.live.all():
+            with contextlib.suppress(RedisError):
+                await self.client.set(
+                    LIVE_PREFIX + connection.session.id, self.instance_id, ex=LIVE_TTL_SECONDS
+                )
+            await connection.persist()
 
     async def _heartbeat(self) -> None:
         while not self._stopping:

@@ -22,6 +22,7 @@ from . import protocol
 from .events import EventHub, SessionEvent
 from .handlers import ConversationRequest, Handler, Reply
 from .logs import get_logger
+from .metrics import Metrics
 from .ratelimit import TokenBucket
 from .sessions import Session, apply_merge_patch
 from .store import SessionStore
@@ -61,6 +62,7 @@ class ControlServices:
     events: EventHub
     options: ControlOptions
     live: LiveConnections = field(default_factory=lambda: LiveConnections())
+    metrics: Metrics | None = None
 
 
 class ControlConnection:
@@ -73,6 +75,7 @@ class ControlConnection:
         self._session = session
         self.services = services
         self.options = services.options
+        self.metrics = services.metrics
         self.verified_issuer = session.issuer if verified else None
         self.pending = PendingRequests(timeout_seconds=self.options.transaction_timeout_seconds)
         self.bucket = TokenBucket(self.options.max_frames_per_second, self.options.burst_frames)
@@ -160,6 +163,8 @@ class ControlConnection:
         except (WebSocketDisconnect, RuntimeError, OSError):
             return
         self._session.frames_out += 1
+        if self.metrics is not None:
+            self.metrics.messages_out.inc()
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -194,6 +199,8 @@ class ControlConnection:
         session = self._session
         session.frames_in += 1
         session.last_activity_at = time.time()
+        if self.metrics is not None:
+            self.metrics.messages_in.inc()
         if not self.bucket.take():
             self.log.warning("frame rate limit exceeded; closing", code=CLOSE_POLICY)
             await self.close(CLOSE_POLICY, "message rate limit exceeded")
@@ -214,6 +221,8 @@ class ControlConnection:
 
     async def on_bad_frame(self, error: protocol.FrameError, name: str | None = None) -> None:
         self._session.bad_frames += 1
+        if self.metrics is not None:
+            self.metrics.bad_frames.labels(error.code).inc()
         self.log.warning("bad frame ignored", reason=error.code, detail=str(error), name=name)
         if error.code == "too_large":
             self._oversize += 1
@@ -308,6 +317,7 @@ class ControlConnection:
                 session=session,
             )
             reply: Reply | None
+            started = time.perf_counter()
             try:
                 reply = await asyncio.wait_for(
                     self.options.handler(request, self), self.options.handler_timeout_seconds
@@ -320,6 +330,9 @@ class ControlConnection:
             except Exception:
                 self.log.exception("conversation handler failed")
                 reply = Reply(self.options.apology)
+            if self.metrics is not None:
+                self.metrics.turns.inc()
+                self.metrics.handler_latency.observe(time.perf_counter() - started)
             if reply is not None:
                 await self.respond(reply, input_text=body.text)
             await self.persist()

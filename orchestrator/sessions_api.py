@@ -25,6 +25,7 @@ from tokens.http import BadRequest, error_response, read_json_object
 from .commands import CommandFailed, CommandRouter, SessionNotLive
 from .control_auth import presented_token
 from .events import EventHub
+from .metrics import Metrics
 from .sessions import Session, SessionStatus, apply_merge_patch
 from .store import SessionStore, StoreUnavailable
 
@@ -61,12 +62,14 @@ class SessionsApi:
         events: EventHub,
         profile: SoulMachinesProfile,
         api_keys: tuple[str, ...],
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.router = router
         self.events = events
         self.profile = profile
         self.api_keys = tuple(key.encode() for key in api_keys)
+        self.metrics = metrics
 
     def routes(self) -> list[Route]:
         return [
@@ -121,6 +124,8 @@ class SessionsApi:
         try:
             claims = self.profile.verify(token)
         except InvalidTokenError as exc:
+            if self.metrics is not None:
+                self.metrics.tokens_refused.labels("api", exc.code).inc()
             raise ApiError(401, exc.code, f"credentials refused: {exc}") from None
         return Caller(backend=False, session_id=claims.session_id)
 

@@ -1,0 +1,95 @@
+"""Prometheus metrics at ``/metrics``.
+
+One registry per app (so tests can build many apps). Each worker process
+reports its own figures; scrape every worker, or run one worker per instance.
+``/metrics`` needs the backend API key when one is configured, and is refused
+in production without one.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tokens.http import error_response
+
+from .control_auth import presented_token
+
+
+class Metrics:
+    def __init__(self, live_sessions: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.sessions_live = Gauge(
+            "orchestrator_sessions_live", "Control sockets open in this process", registry=registry
+        )
+        self.sessions_live.set_function(lambda: float(live_sessions()))
+        self.turns = Counter(
+            "orchestrator_turns",
+            "Conversation turns handled (conversationRequest)",
+            registry=registry,
+        )
+        self.messages_in = Counter(
+            "orchestrator_control_messages_in",
+            "Frames received on control sockets",
+            registry=registry,
+        )
+        self.messages_out = Counter(
+            "orchestrator_control_messages_out", "Frames sent on control sockets", registry=registry
+        )
+        self.bad_frames = Counter(
+            "orchestrator_control_bad_frames",
+            "Frames ignored as malformed, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.tokens_issued = Counter(
+            "orchestrator_tokens_issued",
+            "Tokens issued, by profile",
+            ["profile"],
+            registry=registry,
+        )
+        self.tokens_refused = Counter(
+            "orchestrator_tokens_refused",
+            "Presented tokens refused, by where and why",
+            ["where", "reason"],
+            registry=registry,
+        )
+        self.handler_latency = Histogram(
+            "orchestrator_handler_latency_seconds",
+            "Time the conversation handler took per turn",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+
+    def route(self, api_keys: tuple[str, ...], *, production: bool) -> Route:
+        keys = tuple(key.encode() for key in api_keys)
+
+        async def metrics(request: Request) -> Response:
+            if keys:
+                token, _ = presented_token(request)
+                presented = (token or "").encode()
+                if not any([hmac.compare_digest(presented, key) for key in keys]):
+                    return error_response(
+                        401, "no_credentials", "send the API key as Authorization: Bearer",
+                        {"WWW-Authenticate": "Bearer"},
+                    )  # fmt: skip
+            elif production:
+                return error_response(
+                    403, "forbidden", "set ORCHESTRATOR_API_KEY to read metrics in production"
+                )
+            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+        return Route("/metrics", metrics, methods=["GET"])
