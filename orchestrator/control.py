@@ -10,7 +10,6 @@ or a peer that stops reading closes the socket, with a documented code.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ CLOSE_REPLACED = 4001  # a newer connection for the same session took over
 CLOSE_SLOW_PEER = 4008  # the peer stopped reading
 
 MAX_OVERSIZE_FRAMES = 3
+CLOSE_TIMEOUT_SECONDS = 2.0
 MAX_QUEUED_TURNS = 16
 
 
@@ -84,6 +84,8 @@ class ControlConnection:
         self._turns: set[asyncio.Task[None]] = set()
         self._oversize = 0
         self._closing = False
+        self._aborted = False
+        self._run_task: asyncio.Task[Any] | None = None
         self.log = log.bind(session_id=session.id)
 
     # --- Conversation API (for handlers and the sessions API) -------------------
@@ -170,6 +172,7 @@ class ControlConnection:
 
     async def run(self) -> None:
         """Serve the socket until the peer (or we) close it."""
+        self._run_task = asyncio.current_task()
         try:
             while not self._closing:
                 message = await self.websocket.receive()
@@ -179,6 +182,12 @@ class ControlConnection:
                 await self.on_frame(message.get("text"), message.get("bytes"))
         except WebSocketDisconnect:
             pass
+        except asyncio.CancelledError:
+            if not self._aborted:
+                raise
+            # close() gave up on a peer that does not read: stop serving it.
+            if self._run_task is not None:
+                self._run_task.uncancel()
         finally:
             self._closing = True
             for task in self._turns:
@@ -190,8 +199,16 @@ class ControlConnection:
             return
         self._closing = True
         if self.websocket.application_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError, OSError):
-                await self.websocket.close(code, reason)
+            try:
+                await asyncio.wait_for(self.websocket.close(code, reason), CLOSE_TIMEOUT_SECONDS)
+            except TimeoutError:
+                # The close frame cannot get through (the peer does not read).
+                self.log.warning("close frame not delivered; dropping the connection")
+                self._aborted = True
+                if self._run_task is not None and self._run_task is not asyncio.current_task():
+                    self._run_task.cancel()
+            except (RuntimeError, OSError):
+                pass
 
     # --- inbound -----------------------------------------------------------------
 
@@ -298,6 +315,11 @@ class ControlConnection:
             return
         if body.persona_id is not None:
             self._session.persona_id = body.persona_id
+        if not body.is_init:
+            # Recorded now, not when the handler gets to it: a host that drops
+            # mid-turn loses the reply, never the user's words.
+            self._session.turns += 1
+            self._session.add_turn("user", body.text)
         task = asyncio.create_task(self.run_turn(body))
         self._turns.add(task)
         task.add_done_callback(self._turns.discard)
@@ -306,8 +328,6 @@ class ControlConnection:
         async with self._turn_lock:
             session = self._session
             if not body.is_init:
-                session.turns += 1
-                session.add_turn("user", body.text)
                 await self.publish("turn", {"role": "user", "text": body.text})
             request = ConversationRequest(
                 text=body.text,

@@ -30,7 +30,8 @@ from .sessions import Session, SessionStatus, apply_merge_patch
 from .store import SessionStore, StoreUnavailable
 
 MAX_TEXT_CHARS = 4000
-MAX_VARIABLES_BYTES = 64 * 1024
+MAX_VARIABLES_BYTES = 64 * 1024  # one patch
+MAX_SESSION_VARIABLES_BYTES = 256 * 1024  # all of a session's variables together
 KEEPALIVE_SECONDS = 15.0
 
 
@@ -183,6 +184,14 @@ class SessionsApi:
             raise BadRequest(413, "too_large", f"variables exceed {MAX_VARIABLES_BYTES} bytes")
         if session.terminated:
             raise ApiError(409, "session_ended", "the session was ended")
+        merged = dict(session.variables)
+        apply_merge_patch(merged, variables)
+        if len(json.dumps(merged)) > MAX_SESSION_VARIABLES_BYTES:
+            raise BadRequest(
+                413,
+                "too_large",
+                f"the session's variables would exceed {MAX_SESSION_VARIABLES_BYTES} bytes",
+            )
         try:
             result = await self.router.run(session.id, "set_variables", {"patch": variables})
         except SessionNotLive:

@@ -30,3 +30,10 @@ async def chatty(request: ConversationRequest, conversation: Conversation) -> Re
 
 
 not_callable = 42
+
+
+async def slow_echo(request: ConversationRequest, conversation: Conversation) -> Reply | None:
+    """Echo after a pause, long enough for a test to drop the socket mid-turn."""
+    await asyncio.sleep(0.2)
+    name = request.session.variables.get("name", "")
+    return Reply(f"{name}: {request.text}")
