@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -75,7 +76,8 @@ def redis(workdir: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def server(env: dict[str, str]) -> Iterator[str]:
+def server(env: dict[str, str], *, with_pid: bool = False) -> Iterator[Any]:
+    """``orchestrator serve`` on a free port: yields its base URL (and pid if asked)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "serve", "--host", HOST, "--port", str(port)],
@@ -83,7 +85,8 @@ def server(env: dict[str, str]) -> Iterator[str]:
     )  # fmt: skip
     try:
         wait_listening(port, process)
-        yield f"http://{HOST}:{port}"
+        base = f"http://{HOST}:{port}"
+        yield (base, process.pid) if with_pid else base
     finally:
         process.terminate()
         try:

@@ -60,6 +60,7 @@ def create_app(
             burst_frames=settings.control_max_frames_per_second * 4,
             send_timeout_seconds=settings.control_send_timeout_seconds,
             transaction_timeout_seconds=settings.transaction_timeout_seconds,
+            transcript_turns=settings.transcript_turns,
         ),
     )
     authenticator = ControlAuthenticator(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,7 +24,7 @@ from .handlers import ConversationRequest, Handler, Reply
 from .logs import get_logger
 from .metrics import Metrics
 from .ratelimit import TokenBucket
-from .sessions import Session, apply_merge_patch
+from .sessions import DEFAULT_TRANSCRIPT_TURNS, Session, apply_merge_patch
 from .store import SessionStore
 from .transactions import PendingRequest, PendingRequests
 
@@ -54,6 +55,7 @@ class ControlOptions:
     burst_frames: float = 200.0
     send_timeout_seconds: float = 10.0
     transaction_timeout_seconds: float = 10.0
+    transcript_turns: int = DEFAULT_TRANSCRIPT_TURNS
 
 
 @dataclass
@@ -72,6 +74,9 @@ class ControlConnection:
         self, websocket: WebSocket, session: Session, services: ControlServices, *, verified: bool
     ) -> None:
         self.websocket = websocket
+        if session.transcript.maxlen != services.options.transcript_turns:
+            # The transcript only grows here, so this is where its bound is applied.
+            session.transcript = deque(session.transcript, maxlen=services.options.transcript_turns)
         self._session = session
         self.services = services
         self.options = services.options

@@ -121,6 +121,7 @@ class Settings:
     transaction_timeout_seconds: float = 10.0
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     session_grace_seconds: int = 15 * 60
+    transcript_turns: int = 200
 
     def __post_init__(self) -> None:
         if self.production:
@@ -157,6 +158,8 @@ class Settings:
             raise SettingsError(
                 "HANDLER_TIMEOUT_SECONDS and CONTROL_MAX_FRAMES_PER_SECOND must be > 0"
             )
+        if not 1 <= self.transcript_turns <= 10_000:
+            raise SettingsError("TRANSCRIPT_TURNS must be between 1 and 10000")
         if self.control_max_frame_bytes < 1024:
             raise SettingsError("CONTROL_MAX_FRAME_BYTES must be at least 1024")
         try:
@@ -240,6 +243,7 @@ class Settings:
             control_max_frame_bytes=_int(env, "CONTROL_MAX_FRAME_BYTES", 64 * 1024),
             control_max_frames_per_second=_float(env, "CONTROL_MAX_FRAMES_PER_SECOND", 50.0),
             session_grace_seconds=_int(env, "SESSION_TTL_SECONDS", 15 * 60),
+            transcript_turns=_int(env, "TRANSCRIPT_TURNS", 200),
             api_keys=tuple(
                 k.strip() for k in env.get("ORCHESTRATOR_API_KEY", "").split(",") if k.strip()
             ),

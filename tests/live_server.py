@@ -60,6 +60,7 @@ CONFIG_VARIABLES = (
     "CONTROL_MAX_FRAMES_PER_SECOND",
     "ORCHESTRATOR_API_KEY",
     "SESSION_TTL_SECONDS",
+    "TRANSCRIPT_TURNS",
     # read by orchestrator.profile_settings
     "REDIS_URL",
     "TOKEN_PROFILES",

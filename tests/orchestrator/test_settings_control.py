@@ -62,3 +62,26 @@ def test_bad_control_values_are_refused(name: str, value: str) -> None:
     """Nonsense limits are a start-up error naming the variable."""
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value}, env_file=None)
+
+
+def test_transcript_turns_bounds_the_live_transcript() -> None:
+    """TRANSCRIPT_TURNS caps how many lines a live session's transcript keeps."""
+    from starlette.testclient import TestClient
+
+    from .control_helpers import make_app, next_named, say
+
+    with TestClient(make_app(transcript_turns=3)) as client:
+        issued = client.get("/api/jwt").json()
+        with client.websocket_connect(f"/ws?access_token={issued['jwt']}") as ws:
+            for index in range(3):
+                ws.send_text(say(f"line {index}"))
+                next_named(ws, "conversationResponse")
+        session = client.app.state.store._sessions[issued["session_id"]]  # type: ignore[attr-defined]
+        assert [t.text for t in session.transcript] == [
+            "You said: line 1",
+            "line 2",
+            "You said: line 2",
+        ]
+    assert Settings.from_env({"TRANSCRIPT_TURNS": "50"}, env_file=None).transcript_turns == 50
+    with pytest.raises(SettingsError, match="TRANSCRIPT_TURNS"):
+        Settings.from_env({"TRANSCRIPT_TURNS": "0"}, env_file=None)
