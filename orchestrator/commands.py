@@ -8,11 +8,13 @@ raise ``SessionNotLive``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .control import CLOSE_NORMAL, CLOSE_REPLACED, ControlConnection, LiveConnections
 from .handlers import Reply
+from .sessions import SessionStatus
 
 OPS = frozenset({"speak", "stop_speaking", "send", "set_variables", "terminate", "replace"})
 
@@ -28,9 +30,14 @@ class CommandFailed(Exception):
 async def execute(
     connection: ControlConnection, op: str, args: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Run one command on a connection of this process, then save the session."""
+    """Run one command on a connection of this process, then save what it changed.
+
+    ``terminate`` and ``replace`` end the connection, whose endpoint saves the
+    final state; saving after them could overwrite that "ended" record.
+    """
     result = await _execute(connection, op, args)
-    await connection.persist()
+    if op in ("speak", "stop_speaking", "send"):
+        await connection.persist()
     return result
 
 
@@ -57,7 +64,11 @@ async def _execute(
         await connection.patch_variables(args["patch"])
         return {"variables": dict(connection.session.variables)}
     if op == "terminate":
-        connection.session.terminated = True
+        # Recorded as ended before the socket closes, so the caller reads it at once.
+        session = connection.session
+        session.terminated = True
+        session.status = SessionStatus.ENDED
+        session.ended_at = time.time()
         await connection.persist()
         await connection.close(CLOSE_NORMAL, "session ended")
         return {"ended": True}
