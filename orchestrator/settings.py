@@ -121,6 +121,8 @@ class Settings:
     transaction_timeout_seconds: float = 10.0
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     session_grace_seconds: int = 15 * 60
+    # The developer console at /console; None: on in development, off in production.
+    console_enabled: bool | None = None
 
     def __post_init__(self) -> None:
         if self.production:
@@ -240,6 +242,7 @@ class Settings:
             control_max_frame_bytes=_int(env, "CONTROL_MAX_FRAME_BYTES", 64 * 1024),
             control_max_frames_per_second=_float(env, "CONTROL_MAX_FRAMES_PER_SECOND", 50.0),
             session_grace_seconds=_int(env, "SESSION_TTL_SECONDS", 15 * 60),
+            console_enabled=_bool(env, "CONSOLE_ENABLED", not production),
             api_keys=tuple(
                 k.strip() for k in env.get("ORCHESTRATOR_API_KEY", "").split(",") if k.strip()
             ),
