@@ -33,6 +33,7 @@ CONSOLE_PATH = "/console"
 ASSETS = (
     ("console.js", "console.js", "text/javascript; charset=utf-8"),
     ("console.css", "console.css", "text/css; charset=utf-8"),
+    ("favicon.svg", "favicon.svg", "image/svg+xml"),
 )
 MODE_PLACEHOLDER = "__ORCHESTRATOR_MODE__"
 

@@ -287,8 +287,12 @@
     const item = el("li", `msg msg-${role}`, el("span", "who", who), el("p", "text", text));
     if (note) item.append(el("span", "badge", note));
     $("chat").append(item);
-    item.scrollIntoView({ block: "nearest" });
+    scrollToEnd($("chat"));
     return item;
+  }
+
+  function scrollToEnd(list) {
+    list.scrollTop = list.scrollHeight;
   }
 
   function showReply(body) {
@@ -303,7 +307,7 @@
     if (body.fallback) {
       item.append(el("span", "badge badge-warn", "fallback: a Studio fallback skill would answer instead"));
     }
-    item.scrollIntoView({ block: "nearest" });
+    scrollToEnd($("chat"));
   }
 
   function renderCard(id, card) {
@@ -381,22 +385,37 @@
       renderSession();
     });
     const s = () => state.session;
-    on("snapshot", (d) => {
-      state.session = {
-        status: d.terminated ? "ended (terminated)" : d.status,
-        dpSessionId: d.dp_session_id,
-        speech: d.speech_state,
-        recognizing: d.recognizing,
-        variables: d.variables || {},
-        transcript: (d.transcript || []).map((t) => ({ role: t.role, text: t.text, fallback: !!t.fallback })),
-      };
-    });
+    on("snapshot", applySnapshot);
     on("connected", () => { s().status = "connected"; });
     on("ended", () => { s().status = "ended"; s().speech = "idle"; });
     on("terminated", () => { s().status = "ended (terminated)"; source.close(); setText("s-stream", "closed"); });
     on("speech", (e) => { s().speech = e.data.speech_state; s().recognizing = e.data.recognizing; });
     on("variables", (e) => { s().variables = e.data.variables || {}; });
-    on("turn", (e) => { s().transcript.push({ role: e.data.role, text: e.data.text, fallback: !!e.data.fallback }); });
+    on("turn", (e) => {
+      s().transcript.push({ role: e.data.role, text: e.data.text, fallback: !!e.data.fallback });
+      // No event says which DP session the host bound: read the record once it has one.
+      if (!s().dpSessionId) refreshSession();
+    });
+  }
+
+  function applySnapshot(d) {
+    state.session = {
+      status: d.terminated ? "ended (terminated)" : d.status,
+      dpSessionId: d.dp_session_id,
+      speech: d.speech_state,
+      recognizing: d.recognizing,
+      variables: d.variables || {},
+      transcript: (d.transcript || []).map((t) => ({ role: t.role, text: t.text, fallback: !!t.fallback })),
+    };
+  }
+
+  async function refreshSession() {
+    try {
+      applySnapshot(await api("GET", ""));
+      renderSession();
+    } catch (error) {
+      setStatus(`Session not read: ${error.message}`);
+    }
   }
 
   function closeEvents() {
@@ -424,6 +443,7 @@
         el("li", `turn turn-${t.role}`, el("span", "who", t.role === "user" ? "user" : "DP"), " ", t.text, t.fallback ? " (fallback)" : "")
       )
     );
+    scrollToEnd($("transcript"));
   }
 
   function parseValue(raw) {
