@@ -19,7 +19,7 @@ import pytest
 
 from tests.uvicorn_thread import ThreadedServer
 
-from .control_helpers import make_app
+from .control_helpers import KEY_NAME, make_app
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -40,6 +40,8 @@ pytestmark = pytest.mark.browser
 def chromium_path() -> str:
     """The system Chromium (``CHROMIUM`` overrides), or skip/fail as REQUIRE_BROWSER says."""
     path = os.environ.get("CHROMIUM") or shutil.which("chromium")
+    if path is not None and not os.access(path, os.X_OK):
+        path = None
     reason = None
     try:
         import playwright.sync_api  # noqa: F401
@@ -129,6 +131,11 @@ def test_the_console_drives_a_whole_conversation_in_chromium(page: Any) -> None:
             expect(chat.locator(".msg-dp").last).to_contain_text("Lin, you said: good morning")
             expect(page.locator("#transcript")).to_contain_text("Lin, you said: good morning")
             expect(page.locator("#s-speech")).to_have_text("idle")
+            # The server saw the page as a DP: keyName = the token's iss, and every
+            # request it sent was answered (the idle state came after the last response).
+            (connection,) = server.app.state.services.live.all()
+            assert connection.session.key_name == KEY_NAME
+            assert len(connection.pending) == 0
 
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "console.png"), full_page=True)
