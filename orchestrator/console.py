@@ -120,6 +120,7 @@ def console_routes(settings: Settings) -> list[BaseRoute]:
     if settings.production:
         log.warning(
             "the developer console is enabled in production (CONSOLE_ENABLED=true): "
-            "anyone who can reach /console can mint a token and drive a session with it"
+            "anyone who can reach it gets a ready-made tool to play a digital person's side "
+            "of the control socket against this server"
         )
     return Console(settings).routes()
