@@ -75,7 +75,7 @@ class _Asset:
 
 
 class Console:
-    """The console's routes for one app; ``routes()`` is empty when it is off."""
+    """The console's files, read once, and the routes that serve them with their headers."""
 
     def __init__(self, settings: Settings, static_dir: Path = STATIC_DIR) -> None:
         self.settings = settings
