@@ -16,6 +16,7 @@ from tokens.routes import SoulMachinesTokenEndpoints
 
 from . import health
 from .backend import build_backend
+from .console import console_routes
 from .control import CLOSE_GOING_AWAY, ControlOptions, ControlServices
 from .control_auth import ControlAuthenticator, session_from_claims
 from .control_endpoint import ControlEndpoint
@@ -142,6 +143,7 @@ def create_app(
             metrics.route(settings.api_keys, production=settings.production),
             *token_profiles.routes,
             *sessions_api.routes(),
+            *console_routes(settings),
             WebSocketRoute(CONTROL_PATH, control_endpoint.handle),
             # The vendor's ORCHESTRATION_SERVER=host gives sm-control wss://host/.
             WebSocketRoute("/", control_endpoint.handle),

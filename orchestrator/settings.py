@@ -122,6 +122,8 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     session_grace_seconds: int = 15 * 60
     transcript_turns: int = 200
+    # The developer console at /console; None: on in development, off in production.
+    console_enabled: bool | None = None
 
     def __post_init__(self) -> None:
         if self.production:
@@ -244,6 +246,7 @@ class Settings:
             control_max_frames_per_second=_float(env, "CONTROL_MAX_FRAMES_PER_SECOND", 50.0),
             session_grace_seconds=_int(env, "SESSION_TTL_SECONDS", 15 * 60),
             transcript_turns=_int(env, "TRANSCRIPT_TURNS", 200),
+            console_enabled=_bool(env, "CONSOLE_ENABLED", not production),
             api_keys=tuple(
                 k.strip() for k in env.get("ORCHESTRATOR_API_KEY", "").split(",") if k.strip()
             ),
