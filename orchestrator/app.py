@@ -21,7 +21,7 @@ from .control_auth import ControlAuthenticator, session_from_claims
 from .control_endpoint import ControlEndpoint
 from .events import EventHub, SessionEvent
 from .handlers import load_handler
-from .logs import get_logger
+from .logs import get_logger, info_enabled
 from .profile_settings import ProfileSettings
 from .sessions_api import SessionsApi
 from .settings import CONTROL_PATH, Settings
@@ -75,7 +75,8 @@ def create_app(
         session = session_from_claims(issued.claims)
         await store.create(session)
         await events.publish(SessionEvent(session.id, "issued", {}))
-        log.info("token issued", profile="soul-machines", session_id=session.id)
+        if info_enabled(log):
+            log.info("token issued", profile="soul-machines", session_id=session.id)
 
     sm_endpoints = SoulMachinesTokenEndpoints(
         sm_profile, control_path=CONTROL_PATH, on_issued=on_issued
