@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import json
 import resource
 import statistics
@@ -256,8 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     verdict = "" if per_session < TARGET_KIB_PER_SESSION else "  TARGET MISSED"
     print(
-        f"per idle session: {per_session:.1f} KiB (target < {TARGET_KIB_PER_SESSION:.0f})"
-        f"{verdict}"
+        f"per idle session: {per_session:.1f} KiB (target < {TARGET_KIB_PER_SESSION:.0f}){verdict}"
     )
     verdict = "" if p99 < TARGET_P99_MS else "  TARGET MISSED"
     print(
