@@ -31,7 +31,6 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from orchestrator import protocol
-
 from orchestrator.asgi import configured_app as orchestrator_app
 from orchestrator.rate_limit import RateLimitMiddleware
 from tokens.http import NO_STORE
