@@ -1,10 +1,16 @@
 """The real app plus one constant route: the endpoint benchmark's reference.
 
 ``configured_app`` is ``orchestrator.asgi.configured_app`` (settings from the
-environment, logging, ``create_app``) with ``GET /bench/constant`` appended: a
-JSON body of the same shape and size as ``/api/jwt``'s, rendered once. Both
-routes therefore run through the same process, middleware, logging and
-uvicorn settings, and differ only in the handler.
+environment, logging, ``create_app``) with two routes appended:
+
+- ``GET /bench/constant``: a JSON body of the same shape and size as
+  ``/api/jwt``'s, rendered once. It is added to the per-IP rate limiter's
+  paths, so both routes run through the same process, middleware (CORS and the
+  token-route limiter), logging and uvicorn settings, and differ only in the
+  handler.
+- ``WebSocket /bench/echo-ws``: accepts any client and answers every frame
+  with one fixed ``conversationResponse`` (the shape the default handler sends
+  for "hello there"): the floor for the conversation round-trip benchmark.
 
 ``python -m bench.apps [serve options]`` runs ``orchestrator serve`` unchanged
 except for the app it hands to uvicorn, so the uvicorn settings cannot drift
@@ -21,12 +27,16 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from orchestrator import protocol
 from orchestrator.asgi import configured_app as orchestrator_app
+from orchestrator.rate_limit import RateLimitMiddleware
 from tokens.http import NO_STORE
 
 CONSTANT_PATH = "/bench/constant"
+ECHO_WS_PATH = "/bench/echo-ws"
 ORCHESTRATOR_FACTORY = "orchestrator.asgi:configured_app"
 BENCH_FACTORY = "bench.apps:configured_app"
 
@@ -42,14 +52,40 @@ _CONSTANT_BODY = json.dumps(
 ).encode()
 
 
+# What the default handler answers to wsload's "hello there", transaction and all.
+_ECHO_REPLY = protocol.Envelope(
+    "request",
+    "conversationResponse",
+    {"input": {"text": "hello there"}, "output": {"text": "You said: hello there"}},
+    "orch-1",
+).to_json()
+
+
 async def constant(_request: Request) -> Response:
     return Response(_CONSTANT_BODY, media_type="application/json", headers=NO_STORE)
 
 
+async def echo_ws(websocket: WebSocket) -> None:
+    """One fixed ``conversationResponse`` per frame received, until the peer closes."""
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.receive_text()
+            await websocket.send_text(_ECHO_REPLY)
+    except WebSocketDisconnect:
+        pass
+
+
 def configured_app() -> Starlette:
-    """The orchestrator's app, as ``orchestrator serve`` builds it, plus the constant route."""
+    """The orchestrator's app, as ``orchestrator serve`` builds it, plus the bench routes."""
     app = orchestrator_app()
     app.router.routes.append(Route(CONSTANT_PATH, constant, methods=["GET"]))
+    app.router.routes.append(WebSocketRoute(ECHO_WS_PATH, echo_ws))
+    limiters = [m for m in app.user_middleware if m.cls is RateLimitMiddleware]
+    if len(limiters) != 1:
+        raise RuntimeError("expected one RateLimitMiddleware on the app; update bench/apps.py")
+    # The stack is built on the first request, so the limiter sees this path too.
+    limiters[0].kwargs["paths"] = [*limiters[0].kwargs["paths"], CONSTANT_PATH]
     return app
 
 

@@ -192,6 +192,14 @@ def _tail(log: IO[bytes], limit: int = 3000) -> str:
 @contextlib.contextmanager
 def running_server(config: Config) -> Iterator[int]:
     """A server with ``config`` on a free loopback port, stopped on exit."""
+    with running_server_process(config) as (port, _pid):
+        yield port
+
+
+@contextlib.contextmanager
+def running_server_process(config: Config) -> Iterator[tuple[int, int]]:
+    """``running_server``, yielding the port and the server's process id (with
+    one worker, the process that serves the requests)."""
     port = free_loopback_port()
     env = {
         **os.environ,
@@ -227,7 +235,7 @@ def running_server(config: Config) -> Iterator[int]:
         )
         try:
             _wait_ready(server, port, log)
-            yield port
+            yield port, server.pid
         finally:
             _stop(server)
 

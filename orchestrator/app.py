@@ -22,7 +22,7 @@ from .control_auth import ControlAuthenticator, session_from_claims
 from .control_endpoint import ControlEndpoint
 from .events import SessionEvent
 from .handlers import load_handler
-from .logs import get_logger
+from .logs import get_logger, info_enabled
 from .metrics import Metrics
 from .profile_settings import ProfileSettings
 from .sessions_api import SessionsApi
@@ -89,7 +89,8 @@ def create_app(
             log.warning("issued session not recorded: store unreachable", session_id=session.id)
         await events.publish(SessionEvent(session.id, "issued", {}))
         metrics.tokens_issued.labels("soul-machines").inc()
-        log.info("token issued", profile="soul-machines", session_id=session.id)
+        if info_enabled(log):
+            log.info("token issued", profile="soul-machines", session_id=session.id)
 
     sm_endpoints = SoulMachinesTokenEndpoints(
         sm_profile, control_path=CONTROL_PATH, on_issued=on_issued

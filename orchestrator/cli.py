@@ -49,6 +49,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_config=None,
         ws="websockets-sansio",
+        # No permessage-deflate: its zlib state (~45 KiB per socket, measured by
+        # bench/idle_scale.py) buys little on small JSON control frames.
+        ws_per_message_deflate=False,
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
         timeout_graceful_shutdown=args.graceful_timeout,

@@ -113,3 +113,14 @@ def configure_logging(
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+def info_enabled(logger: Any) -> bool:
+    """Whether ``logger.info(...)`` (a ``get_logger`` logger) would emit anything.
+
+    Worth asking on hot paths: a filtered-out stdlib-backed structlog call still
+    runs its processor chain before ``filter_by_level`` drops it. Loggers that
+    cannot tell (structlog's defaults, ``capture_logs``) count as enabled.
+    """
+    is_enabled_for = getattr(logger, "isEnabledFor", None)
+    return is_enabled_for is None or bool(is_enabled_for(logging.INFO))

@@ -42,3 +42,26 @@ def test_token_endpoint_bench_runs() -> None:
     result = _run("token_endpoint.py", "--no-install")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "/api/jwt req/s" in result.stdout
+
+
+WSLOAD = ROOT.parent / "shared" / "bench" / "wsload.py"
+
+
+@pytest.mark.server
+def test_conversation_bench_runs() -> None:
+    """bench/conversation.py --quick: wsload on echo-ws and on authenticated control sockets."""
+    if not WSLOAD.is_file() and os.environ.get("REQUIRE_BENCH") != "1":
+        pytest.skip("the shared wsload.py is not next to the repository")
+    result = _run("conversation.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "control socket:  conns=5 rounds=3 ok=15 errors=0" in result.stdout
+    assert "5 x 3" in result.stdout
+
+
+@pytest.mark.server
+def test_idle_scale_bench_runs() -> None:
+    """bench/idle_scale.py --quick holds 50 authenticated sockets and times turns on one."""
+    result = _run("idle_scale.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "opened 50 authenticated sockets" in result.stdout
+    assert "per idle session:" in result.stdout

@@ -25,6 +25,9 @@ from .soul_machines import IssuedToken, SoulMachinesProfile
 
 IssuedHook = Callable[[IssuedToken, Request], Awaitable[None]]
 _POST_FIELDS = frozenset({"claims", "ttl_seconds"})
+# Derived control URLs by (scheme, Host header, server address). The Host header
+# is the client's to choose, so the cache is bounded: full, it starts over.
+_CONTROL_URL_CACHE_SIZE = 64
 
 
 def control_url_from_request(request: Request, control_path: str) -> str:
@@ -35,6 +38,37 @@ def control_url_from_request(request: Request, control_path: str) -> str:
     """
     scheme = "wss" if request.url.scheme in ("https", "wss") else "ws"
     return f"{scheme}://{request.url.netloc}{control_path}"
+
+
+class _ControlUrls:
+    """``control_url_from_request``, remembered per (scheme, Host header, server).
+
+    Those scope fields are everything ``request.url``'s scheme and netloc are
+    computed from, so a hit returns exactly what the function would; building
+    ``request.url`` (a ``URL`` and a ``urlsplit``) on every token request is what
+    this saves.
+    """
+
+    def __init__(self, control_path: str) -> None:
+        self.control_path = control_path
+        self._cache: dict[tuple[Any, ...], str] = {}
+
+    def __call__(self, request: Request) -> str:
+        scope = request.scope
+        host: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+                break
+        server = scope.get("server")
+        key = (scope.get("scheme", "http"), host, None if server is None else tuple(server))
+        url = self._cache.get(key)
+        if url is None:
+            url = control_url_from_request(request, self.control_path)
+            if len(self._cache) >= _CONTROL_URL_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = url
+        return url
 
 
 class SoulMachinesTokenEndpoints:
@@ -50,6 +84,7 @@ class SoulMachinesTokenEndpoints:
         self.profile = profile
         self.control_path = control_path
         self.on_issued = on_issued
+        self._control_url = _ControlUrls(control_path)
 
     def routes(self) -> list[Route]:
         return [
@@ -68,7 +103,7 @@ class SoulMachinesTokenEndpoints:
             options = await self._options(request)
             control_url = None
             if self.profile.policy.control_url is None:
-                control_url = control_url_from_request(request, self.control_path)
+                control_url = self._control_url(request)
             issued = self.profile.mint(control_url=control_url, **options)
         except BadRequest as exc:
             return error_response(exc.status, exc.code, exc.detail)
