@@ -17,14 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.live_server import free_port
+
 STARTUP_TIMEOUT_SECONDS = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_until_listening(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -50,7 +45,7 @@ def redis_server(workdir: Path) -> Iterator[str]:
         if os.environ.get("REQUIRE_REDIS") == "1":
             pytest.fail("REQUIRE_REDIS=1 but redis-server is not on PATH")
         pytest.skip("redis-server is not on PATH")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         cwd=workdir,

@@ -3,7 +3,6 @@ so a test can drive it over real sockets and still look at the app's state."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from types import TracebackType
@@ -11,12 +10,7 @@ from types import TracebackType
 import uvicorn
 from starlette.applications import Starlette
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from tests.live_server import free_port
 
 
 class ThreadedServer:
