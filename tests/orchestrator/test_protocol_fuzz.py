@@ -17,7 +17,9 @@ from tests.fuzz_stats import record
 
 FUZZ = settings(max_examples=300, deadline=None)
 
-lone_surrogates = st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1)
+# High surrogates only: a Python str holding a high+low pair as two code units has no
+# JSON form of its own (any parser joins the pair), so it cannot round-trip.
+lone_surrogates = st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDBFF), min_size=1)
 texts = st.text(max_size=30) | lone_surrogates
 scalars = (
     st.none()
