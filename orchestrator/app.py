@@ -69,6 +69,7 @@ def create_app(
         store,
         cookie_name=settings.control_cookie_name,
         allow_unauthenticated=settings.allow_unauthenticated_control,
+        origin_regex=settings.cors_origin_regex(),
     )
     control_endpoint = ControlEndpoint(authenticator, services)
     sessions_api = SessionsApi(

@@ -7,11 +7,18 @@ carries the session id: with a token it must name the token's own session;
 alone it is accepted only for a session this deployment issued and that has
 not expired or been terminated. Nobody gets in without one of these, except,
 when explicitly allowed in development, a client on the loopback interface.
+
+Origin: the video host connects server to server and sends no ``Origin``; a
+browser (via-browser mode) always sends its page's. So when the handshake
+carries an ``Origin``, it must be one of ``CORS_ORIGINS`` (none in production
+by default), or the handshake is refused: another site's page cannot open a
+control socket with a token it got hold of (cross-site WebSocket hijacking).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
@@ -74,13 +81,20 @@ class ControlAuthenticator:
         *,
         cookie_name: str | None,
         allow_unauthenticated: bool,
+        origin_regex: str | None = None,
     ) -> None:
         self.profile = profile
         self.store = store
         self.cookie_name = cookie_name
         self.allow_unauthenticated = allow_unauthenticated
+        self.origin_pattern = re.compile(origin_regex) if origin_regex is not None else None
 
     async def identify(self, connection: HTTPConnection) -> ControlIdentity:
+        origin = connection.headers.get("origin")
+        if origin is not None and (
+            self.origin_pattern is None or not self.origin_pattern.fullmatch(origin)
+        ):
+            raise ControlRefused("origin_not_allowed", "this Origin may not open a control socket")
         token, source = presented_token(connection)
         cookie_session = connection.cookies.get(self.cookie_name) if self.cookie_name else None
         if token is not None:

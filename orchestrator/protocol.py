@@ -58,7 +58,14 @@ class Envelope:
         return message
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (from a JSON \ud800 escape) cannot go out as UTF-8
+            # text; as a \u escape it can, and any JSON parser reads it back.
+            text = json.dumps(self.to_dict(), separators=(",", ":"))
+        return text
 
 
 def parse_frame(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Envelope:
@@ -70,15 +77,21 @@ def parse_frame(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
     """
     if isinstance(data, bytes | bytearray):
         raise FrameError("binary_frame", "binary frames are not part of the protocol")
-    if len(data) > max_bytes // 4 and len(data.encode("utf-8")) > max_bytes:
+    if len(data) > max_bytes // 4 and len(data.encode("utf-8", "surrogatepass")) > max_bytes:
         raise FrameError("too_large", f"frame exceeds {max_bytes} bytes")
     try:
-        message = json.loads(data)
-    except (json.JSONDecodeError, RecursionError) as exc:
+        message = json.loads(data, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError, NaN/Infinity (not JSON: the DP's
+        # JSON.parse refuses them) and integers past Python's digit limit.
         raise FrameError("invalid_json", f"frame is not valid JSON: {exc}") from None
     if not isinstance(message, dict):
         raise FrameError("not_object", "frame is not a JSON object")
     return envelope_from_dict(message)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def envelope_from_dict(message: Mapping[str, Any]) -> Envelope:

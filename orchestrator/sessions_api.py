@@ -49,9 +49,15 @@ class Caller:
     session_id: str | None = None
 
     def may_touch(self, session_id: str) -> bool:
+        # Bytes: compare_digest raises TypeError for non-ASCII str (a path like /sessions/é).
         return self.backend or (
-            self.session_id is not None and hmac.compare_digest(self.session_id, session_id)
+            self.session_id is not None
+            and hmac.compare_digest(_utf8(self.session_id), _utf8(session_id))
         )
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
 
 
 class SessionsApi:

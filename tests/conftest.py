@@ -48,3 +48,15 @@ async def fresh_redis_url(redis_url: str) -> str:
     finally:
         await client.aclose()
     return redis_url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """After the run: how many generated cases each fuzz test ran (tests/fuzz_stats.py)."""
+    from tests.fuzz_stats import CASES
+
+    if not CASES:
+        return
+    terminalreporter.write_sep("-", "fuzz cases run")
+    for name, count in sorted(CASES.items()):
+        terminalreporter.write_line(f"{count:7d}  {name}")
+    terminalreporter.write_line(f"{sum(CASES.values()):7d}  total")

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from calendar import timegm
 from collections.abc import Callable, Iterable, Mapping
@@ -61,17 +62,29 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _reject_constant(name: str) -> Any:
+    raise MalformedTokenError(f"{name} is not a JSON number (RFC 8259)")
+
+
 class _StrictJSONDecoder(json.JSONDecoder):
-    """Refuses duplicate members, which parsers resolve differently."""
+    """Refuses duplicate members, which parsers resolve differently, and the
+    non-standard ``NaN``/``Infinity`` that would slip past time checks."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs["object_pairs_hook"] = _reject_duplicate_keys
+        kwargs["parse_constant"] = _reject_constant
         super().__init__(**kwargs)
 
 
 class _StrictPyJWT(jwt.PyJWT):
     def _decode_payload(self, decoded: dict[str, Any]) -> Any:
-        payload = json.loads(decoded["payload"], cls=_StrictJSONDecoder)
+        try:
+            # Strict UTF-8 (RFC 7519): json.loads(bytes) would let encoded surrogates pass.
+            payload = json.loads(decoded["payload"].decode("utf-8"), cls=_StrictJSONDecoder)
+        except MalformedTokenError:
+            raise
+        except ValueError as exc:  # bad JSON or UTF-8, an integer past Python's digit limit
+            raise jwt.DecodeError(f"claims are not JSON: {exc}") from None
         if not isinstance(payload, dict):
             raise jwt.DecodeError("claims are not a JSON object")
         return payload
@@ -96,8 +109,12 @@ def read_unverified_header(token: str) -> dict[str, Any]:
     try:
         header = jwt.get_unverified_header(token)
         segment = token.split(".", 1)[0]
-        json.loads(jwt.utils.base64url_decode(segment), cls=_StrictJSONDecoder)
-    except (jwt.DecodeError, ValueError) as exc:
+        json.loads(jwt.utils.base64url_decode(segment).decode("utf-8"), cls=_StrictJSONDecoder)
+    except MalformedTokenError:
+        raise
+    except (jwt.InvalidTokenError, ValueError) as exc:
+        # PyJWT's base error too: it refuses a non-string kid or an unknown crit
+        # with InvalidTokenError, which is not one of ours.
         raise MalformedTokenError(f"unreadable header: {exc}") from None
     return header
 
@@ -107,7 +124,7 @@ def read_unverified_claims(token: str) -> dict[str, Any]:
     read_unverified_header(token)
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.DecodeError as exc:
+    except (jwt.InvalidTokenError, ValueError) as exc:
         raise MalformedTokenError(f"unreadable claims: {exc}") from None
     return claims
 
@@ -231,9 +248,11 @@ class TokenCodec:
                 raise InvalidClaimsError(f"claim {name!r} is missing")
         for name in ("exp", "nbf", "iat"):
             if name in claims and (
-                isinstance(claims[name], bool) or not isinstance(claims[name], int | float)
+                isinstance(claims[name], bool)
+                or not isinstance(claims[name], int | float)
+                or not math.isfinite(claims[name])  # 1e999 parses as inf: never expires
             ):
-                raise InvalidClaimsError(f"claim {name!r} must be a number")
+                raise InvalidClaimsError(f"claim {name!r} must be a finite number")
         now = self.clock()
         leeway = self.leeway_seconds
         if "exp" in claims and now - leeway >= claims["exp"]:

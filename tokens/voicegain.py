@@ -50,6 +50,11 @@ def check_id(name: str, value: object) -> str:
     return value
 
 
+def _utf8(text: str) -> bytes:
+    # compare_digest refuses non-ASCII str; a JSON \ud800 escape gives a lone surrogate.
+    return text.encode("utf-8", "surrogatepass")
+
+
 @dataclass(frozen=True)
 class VoicegainIdentity:
     """Who a verified token speaks for, and which kind of token it was."""
@@ -208,7 +213,7 @@ class VoicegainProfile:
 
     async def _check_current(self, account_id: str, context_id: str, token_id: str) -> None:
         current = await self.store.current(account_id, context_id)
-        if current is None or not hmac.compare_digest(current, token_id):
+        if current is None or not hmac.compare_digest(_utf8(current), _utf8(token_id)):
             raise RevokedTokenError(
                 "this API token was replaced by a newer one (only the most recent is accepted)"
             )
