@@ -45,6 +45,12 @@ def token_response(body: dict[str, Any]) -> Response:
     )
 
 
+def _refuse_constant(name: str) -> None:
+    # NaN and Infinity are not JSON; accepted here they would later be sent to
+    # browsers and the DP as text no strict parser reads.
+    raise ValueError(f"{name} is not valid JSON")
+
+
 async def read_json_object(
     request: Request, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES
 ) -> dict[str, Any]:
@@ -70,8 +76,8 @@ async def read_json_object(
     if content_type != "application/json":
         raise BadRequest(415, "unsupported_media_type", "send the body as application/json")
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
         raise BadRequest(400, "invalid_json", f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest(400, "invalid_body", "body must be a JSON object")

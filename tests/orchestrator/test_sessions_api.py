@@ -240,3 +240,19 @@ def test_delete_ends_the_session_and_its_socket(client: TestClient) -> None:
     assert denied.value.json()["error"] == "session_ended"
     speak = client.post(f"/sessions/{sid}/speak", headers=backend(), json={"text": "hi"})
     assert speak.status_code == 409
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_json_numbers_in_a_patch_are_refused(client: TestClient, constant: str) -> None:
+    """NaN/Infinity are not JSON: a patch carrying one is a 400, and nothing is stored."""
+    issued = issue(client)
+    response = client.patch(
+        f"/sessions/{issued['session_id']}/variables",
+        headers={**backend(), "Content-Type": "application/json"},
+        content=f'{{"x": {constant}}}',
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_json"
+    assert (
+        client.get(f"/sessions/{issued['session_id']}", headers=backend()).json()["variables"] == {}
+    )
