@@ -33,7 +33,15 @@ def _settings() -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from .handlers import HandlerLoadError, load_handler
+
     settings = _settings()
+    try:
+        # Checked here so that a bad name is a configuration error, not a worker traceback.
+        load_handler(settings.conversation_handler)
+    except HandlerLoadError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if settings.ephemeral_key:
         # Generated once here so every worker process signs with the same key.
         os.environ["JWT_PUBLIC_KEY"] = EPHEMERAL_KEY_NAME

@@ -1,8 +1,9 @@
 """Session stores: where session records live.
 
 The memory store is the embedded default (one process, no external service).
-Every store keeps a record until its token expires plus a grace period, then
-forgets it, so the API answers 404 for expired sessions.
+Every store keeps a record until its token expires (or, for a conversation that
+outlived its token, until it ends) plus a grace period, then forgets it, so the
+API answers 404 for expired sessions.
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ class MemoryStore:
         self._next_sweep = 0.0
 
     def _expired(self, session: Session, now: float) -> bool:
-        # A live conversation outlasts its token; the record expires after it ends.
+        # A live conversation outlasts its token; the record is kept for the grace
+        # period after the later of the token's expiry and the conversation's end.
         if session.status is SessionStatus.CONNECTED:
             return False
-        return now >= session.expires_at + self.grace_seconds
+        end = max(float(session.expires_at), session.ended_at or 0.0)
+        return now >= end + self.grace_seconds
 
     def _sweep(self) -> None:
         now = self.clock()

@@ -176,6 +176,24 @@ def test_serve_with_a_config_error_exits_2_before_listening() -> None:
     assert "Uvicorn running" not in result.stderr
 
 
+def test_serve_with_an_unusable_handler_exits_2_before_listening() -> None:
+    """A CONVERSATION_HANDLER that does not import is a configuration error, not a traceback."""
+    env = server_environment({"CONVERSATION_HANDLER": "no_such_module:handle"})
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "serve", "--port", "0"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == EXIT_CONFIG
+    assert "configuration error: cannot import 'no_such_module'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Uvicorn running" not in result.stderr
+
+
 def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown sub-command is an argparse usage error (exit 2), not a traceback."""
     with pytest.raises(SystemExit) as caught:
