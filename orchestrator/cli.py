@@ -15,7 +15,7 @@ from tokens import InvalidTokenError, SoulMachinesProfile, TokenCodec, TokenPack
 from tokens.jws import humanize_seconds, read_unverified_claims, read_unverified_header
 from tokens.keyring import generate_secret
 
-from .logs import configure_logging
+from .logs import configure_logging, get_logger
 from .settings import CONTROL_PATH, EPHEMERAL_FLAG, EPHEMERAL_KEY_NAME, Settings, SettingsError
 
 EXIT_INVALID = 1
@@ -49,6 +49,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ[EPHEMERAL_FLAG] = "true"
         settings = _settings()
     configure_logging(json=settings.log_json, level=settings.log_level, secrets=settings.secrets)
+    if args.workers > 1 and not os.environ.get("REDIS_URL"):
+        get_logger("orchestrator.cli").warning(
+            "several workers without REDIS_URL: each worker keeps its own sessions, so the "
+            "sessions API may not find a session whose socket another worker holds; set "
+            "REDIS_URL or run one worker (tokens are unaffected)",
+            workers=args.workers,
+        )
     uvicorn.run(
         "orchestrator.asgi:configured_app",
         factory=True,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .sessions import Session, SessionStatus
+from .sessions import Session
 from .store import DEFAULT_GRACE_SECONDS, StoreUnavailable
 
 KEY_PREFIX = "orch:session:"
@@ -36,9 +36,14 @@ class RedisStore:
         self.clock = clock
 
     def ttl_for(self, session: Session) -> int:
-        if session.status is SessionStatus.CONNECTED:
+        until = session.retained_until(self.grace_seconds)
+        if until is None:
             return LIVE_RECORD_TTL_SECONDS
-        return max(MIN_TTL_SECONDS, int(session.expires_at + self.grace_seconds - self.clock()))
+        return max(MIN_TTL_SECONDS, int(until - self.clock()))
+
+    def _expired(self, session: Session) -> bool:
+        until = session.retained_until(self.grace_seconds)
+        return until is not None and self.clock() >= until
 
     async def create(self, session: Session) -> None:
         await self.save(session)
@@ -51,11 +56,7 @@ class RedisStore:
         if raw is None:
             return None
         session = Session.from_dict(json.loads(raw))
-        if session.status is not SessionStatus.CONNECTED and (
-            self.clock() >= session.expires_at + self.grace_seconds
-        ):
-            return None
-        return session
+        return None if self._expired(session) else session
 
     async def save(self, session: Session) -> None:
         data = json.dumps(session.to_dict(), separators=(",", ":"))
@@ -80,12 +81,7 @@ class RedisStore:
                         sessions.append(Session.from_dict(json.loads(raw)))
         except RedisError as exc:
             raise StoreUnavailable(type(exc).__name__) from None
-        now = self.clock()
-        return [
-            s
-            for s in sessions
-            if s.status is SessionStatus.CONNECTED or now < s.expires_at + self.grace_seconds
-        ]
+        return [s for s in sessions if not self._expired(s)]
 
     async def ping(self) -> None:
         try:

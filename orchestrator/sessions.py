@@ -85,6 +85,17 @@ class Session:
         self.transcript.append(turn)
         return turn
 
+    def retained_until(self, grace_seconds: float) -> float | None:
+        """When a store may forget this record; ``None`` while a socket is live.
+
+        The grace period runs from the later of the token's expiry and the
+        conversation's end, so a conversation that outlived its token stays
+        readable after it ends.
+        """
+        if self.status is SessionStatus.CONNECTED:
+            return None
+        return max(float(self.expires_at), self.ended_at or 0.0) + grace_seconds
+
     def is_expired(self, now: float | None = None) -> bool:
         return (time.time() if now is None else now) >= self.expires_at
 

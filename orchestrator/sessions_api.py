@@ -9,8 +9,10 @@ and may touch all. ``GET /sessions/{id}/events`` also takes the token as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,7 @@ MAX_TEXT_CHARS = 4000
 MAX_VARIABLES_BYTES = 64 * 1024  # one patch
 MAX_SESSION_VARIABLES_BYTES = 256 * 1024  # all of a session's variables together
 KEEPALIVE_SECONDS = 15.0
+ENDED_GRACE_SECONDS = 1.0
 
 
 class ApiError(Exception):
@@ -127,6 +130,9 @@ class SessionsApi:
         presented = token.encode()
         # Every configured key is compared, in constant time, whatever matches.
         if any([hmac.compare_digest(presented, key) for key in self.api_keys]):
+            if source == "query":
+                # URLs end up in proxy logs and browser history: keys go in headers.
+                raise ApiError(401, "key_in_url", "send the API key as Authorization: Bearer")
             return Caller(backend=True)
         try:
             claims = self.profile.verify(token)
@@ -176,8 +182,8 @@ class SessionsApi:
             await self.router.run(session.id, "terminate", {})
         except SessionNotLive:
             session.terminated = True
-            if session.status is SessionStatus.CONNECTED:
-                session.status = SessionStatus.ENDED
+            session.status = SessionStatus.ENDED
+            session.ended_at = session.ended_at or time.time()
             await self.store.save(session)
         await self.events.publish_event(session.id, "terminated", {})
         return JSONResponse({"id": session.id, "status": "ended"})
@@ -259,6 +265,13 @@ class SessionsApi:
                     continue
                 yield sse(event.type, event.to_dict())
                 if event.type == "terminated":
+                    # The socket's "ended" may follow from another task or instance.
+                    with contextlib.suppress(TimeoutError):
+                        while True:
+                            late = await asyncio.wait_for(queue.get(), ENDED_GRACE_SECONDS)
+                            yield sse(late.type, late.to_dict())
+                            if late.type == "ended":
+                                break
                     return
 
 

@@ -156,10 +156,14 @@ class Settings:
                     f"ORCHESTRATOR_API_KEY entries must be at least {MIN_API_KEY_BYTES} bytes "
                     "(generate one with `orchestrator keygen`)"
                 )
-        if self.handler_timeout_seconds <= 0 or self.control_max_frames_per_second <= 0:
-            raise SettingsError(
-                "HANDLER_TIMEOUT_SECONDS and CONTROL_MAX_FRAMES_PER_SECOND must be > 0"
-            )
+        for name, value in (
+            ("HANDLER_TIMEOUT_SECONDS", self.handler_timeout_seconds),
+            ("CONTROL_MAX_FRAMES_PER_SECOND", self.control_max_frames_per_second),
+            ("CONTROL_SEND_TIMEOUT_SECONDS", self.control_send_timeout_seconds),
+            ("TRANSACTION_TIMEOUT_SECONDS", self.transaction_timeout_seconds),
+        ):
+            if value <= 0:
+                raise SettingsError(f"{name} must be greater than 0")
         if not 1 <= self.transcript_turns <= 10_000:
             raise SettingsError("TRANSCRIPT_TURNS must be between 1 and 10000")
         if self.control_max_frame_bytes < 1024:
@@ -244,6 +248,8 @@ class Settings:
             allow_unauthenticated_control=_bool(env, "ALLOW_UNAUTHENTICATED_CONTROL"),
             control_max_frame_bytes=_int(env, "CONTROL_MAX_FRAME_BYTES", 64 * 1024),
             control_max_frames_per_second=_float(env, "CONTROL_MAX_FRAMES_PER_SECOND", 50.0),
+            control_send_timeout_seconds=_float(env, "CONTROL_SEND_TIMEOUT_SECONDS", 10.0),
+            transaction_timeout_seconds=_float(env, "TRANSACTION_TIMEOUT_SECONDS", 10.0),
             session_grace_seconds=_int(env, "SESSION_TTL_SECONDS", 15 * 60),
             transcript_turns=_int(env, "TRANSCRIPT_TURNS", 200),
             console_enabled=_bool(env, "CONSOLE_ENABLED", not production),

@@ -92,7 +92,8 @@ class HostSimulator:
     async def connect(
         cls, control_url: str, token: str | None, *, open_timeout: float = 10.0
     ) -> AsyncIterator[HostSimulator]:
-        url = control_url if token is None else f"{control_url}?access_token={token}"
+        joiner = "&" if "?" in control_url else "?"
+        url = control_url if token is None else f"{control_url}{joiner}access_token={token}"
         issuer = _unverified_claims(token).get("iss") if token is not None else None
         key_name = issuer if isinstance(issuer, str) else None
         async with websockets.connect(

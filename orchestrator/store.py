@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from .sessions import Session, SessionStatus
+from .sessions import Session
 
 DEFAULT_GRACE_SECONDS = 15 * 60
 
@@ -51,12 +51,8 @@ class MemoryStore:
         self._next_sweep = 0.0
 
     def _expired(self, session: Session, now: float) -> bool:
-        # A live conversation outlasts its token; the record is kept for the grace
-        # period after the later of the token's expiry and the conversation's end.
-        if session.status is SessionStatus.CONNECTED:
-            return False
-        end = max(float(session.expires_at), session.ended_at or 0.0)
-        return now >= end + self.grace_seconds
+        until = session.retained_until(self.grace_seconds)
+        return until is not None and now >= until
 
     def _sweep(self) -> None:
         now = self.clock()

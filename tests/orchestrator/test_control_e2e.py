@@ -139,3 +139,14 @@ def test_simulate_command_reports_a_refusal(tmp_path: Path) -> None:
         )  # fmt: skip
     assert result.returncode == 1
     assert "refused: HTTP 403" in result.stdout
+
+
+@pytest.mark.anyio
+async def test_the_simulator_appends_the_token_to_a_control_url_with_a_query() -> None:
+    """A --control-url that already has a query gets '&access_token=', not a second '?'."""
+    app = make_app()
+    with ThreadedServer(app) as server:
+        issued = await fetch_token(server)
+        async with HostSimulator.connect(f"{server.ws_url}?probe=1", issued["jwt"]) as host:
+            reply = await host.say("hi", settle=0.1)
+    assert reply[0].describe() == "DP: You said: hi"

@@ -256,3 +256,21 @@ def test_non_json_numbers_in_a_patch_are_refused(client: TestClient, constant: s
     assert (
         client.get(f"/sessions/{issued['session_id']}", headers=backend()).json()["variables"] == {}
     )
+
+
+def test_deleting_a_never_connected_session_records_it_as_ended(client: TestClient) -> None:
+    """DELETE before any host connected: the record says ended and terminated, as the reply does."""
+    issued = issue(client)
+    sid = issued["session_id"]
+    assert client.delete(f"/sessions/{sid}", headers=backend()).json()["status"] == "ended"
+    body = client.get(f"/sessions/{sid}", headers=backend()).json()
+    assert (body["status"], body["terminated"]) == ("ended", True)
+    assert body["ended_at"] is not None
+
+
+def test_the_api_key_is_refused_in_the_url(client: TestClient) -> None:
+    """?access_token= carries UI tokens for EventSource; an API key there is refused (401)."""
+    issued = issue(client)
+    response = client.get(f"/sessions/{issued['session_id']}/events?access_token={API_KEY}")
+    assert response.status_code == 401
+    assert response.json()["error"] == "key_in_url"

@@ -85,3 +85,13 @@ def test_transcript_turns_bounds_the_live_transcript() -> None:
     assert Settings.from_env({"TRANSCRIPT_TURNS": "50"}, env_file=None).transcript_turns == 50
     with pytest.raises(SettingsError, match="TRANSCRIPT_TURNS"):
         Settings.from_env({"TRANSCRIPT_TURNS": "0"}, env_file=None)
+
+
+def test_send_and_transaction_timeouts_are_configurable() -> None:
+    """CONTROL_SEND_TIMEOUT_SECONDS and TRANSACTION_TIMEOUT_SECONDS are read and must be > 0."""
+    settings = Settings.from_env(
+        {"CONTROL_SEND_TIMEOUT_SECONDS": "3", "TRANSACTION_TIMEOUT_SECONDS": "4.5"}, env_file=None
+    )
+    assert (settings.control_send_timeout_seconds, settings.transaction_timeout_seconds) == (3, 4.5)
+    with pytest.raises(SettingsError, match="CONTROL_SEND_TIMEOUT_SECONDS"):
+        Settings.from_env({"CONTROL_SEND_TIMEOUT_SECONDS": "0"}, env_file=None)
