@@ -159,37 +159,35 @@ def test_config_error_exits_2_with_a_clear_message(
     assert "at least 32 bytes" in err
 
 
-def test_serve_with_a_config_error_exits_2_before_listening() -> None:
-    """``python -m orchestrator serve`` in production without a key exits 2 with the reason."""
-    env = server_environment({"ORCHESTRATOR_ENV": "production"})
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"ORCHESTRATOR_ENV": "production"},
+            "configuration error: JWT_PRIVATE_KEY is required in production",
+        ),
+        (
+            {"CONVERSATION_HANDLER": "no_such_module:handle"},
+            "configuration error: cannot import 'no_such_module'",
+        ),
+    ],
+    ids=["production-without-key", "unusable-handler"],
+)
+def test_serve_with_a_config_error_exits_2_before_listening(
+    env: dict[str, str], message: str
+) -> None:
+    """``orchestrator serve`` with bad configuration exits 2 with the reason, no traceback."""
     result = subprocess.run(
         [sys.executable, "-m", "orchestrator", "serve", "--port", "0"],
         cwd=REPO_ROOT,
-        env=env,
+        env=server_environment(env),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == EXIT_CONFIG
-    assert "configuration error: JWT_PRIVATE_KEY is required in production" in result.stderr
-    assert "Uvicorn running" not in result.stderr
-
-
-def test_serve_with_an_unusable_handler_exits_2_before_listening() -> None:
-    """A CONVERSATION_HANDLER that does not import is a configuration error, not a traceback."""
-    env = server_environment({"CONVERSATION_HANDLER": "no_such_module:handle"})
-    result = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "serve", "--port", "0"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == EXIT_CONFIG
-    assert "configuration error: cannot import 'no_such_module'" in result.stderr
+    assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert "Uvicorn running" not in result.stderr
 
