@@ -280,18 +280,24 @@ class ControlConnection:
             self._session.events.append({"name": name, "kind": envelope.kind, "at": time.time()})
 
     async def on_state(self, update: protocol.StateBody) -> None:
+        """Apply a (partial) state update; save and publish only what changed."""
         session = self._session
-        if update.key_name is not None:
-            session.key_name = update.key_name
-            if self.verified_issuer is not None and update.key_name != self.verified_issuer:
-                self.log.warning("keyName does not match the token's issuer; closing")
-                await self.close(CLOSE_POLICY, "keyName does not match the token issuer")
-                return
+        if (
+            update.key_name is not None
+            and self.verified_issuer is not None
+            and update.key_name != self.verified_issuer
+        ):
+            self.log.warning("keyName does not match the token's issuer; closing")
+            await self.close(CLOSE_POLICY, "keyName does not match the token issuer")
+            return
+        before = _state_fields(session)
         if update.dp_session_id is not None and update.dp_session_id != session.dp_session_id:
             if session.dp_session_id is not None:
                 self.log.info("DP session id changed", previous=session.dp_session_id)
             session.dp_session_id = update.dp_session_id
             self.log.info("DP session bound", dp_session_id=update.dp_session_id)
+        if update.key_name is not None:
+            session.key_name = update.key_name
         if update.session_state is not None:
             session.dp_session_state = update.session_state
         if update.user_info is not None:
@@ -299,18 +305,16 @@ class ControlConnection:
         speech = update.speech_states.get(session.persona_id)
         if speech is None and update.speech_states:
             speech = next(iter(update.speech_states.values()))
-        changed = False
-        if speech is not None and speech != session.speech_state:
+        if speech is not None:
             session.speech_state = speech
-            changed = True
-        if update.recognizing is not None and update.recognizing != session.recognizing:
+        if update.recognizing is not None:
             session.recognizing = update.recognizing
-            changed = True
-        if changed:
+        if before[4:] != (session.speech_state, session.recognizing):
             await self.publish(
                 "speech", {"speech_state": session.speech_state, "recognizing": session.recognizing}
             )
-        await self.persist()
+        if before != _state_fields(session):
+            await self.persist()
 
     # --- turns -------------------------------------------------------------------
 
@@ -375,6 +379,18 @@ class ControlConnection:
             await self.services.events.publish(SessionEvent(self._session.id, event_type, data))
         except Exception as exc:
             self.log.warning("session event not published", error=type(exc).__name__)
+
+
+def _state_fields(session: Session) -> tuple[Any, ...]:
+    """What a ``state`` event can change (speech state and recognizing last)."""
+    return (
+        session.key_name,
+        session.dp_session_id,
+        session.dp_session_state,
+        session.user_info,
+        session.speech_state,
+        session.recognizing,
+    )
 
 
 class LiveRegistry(Protocol):

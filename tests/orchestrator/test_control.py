@@ -352,3 +352,38 @@ def test_an_unusable_handler_setting_fails_at_start_up() -> None:
     ):
         with pytest.raises(HandlerLoadError):
             create_app(make_settings(conversation_handler=spec))
+
+
+def test_a_key_name_mismatch_is_not_recorded(client: TestClient) -> None:
+    """The refused keyName never reaches the session record."""
+    issued = issue(client)
+    with client.websocket_connect(f"/ws?access_token={issued['jwt']}") as ws:
+        ws.send_text(initial_state(key_name="another-project"))
+        with pytest.raises(WebSocketDisconnect):
+            ws.receive_json()
+    session = client.app.state.store._sessions[issued["session_id"]]  # type: ignore[attr-defined]
+    assert session.key_name is None
+
+
+def test_repeated_identical_state_events_do_not_resave_the_session(client: TestClient) -> None:
+    """A state event that changes nothing costs no store write (the Redis hot path)."""
+    issued = issue(client)
+    store = client.app.state.store  # type: ignore[attr-defined]
+    saves: list[str] = []
+    original = store.save
+
+    async def counting_save(session: Any) -> None:
+        saves.append(session.id)
+        await original(session)
+
+    store.save = counting_save
+    with client.websocket_connect(f"/ws?access_token={issued['jwt']}") as ws:
+        ws.send_text(initial_state())
+        for _ in range(5):
+            ws.send_text(envelope("state", {"persona": {"1": {"speechState": "idle"}}}))
+        ws.send_text(envelope("state", {"persona": {"1": {"speechState": "speaking"}}}))
+        ws.send_text(say("sync"))
+        next_named(ws, "conversationResponse")
+        # connect, the initial state, the speaking change (and the turn's own save,
+        # which may land after its reply): never the five idle repeats
+        assert len(saves) in (3, 4)
