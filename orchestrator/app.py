@@ -15,12 +15,12 @@ from tokens import IssuedToken, SoulMachinesProfile, TokenCodec
 from tokens.routes import SoulMachinesTokenEndpoints
 
 from . import health
+from .api_keys import ApiKeys
 from .backend import build_backend
 from .console import console_routes
 from .control import CLOSE_GOING_AWAY, ControlOptions, ControlServices
 from .control_auth import ControlAuthenticator, session_from_claims
 from .control_endpoint import ControlEndpoint
-from .events import SessionEvent
 from .handlers import load_handler
 from .logs import get_logger, info_enabled
 from .metrics import Metrics
@@ -88,7 +88,6 @@ def create_app(
         except StoreUnavailable:
             # The token is still good: the session is recorded when the host connects.
             log.warning("issued session not recorded: store unreachable", session_id=session.id)
-        await events.publish(SessionEvent(session.id, "issued", {}))
         metrics.tokens_issued.labels("soul-machines").inc()
         if info_enabled(log):
             log.info("token issued", profile="soul-machines", session_id=session.id)
@@ -142,7 +141,7 @@ def create_app(
         routes=[
             *health.routes,
             health.readiness_route(backend.name, backend.check_ready),
-            metrics.route(settings.api_keys, production=settings.production),
+            metrics.route(ApiKeys(settings.api_keys), production=settings.production),
             *token_profiles.routes,
             *sessions_api.routes(),
             *console_routes(settings),

@@ -132,8 +132,12 @@ class Cluster:
             holder = previous.decode() if isinstance(previous, bytes) else str(previous)
             if holder != self.instance_id:
                 self.log.info("session moved here; old holder closes", session_id=session_id)
-                with contextlib.suppress(SessionNotLive, CommandFailed, RedisError):
-                    await self._send(holder, session_id, "replace", {})
+                # In the background: the new socket serves the DP meanwhile.
+                self._spawn(self._replace_at(holder, session_id))
+
+    async def _replace_at(self, holder: str, session_id: str) -> None:
+        with contextlib.suppress(SessionNotLive, CommandFailed, StoreUnavailable, RedisError):
+            await self._send(holder, session_id, "replace", {})
 
     async def release(self, session_id: str) -> None:
         await self._release(keys=[LIVE_PREFIX + session_id], args=[self.instance_id])
@@ -255,8 +259,11 @@ class Cluster:
 
     async def _serve(self, request: Mapping[str, Any]) -> None:
         reply: dict[str, Any] = {"id": request.get("id")}
-        connection = self.live.get(str(request.get("session_id")))
-        if connection is None:
+        session_id = str(request.get("session_id"))
+        connection = self.live.get(session_id)
+        if request.get("op") == "replace":
+            reply.update(ok=True, result={"replaced": await self.live.evict(session_id)})
+        elif connection is None:
             reply.update(ok=False, error="not_live")
         else:
             try:

@@ -12,11 +12,9 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .control import CLOSE_NORMAL, CLOSE_REPLACED, ControlConnection, LiveConnections
+from .control import CLOSE_NORMAL, ControlConnection, LiveConnections
 from .handlers import Reply
 from .sessions import SessionStatus
-
-OPS = frozenset({"speak", "stop_speaking", "send", "set_variables", "terminate", "replace"})
 
 
 class SessionNotLive(Exception):
@@ -72,9 +70,6 @@ async def _execute(
         await connection.persist()
         await connection.close(CLOSE_NORMAL, "session ended")
         return {"ended": True}
-    if op == "replace":
-        await connection.close(CLOSE_REPLACED, "replaced by a newer connection")
-        return {"replaced": True}
     raise ValueError(f"unknown command {op!r}")
 
 

@@ -10,6 +10,7 @@ or a peer that stops reading closes the socket, with a documented code.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -134,7 +135,13 @@ class ControlConnection:
         await self.patch_variables(variables)
 
     async def patch_variables(self, patch: Mapping[str, Any]) -> None:
-        """Merge ``patch`` into the shared variables (``None`` removes a name)."""
+        """Merge ``patch`` into the shared variables (``None`` removes a name).
+
+        Values must be plain JSON: they ride on every later reply, so one bad
+        value is refused here (``TypeError``/``ValueError``) rather than
+        breaking every turn after it.
+        """
+        patch = json.loads(json.dumps(dict(patch), allow_nan=False))
         apply_merge_patch(self._session.variables, patch)
         await self.publish("variables", {"variables": dict(self._session.variables)})
         await self.persist()
@@ -212,7 +219,7 @@ class ControlConnection:
                 self._aborted = True
                 if self._run_task is not None and self._run_task is not asyncio.current_task():
                     self._run_task.cancel()
-            except (RuntimeError, OSError):
+            except (RuntimeError, OSError, WebSocketDisconnect):
                 pass
 
     # --- inbound -----------------------------------------------------------------
@@ -363,7 +370,12 @@ class ControlConnection:
                 self.metrics.turns.inc()
                 self.metrics.handler_latency.observe(time.perf_counter() - started)
             if reply is not None:
-                await self.respond(reply, input_text=body.text)
+                try:
+                    await self.respond(reply, input_text=body.text)
+                except (TypeError, ValueError):
+                    # e.g. a Reply whose variables are not JSON: this turn is lost, not the socket.
+                    self.log.exception("reply could not be sent")
+                    await self.respond(Reply(self.options.apology), input_text=body.text)
             await self.persist()
 
     # --- shared state --------------------------------------------------------------
@@ -425,6 +437,19 @@ class LiveConnections:
                 await self.registry.claim(connection.session.id)
             except Exception as exc:  # the socket works without the registry
                 connection.log.warning("live registry not updated", error=type(exc).__name__)
+
+    async def evict(self, session_id: str) -> bool:
+        """Close this process's socket for a session another instance took over.
+
+        The entry goes first, so the closing endpoint does not record the
+        session as ended, and the registry key (now the new holder's) stays.
+        """
+        connection = self._connections.pop(session_id, None)
+        if connection is None:
+            return False
+        connection.log.info("taken over by another instance", code=CLOSE_REPLACED)
+        await connection.close(CLOSE_REPLACED, "replaced by a newer connection")
+        return True
 
     async def detach(self, connection: ControlConnection) -> bool:
         """Forget ``connection``; ``False`` when a newer one already took its place."""

@@ -47,11 +47,11 @@ class ControlEndpoint:
         session.status = SessionStatus.CONNECTED
         session.connected_at = time.time()
         session.ended_at = None
-        await self.services.live.attach(connection)
-        connection.log.info("control socket connected", source=identity.source, client=client)
-        await connection.persist()
-        await connection.publish("connected", {"source": identity.source})
         try:
+            await self.services.live.attach(connection)
+            connection.log.info("control socket connected", source=identity.source, client=client)
+            await connection.persist()
+            await connection.publish("connected", {"source": identity.source})
             await connection.run()
         finally:
             if await self.services.live.detach(connection):

@@ -8,7 +8,6 @@ in production without one.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 
 from prometheus_client import (
@@ -25,7 +24,7 @@ from starlette.routing import Route
 
 from tokens.http import error_response
 
-from .control_auth import presented_token
+from .api_keys import ApiKeys
 
 
 class Metrics:
@@ -74,14 +73,10 @@ class Metrics:
             registry=registry,
         )
 
-    def route(self, api_keys: tuple[str, ...], *, production: bool) -> Route:
-        keys = tuple(key.encode() for key in api_keys)
-
+    def route(self, api_keys: ApiKeys, *, production: bool) -> Route:
         async def metrics(request: Request) -> Response:
-            if keys:
-                token, _ = presented_token(request)
-                presented = (token or "").encode()
-                if not any([hmac.compare_digest(presented, key) for key in keys]):
+            if api_keys:
+                if not api_keys.in_header(request):
                     return error_response(
                         401, "no_credentials", "send the API key as Authorization: Bearer",
                         {"WWW-Authenticate": "Bearer"},

@@ -24,8 +24,9 @@ from starlette.routing import Route
 from tokens import InvalidTokenError, SoulMachinesProfile
 from tokens.http import BadRequest, error_response, read_json_object
 
+from .api_keys import ApiKeys
 from .commands import CommandFailed, CommandRouter, SessionNotLive
-from .control_auth import presented_token
+from .control_auth import ControlRefused, presented_token
 from .events import EventHub
 from .metrics import Metrics
 from .sessions import Session, SessionStatus, apply_merge_patch
@@ -78,7 +79,7 @@ class SessionsApi:
         self.router = router
         self.events = events
         self.profile = profile
-        self.api_keys = tuple(key.encode() for key in api_keys)
+        self.api_keys = ApiKeys(api_keys)
         self.metrics = metrics
 
     def routes(self) -> list[Route]:
@@ -114,6 +115,8 @@ class SessionsApi:
                 return error_response(exc.status, exc.code, exc.detail, headers)
             except BadRequest as exc:
                 return error_response(exc.status, exc.code, exc.detail)
+            except ControlRefused as exc:  # e.g. two different access_token values
+                return error_response(400, exc.code, exc.detail)
             except StoreUnavailable as exc:
                 return error_response(503, "store_unavailable", f"session store unreachable: {exc}")
             except CommandFailed as exc:
@@ -127,9 +130,7 @@ class SessionsApi:
             raise ApiError(401, "no_credentials", "send Authorization: Bearer <token or API key>")
         if source == "query" and not query_token:
             raise ApiError(401, "no_credentials", "send the token as Authorization: Bearer")
-        presented = token.encode()
-        # Every configured key is compared, in constant time, whatever matches.
-        if any([hmac.compare_digest(presented, key) for key in self.api_keys]):
+        if self.api_keys.matches(token):
             if source == "query":
                 # URLs end up in proxy logs and browser history: keys go in headers.
                 raise ApiError(401, "key_in_url", "send the API key as Authorization: Bearer")
@@ -255,7 +256,9 @@ class SessionsApi:
 
     async def _stream(self, session: Session) -> AsyncIterator[str]:
         async with self.events.subscribe(session.id) as queue:
-            fresh = await self.store.get(session.id)
+            fresh = None
+            with contextlib.suppress(StoreUnavailable):  # headers are sent: no 503 now
+                fresh = await self.store.get(session.id)
             yield sse("snapshot", (fresh or session).to_dict())
             while True:
                 try:

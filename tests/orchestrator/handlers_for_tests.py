@@ -37,3 +37,10 @@ async def slow_echo(request: ConversationRequest, conversation: Conversation) ->
     await asyncio.sleep(0.2)
     name = request.session.variables.get("name", "")
     return Reply(f"{name}: {request.text}")
+
+
+async def bad_variable(request: ConversationRequest, conversation: Conversation) -> Reply | None:
+    """Sets a variable that is not JSON on 'break', echoes otherwise."""
+    if request.text == "break":
+        await conversation.set_variables({"when": object()})
+    return Reply(f"echo {request.text}")

@@ -387,3 +387,17 @@ def test_repeated_identical_state_events_do_not_resave_the_session(client: TestC
         # connect, the initial state, the speaking change (and the turn's own save,
         # which may land after its reply): never the five idle repeats
         assert len(saves) in (3, 4)
+
+
+def test_a_handler_setting_a_non_json_variable_costs_one_turn_only() -> None:
+    """A variable that is not JSON is refused in that turn (apology); later turns still answer."""
+    handler = "tests.orchestrator.handlers_for_tests:bad_variable"
+    with TestClient(make_app(conversation_handler=handler, handler_apology="Oops.")) as client:
+        issued = issue(client)
+        with client.websocket_connect(f"/ws?access_token={issued['jwt']}") as ws:
+            ws.send_text(say("break"))
+            assert output_text(next_named(ws, "conversationResponse")) == "Oops."
+            ws.send_text(say("again"))
+            assert output_text(next_named(ws, "conversationResponse")) == "echo again"
+        session = client.app.state.store._sessions[issued["session_id"]]  # type: ignore[attr-defined]
+        assert "when" not in session.variables

@@ -121,6 +121,10 @@ async def test_token_on_a_socket_on_b_commands_on_c(fresh_redis_url: str) -> Non
                     with pytest.raises(websockets.ConnectionClosed) as closed:
                         await asyncio.wait_for(host.connection.recv(), 5)
                     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
+                    await asyncio.sleep(0.3)  # B's socket has closed: it must not record "ended"
+                    record = (await http.get(f"{a.base_url}/sessions/{sid}", headers=ui)).json()
+                    assert record["status"] == "connected"
+                    assert not any(e.get("type") == "ended" for e in events)
                     spoken = await http.post(
                         f"{a.base_url}/sessions/{sid}/speak", headers=ui, json={"text": "Via A"}
                     )

@@ -274,3 +274,19 @@ def test_the_api_key_is_refused_in_the_url(client: TestClient) -> None:
     response = client.get(f"/sessions/{issued['session_id']}/events?access_token={API_KEY}")
     assert response.status_code == 401
     assert response.json()["error"] == "key_in_url"
+
+
+def test_two_different_access_tokens_are_a_400_not_a_500(client: TestClient) -> None:
+    """?access_token=a&access_token=b is refused as malformed on the API and /metrics."""
+    issued = issue(client)
+    url = f"/sessions/{issued['session_id']}/events?access_token=a&access_token=b"
+    response = client.get(url)
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed"
+    assert client.get("/metrics?access_token=a&access_token=b").status_code == 401
+
+
+def test_metrics_refuse_the_api_key_in_the_url(client: TestClient) -> None:
+    """/metrics takes the API key only as a header, like the sessions API."""
+    assert client.get(f"/metrics?access_token={API_KEY}").status_code == 401
+    assert client.get("/metrics", headers=backend()).status_code == 200
