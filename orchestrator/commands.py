@@ -8,13 +8,11 @@ raise ``SessionNotLive``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .control import CLOSE_NORMAL, ControlConnection, LiveConnections
 from .handlers import Reply
-from .sessions import SessionStatus
 
 
 class SessionNotLive(Exception):
@@ -63,10 +61,7 @@ async def _execute(
         return {"variables": dict(connection.session.variables)}
     if op == "terminate":
         # Recorded as ended before the socket closes, so the caller reads it at once.
-        session = connection.session
-        session.terminated = True
-        session.status = SessionStatus.ENDED
-        session.ended_at = time.time()
+        connection.session.mark_ended(terminated=True)
         await connection.persist()
         await connection.close(CLOSE_NORMAL, "session ended")
         return {"ended": True}

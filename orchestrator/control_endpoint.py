@@ -55,8 +55,7 @@ class ControlEndpoint:
             await connection.run()
         finally:
             if await self.services.live.detach(connection):
-                session.status = SessionStatus.ENDED
-                session.ended_at = time.time()
+                session.mark_ended()
                 await connection.persist()
                 await connection.publish("ended", {})
 

@@ -85,6 +85,12 @@ class Session:
         self.transcript.append(turn)
         return turn
 
+    def mark_ended(self, *, terminated: bool = False) -> None:
+        """The conversation is over (``terminated``: ended through the API for good)."""
+        self.status = SessionStatus.ENDED
+        self.ended_at = self.ended_at or time.time()
+        self.terminated = self.terminated or terminated
+
     def retained_until(self, grace_seconds: float) -> float | None:
         """When a store may forget this record; ``None`` while a socket is live.
 

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import hmac
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,11 +28,10 @@ from .commands import CommandFailed, CommandRouter, SessionNotLive
 from .control_auth import ControlRefused, presented_token
 from .events import EventHub
 from .metrics import Metrics
-from .sessions import Session, SessionStatus, apply_merge_patch
+from .sessions import Session, apply_merge_patch
 from .store import SessionStore, StoreUnavailable
 
 MAX_TEXT_CHARS = 4000
-MAX_VARIABLES_BYTES = 64 * 1024  # one patch
 MAX_SESSION_VARIABLES_BYTES = 256 * 1024  # all of a session's variables together
 KEEPALIVE_SECONDS = 15.0
 ENDED_GRACE_SECONDS = 1.0
@@ -182,9 +180,7 @@ class SessionsApi:
         try:
             await self.router.run(session.id, "terminate", {})
         except SessionNotLive:
-            session.terminated = True
-            session.status = SessionStatus.ENDED
-            session.ended_at = session.ended_at or time.time()
+            session.mark_ended(terminated=True)
             await self.store.save(session)
         await self.events.publish_event(session.id, "terminated", {})
         return JSONResponse({"id": session.id, "status": "ended"})
@@ -193,8 +189,6 @@ class SessionsApi:
         session = await self.session_for(request)
         # The body is a JSON merge patch (RFC 7396) of the variables: null removes one.
         variables = await read_json_object(request)
-        if len(json.dumps(variables)) > MAX_VARIABLES_BYTES:
-            raise BadRequest(413, "too_large", f"variables exceed {MAX_VARIABLES_BYTES} bytes")
         if session.terminated:
             raise ApiError(409, "session_ended", "the session was ended")
         merged = dict(session.variables)
