@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.bench
 
 
-def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), "--quick", *args],
         cwd=ROOT,
@@ -23,7 +23,7 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         check=False,
-        timeout=60,
+        timeout=timeout,
     )
 
 
@@ -65,3 +65,26 @@ def test_idle_scale_bench_runs() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "opened 50 authenticated sockets" in result.stdout
     assert "per idle session:" in result.stdout
+
+
+@pytest.mark.server
+@pytest.mark.redis
+def test_cross_instance_bench_runs_quick() -> None:
+    """bench/cross_instance.py --quick starts Redis and two servers and prints both paths."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("REQUIRE_REDIS") == "1":
+            pytest.fail("REQUIRE_REDIS=1 but redis-server is not on PATH")
+        pytest.skip("redis-server is not on PATH")
+    result = _run("cross_instance.py", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "same instance (reference)" in result.stdout
+    assert "A -> Redis -> B" in result.stdout
+
+
+@pytest.mark.server
+def test_soak_bench_runs_quick_and_loses_nothing() -> None:
+    """bench/soak.py --quick runs hosts with turns and API commands and reports PASS."""
+    result = _run("soak.py", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "RESULT: PASS" in result.stdout
+    assert "misrouted=0" in result.stdout
