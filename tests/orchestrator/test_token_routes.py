@@ -335,3 +335,16 @@ async def test_rate_limit_is_shared_across_instances_through_redis(fresh_redis_u
         limited = await client_a.get("/videosdk/token")
     assert limited.status_code == 429
     assert "Retry-After" in limited.headers
+
+
+async def test_rate_limit_state_per_address_does_not_grow_with_requests() -> None:
+    """The limiter keeps two counters per address, not one entry per request, so a
+    high limit under heavy traffic costs neither memory nor time per hit."""
+    app = create_app(Settings(), profile_settings(rate_limit="100000/minute"))
+    async with running(app) as client:
+        for _ in range(300):
+            assert (await client.get("/api/jwt")).status_code == 200
+    storage = app.state.token_profiles.rate_limit_storage
+    assert storage.events == {}
+    assert 1 <= len(storage.storage) <= 2
+    assert sum(storage.storage.values()) == 300
