@@ -10,9 +10,8 @@ error says exactly what is wrong.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
-import hmac
 import json
 import math
 import time
@@ -92,10 +91,46 @@ class _StrictPyJWT(jwt.PyJWT):
 
 _pyjwt = _StrictPyJWT()
 _HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
+# PyJWT's claims serialisation (json.dumps with these separators), in one encoder
+# built once: json.dumps with non-default options builds a new one per call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 def _b64url(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+    """Unpadded base64url (RFC 7515 §2): ``urlsafe_b64encode(data).rstrip(b"=")``."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
+class HmacSha256:
+    """HMAC-SHA256 under one key, with the keyed pad states hashed once.
+
+    RFC 2104 §4 suggests exactly this: ``H(K^ipad)`` and ``H(K^opad)`` do not
+    depend on the message, so each signature copies them instead of redoing
+    them (and the ``hmac`` module's object set-up). Same bytes as
+    ``hmac.digest(key, message, "sha256")``, pinned by tests/tokens/test_jws.py.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        block = hashlib.sha256().block_size
+        if len(key) > block:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(block, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 def read_unverified_header(token: str) -> dict[str, Any]:
@@ -142,7 +177,7 @@ class TokenCodec:
         self.keyring = keyring
         self.leeway_seconds = leeway_seconds
         self.clock = clock
-        self._header_segments: dict[tuple[SigningKey, str], bytes] = {}
+        self._signing: dict[tuple[SigningKey, str], tuple[bytes, HmacSha256]] = {}
 
     def now(self) -> int:
         return int(self.clock())
@@ -153,14 +188,15 @@ class TokenCodec:
         The bytes are exactly those of PyJWT's ``jwt.encode(dict(claims), secret,
         algorithm="HS256", headers={"typ": typ, "kid": kid})`` (pinned by
         tests/tokens/test_jws_encode.py), without its per-call overhead: the
-        header segment is built, and the secret put through PyJWT's own HMAC
-        key checks, once per key and ``typ``; then it is one ``json.dumps``,
-        base64url and HMAC-SHA256.
+        header segment is built, the secret put through PyJWT's own HMAC key
+        checks and its HMAC pad states hashed, once per key and ``typ``; then
+        it is one JSON encoding, base64url and two SHA-256 finishes.
         """
         key = self.keyring.active
-        header = self._header_segments.get((key, typ))
-        if header is None:
-            header = self._header_segment(key, typ)
+        prepared = self._signing.get((key, typ))
+        if prepared is None:
+            prepared = self._prepare(key, typ)
+        header, signer = prepared
         payload = dict(claims)
         # What jwt.encode does to claims before serialising them:
         for name in ("exp", "iat", "nbf"):
@@ -169,17 +205,18 @@ class TokenCodec:
                 payload[name] = timegm(value.utctimetuple())
         if "iss" in payload and not isinstance(payload["iss"], str):
             raise TypeError("Issuer (iss) must be a string.")
-        signing_input = header + b"." + _b64url(json.dumps(payload, separators=(",", ":")).encode())
-        signature = _b64url(hmac.new(key.secret, signing_input, hashlib.sha256).digest())
+        signing_input = header + b"." + _b64url(_COMPACT_JSON.encode(payload).encode())
+        signature = _b64url(signer.digest(signing_input))
         return (signing_input + b"." + signature).decode("ascii")
 
-    def _header_segment(self, key: SigningKey, typ: str) -> bytes:
+    def _prepare(self, key: SigningKey, typ: str) -> tuple[bytes, HmacSha256]:
         # Refuses PEM/SSH/DER/JWK-looking secrets exactly as jwt.encode would.
         _HS256.prepare_key(key.secret)
         header = {"typ": typ, "alg": ALGORITHM, "kid": key.kid}
         segment = _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
-        self._header_segments[(key, typ)] = segment
-        return segment
+        prepared = (segment, HmacSha256(key.secret))
+        self._signing[(key, typ)] = prepared
+        return prepared
 
     def decode(
         self,
