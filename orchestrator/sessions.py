@@ -73,12 +73,32 @@ class Session:
     speech_state: str = "idle"
     recognizing: bool = False
     last_user_transcript: str | None = None
-    transcript: deque[Turn] = field(default_factory=lambda: deque(maxlen=DEFAULT_TRANSCRIPT_TURNS))
-    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=DEFAULT_EVENT_LOG))
     turns: int = 0
     frames_in: int = 0
     frames_out: int = 0
     bad_frames: int = 0
+    # Made on first use (see ``transcript`` and ``events``): most issued sessions
+    # never converse, and two empty deques would be ~1.5 KiB of each record.
+    _transcript: deque[Turn] | None = field(default=None, init=False, repr=False)
+    _events: deque[dict[str, Any]] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def transcript(self) -> deque[Turn]:
+        """The latest turns, oldest first (``DEFAULT_TRANSCRIPT_TURNS`` unless rebounded)."""
+        if self._transcript is None:
+            self._transcript = deque(maxlen=DEFAULT_TRANSCRIPT_TURNS)
+        return self._transcript
+
+    @transcript.setter
+    def transcript(self, turns: deque[Turn]) -> None:
+        self._transcript = turns
+
+    @property
+    def events(self) -> deque[dict[str, Any]]:
+        """The latest unhandled inbound messages, oldest first."""
+        if self._events is None:
+            self._events = deque(maxlen=DEFAULT_EVENT_LOG)
+        return self._events
 
     def add_turn(self, role: str, text: str, *, fallback: bool = False) -> Turn:
         turn = Turn(role=role, text=text, at=time.time(), fallback=fallback)
@@ -127,8 +147,8 @@ class Session:
             "speech_state": self.speech_state,
             "recognizing": self.recognizing,
             "last_user_transcript": self.last_user_transcript,
-            "transcript": [turn.to_dict() for turn in self.transcript],
-            "events": list(self.events),
+            "transcript": [turn.to_dict() for turn in self._transcript or ()],
+            "events": list(self._events or ()),
             "counters": {
                 "turns": self.turns,
                 "frames_in": self.frames_in,
@@ -175,5 +195,6 @@ class Session:
                     fallback=bool(turn.get("fallback", False)),
                 )
             )
-        session.events.extend(data.get("events", []))
+        if data.get("events"):
+            session.events.extend(data["events"])
         return session
