@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,7 +23,7 @@ from .control import CLOSE_GOING_AWAY, ControlOptions, ControlServices
 from .control_auth import ControlAuthenticator, session_from_claims
 from .control_endpoint import ControlEndpoint
 from .handlers import load_handler
-from .logs import get_logger, info_enabled
+from .logs import enabled_for, get_logger
 from .metrics import Metrics
 from .profile_settings import ProfileSettings
 from .sessions_api import SessionsApi
@@ -81,6 +82,8 @@ def create_app(
         metrics=metrics,
     )
 
+    sm_tokens_issued = metrics.tokens_issued.labels("soul-machines")
+
     async def on_issued(issued: IssuedToken, _request: Request) -> None:
         session = session_from_claims(issued.claims)
         try:
@@ -88,9 +91,11 @@ def create_app(
         except StoreUnavailable:
             # The token is still good: the session is recorded when the host connects.
             log.warning("issued session not recorded: store unreachable", session_id=session.id)
-        metrics.tokens_issued.labels("soul-machines").inc()
-        if info_enabled(log):
-            log.info("token issued", profile="soul-machines", session_id=session.id)
+        sm_tokens_issued.inc()
+        # Debug, not info: the access log already has a line per token request,
+        # and at info this second line cost more than minting the token.
+        if enabled_for(log, logging.DEBUG):
+            log.debug("token issued", profile="soul-machines", session_id=session.id)
 
     sm_endpoints = SoulMachinesTokenEndpoints(
         sm_profile, control_path=CONTROL_PATH, on_issued=on_issued

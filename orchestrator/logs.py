@@ -122,12 +122,13 @@ def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
 
 
-def info_enabled(logger: Any) -> bool:
-    """Whether ``logger.info(...)`` (a ``get_logger`` logger) would emit anything.
+def enabled_for(logger: Any, level: int) -> bool:
+    """Whether ``logger`` (a ``get_logger`` logger) would emit a record at ``level``.
 
     Worth asking on hot paths: a filtered-out stdlib-backed structlog call still
-    runs its processor chain before ``filter_by_level`` drops it. Loggers that
-    cannot tell (structlog's defaults, ``capture_logs``) count as enabled.
+    builds its event and enters the processor chain before ``filter_by_level``
+    drops it. Loggers that cannot tell (structlog's defaults, ``capture_logs``)
+    count as enabled.
     """
     is_enabled_for = getattr(logger, "isEnabledFor", None)
-    return is_enabled_for is None or bool(is_enabled_for(logging.INFO))
+    return is_enabled_for is None or bool(is_enabled_for(level))

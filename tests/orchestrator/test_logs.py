@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
 from orchestrator.app import create_app
-from orchestrator.logs import REDACTED, Redactor, configure_logging
+from orchestrator.logs import REDACTED, Redactor, configure_logging, enabled_for, get_logger
 from orchestrator.settings import Settings
 from tests.conftest import random_secret
 from tokens import Keyring, SigningKey, SoulMachinesPolicy, SoulMachinesProfile, TokenCodec
@@ -193,3 +193,24 @@ def test_app_events_carry_no_token_or_key() -> None:
     text = repr(events)
     assert body["jwt"] not in text
     assert secret not in text
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_enabled_for_follows_the_configured_level() -> None:
+    """enabled_for answers as the configured level filters, so hot paths can skip a call."""
+    configured(json_lines=True, level="info")
+    logger = get_logger("orchestrator.test")
+    assert enabled_for(logger, logging.INFO)
+    assert not enabled_for(logger, logging.DEBUG)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_issued_tokens_are_logged_at_debug_only() -> None:
+    """At info the access log covers token requests; LOG_LEVEL=debug adds each session id."""
+    for level in ("info", "debug"):
+        stream = configured(json_lines=True, level=level)
+        with TestClient(create_app(Settings())) as client:
+            session_id = client.get("/api/jwt").json()["session_id"]
+        events = [json.loads(line) for line in stream.getvalue().splitlines()]
+        issued = [e for e in events if e["event"] == "token issued"]
+        assert [e["session_id"] for e in issued] == ([session_id] if level == "debug" else [])
