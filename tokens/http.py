@@ -9,6 +9,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_NO_STORE_RAW = [
+    (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in NO_STORE.items()
+]
 DEFAULT_MAX_BODY_BYTES = 16 * 1024
 
 
@@ -39,10 +42,11 @@ _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separ
 
 
 def token_response(body: dict[str, Any]) -> Response:
-    """``JSONResponse(body, headers=NO_STORE)``, the same bytes and headers."""
-    return Response(
-        _JSON.encode(body).encode("utf-8"), media_type="application/json", headers=NO_STORE
-    )
+    """``JSONResponse(body, headers=NO_STORE)``, the same bytes and headers (the
+    ``NO_STORE`` ones encoded once, not per response)."""
+    response = Response(_JSON.encode(body).encode("utf-8"), media_type="application/json")
+    response.raw_headers.extend(_NO_STORE_RAW)
+    return response
 
 
 def _refuse_constant(name: str) -> None:

@@ -35,6 +35,9 @@ _SM_CLAIMS = frozenset(
 )
 
 
+# Custom claims may not take these names (nor any sm- name).
+_RESERVED_CUSTOM = _SM_CLAIMS | {SESSION_CLAIM}
+
 SESSION_ID_BYTES = 16  # 128 bits
 _POOL_IDS = 256
 
@@ -217,7 +220,7 @@ class SoulMachinesProfile:
         policy = self.policy
         custom = validate_custom_claims(
             custom_claims,
-            reserved=_SM_CLAIMS | {SESSION_CLAIM},
+            reserved=_RESERVED_CUSTOM,
             reserved_prefixes=(SM_PREFIX,),
             max_bytes=policy.max_custom_claims_bytes,
         )

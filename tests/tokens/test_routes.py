@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 
 from tokens import IssuedToken, Keyring, SoulMachinesPolicy, SoulMachinesProfile, TokenCodec
-from tokens.http import DEFAULT_MAX_BODY_BYTES
+from tokens.http import DEFAULT_MAX_BODY_BYTES, NO_STORE, token_response
 from tokens.routes import SoulMachinesTokenEndpoints
 
 API_JWT_KEYS = {"url", "jwt", "expires_at", "session_id"}
@@ -165,3 +166,12 @@ def test_get_ignores_any_body_and_query(keyring: Keyring) -> None:
 def test_api_jwt_refuses_post(keyring: Keyring) -> None:
     """/api/jwt is GET only, as the Web SDK calls it."""
     assert make_client(keyring).post("/api/jwt").status_code == 405
+
+
+def test_token_response_is_json_response_with_no_store_byte_for_byte() -> None:
+    """The hot-path builder sends exactly what JSONResponse(body, headers=NO_STORE) would."""
+    body = {"url": "wss://dh.soulmachines.cloud", "jwt": "a.b.c", "expires_at": 1, "note": "é"}
+    fast, reference = token_response(body), JSONResponse(body, headers=NO_STORE)
+    assert fast.body == reference.body
+    assert sorted(fast.raw_headers) == sorted(reference.raw_headers)
+    assert fast.status_code == reference.status_code == 200
