@@ -36,6 +36,7 @@ from orchestrator.rate_limit import RateLimitMiddleware
 from tokens.http import NO_STORE
 
 CONSTANT_PATH = "/bench/constant"
+JWT_PATH = "/api/jwt"
 ECHO_WS_PATH = "/bench/echo-ws"
 ORCHESTRATOR_FACTORY = "orchestrator.asgi:configured_app"
 BENCH_FACTORY = "bench.apps:configured_app"
@@ -79,7 +80,12 @@ async def echo_ws(websocket: WebSocket) -> None:
 def configured_app() -> Starlette:
     """The orchestrator's app, as ``orchestrator serve`` builds it, plus the bench routes."""
     app = orchestrator_app()
-    app.router.routes.append(Route(CONSTANT_PATH, constant, methods=["GET"]))
+    # Right after /api/jwt, so routing finds both after the same number of
+    # routes (appended last, the reference would pay ~20 more route matches).
+    jwt_index = next(
+        i for i, route in enumerate(app.router.routes) if getattr(route, "path", None) == JWT_PATH
+    )
+    app.router.routes.insert(jwt_index + 1, Route(CONSTANT_PATH, constant, methods=["GET"]))
     app.router.routes.append(WebSocketRoute(ECHO_WS_PATH, echo_ws))
     limiters = [m for m in app.user_middleware if m.cls is RateLimitMiddleware]
     if len(limiters) != 1:

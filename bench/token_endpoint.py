@@ -4,9 +4,12 @@ Starts the server (``python -m bench.apps``: ``orchestrator serve`` plus one
 constant route, see ``bench/apps.py``) as a subprocess on a free loopback port
 with a freshly generated key, then runs the same wrk load against
 ``/bench/constant`` (the reference: same process, middleware, logging and
-uvicorn settings, constant JSON body of the same size) and ``/api/jwt``.
-Every run is bounded (``--duration`` seconds), targets 127.0.0.1 only, and the
-server is stopped at the end.
+uvicorn settings, constant JSON body of the same size) and ``/api/jwt``,
+alternating between the two for ``--rounds`` rounds; each figure is the median
+of its rounds, so a drift in the machine's speed during a run (common on
+shared and virtual machines) lands on both routes instead of on whichever ran
+second. Every run is bounded (``--duration`` seconds), targets 127.0.0.1 only,
+and the server is stopped at the end.
 
 Configurations: 1 worker and ``--workers`` (default: the number of CPUs), each
 at LOG_LEVEL=warning and at the default LOG_LEVEL=info (access log and one
@@ -16,7 +19,7 @@ Target: /api/jwt at least 0.7x of the constant endpoint's requests/s. A missed
 target is printed as ``TARGET MISSED``; the exit status is non-zero only on
 errors (2 when wrk is missing and cannot be installed).
 
-    python3 bench/token_endpoint.py            # ~1 min
+    python3 bench/token_endpoint.py            # ~2 min
     python3 bench/token_endpoint.py --quick    # ~3 s, for smoke tests
 """
 
@@ -33,6 +36,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +67,18 @@ class WrkResult:
     p99_ms: float
     non_2xx: int
     socket_errors: str
+
+
+def median_result(results: list[WrkResult]) -> WrkResult:
+    """Per figure, the median over rounds (requests and errors are summed)."""
+    return WrkResult(
+        requests=sum(r.requests for r in results),
+        requests_per_second=statistics.median(r.requests_per_second for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        socket_errors="; ".join(r.socket_errors for r in results if r.socket_errors),
+    )
 
 
 @dataclass(frozen=True)
@@ -284,17 +300,22 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     cpus = os.cpu_count() or 2
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
+    parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run (default 4)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating runs per route (default 3)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
     parser.add_argument(
         "--workers", type=int, default=max(2, cpus), help="multi-worker figure (default: CPUs)"
     )
-    parser.add_argument("--quick", action="store_true", help="1 worker, warning, 1 s runs")
+    parser.add_argument("--quick", action="store_true", help="1 worker, warning, one 1 s round")
     parser.add_argument("--no-install", action="store_true", help="never run apt-get")
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 60:
         parser.error("--duration must be 1-60 seconds")
+    if not 1 <= args.rounds <= 20:
+        parser.error("--rounds must be 1-20")
 
     try:
         wrk = ensure_wrk(install=not args.no_install)
@@ -304,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.quick:
         configs = [Config(1, "warning")]
-        duration, warmup = 1, 0
+        duration, warmup, rounds = 1, 0, 1
     else:
         configs = [
             Config(1, "warning"),
@@ -312,30 +333,40 @@ def main(argv: list[str] | None = None) -> int:
             Config(args.workers, "warning"),
             Config(args.workers, "info"),
         ]
-        duration, warmup = args.duration, 1
+        duration, warmup, rounds = args.duration, 1, args.rounds
     print(
         f"GET {JWT_PATH} vs {CONSTANT_PATH} on {machine()}; wrk -t{args.threads} "
-        f"-c{args.connections} -d{duration}s against {HOST} only",
+        f"-c{args.connections} -d{duration}s, {rounds} alternating round(s) per route, "
+        f"against {HOST} only",
         flush=True,
     )
     rows: list[tuple[Config, WrkResult, WrkResult]] = []
     try:
         for config in configs:
             with running_server(config) as port:
-                results: dict[str, WrkResult] = {}
-                for path in (CONSTANT_PATH, JWT_PATH):
-                    if warmup:
+                results: dict[str, list[WrkResult]] = {CONSTANT_PATH: [], JWT_PATH: []}
+                if warmup:
+                    for path in results:
                         run_wrk(wrk, port, path, duration=warmup, threads=1, connections=10)
-                    results[path] = run_wrk(
-                        wrk,
-                        port,
-                        path,
-                        duration=duration,
-                        threads=args.threads,
-                        connections=args.connections,
-                    )
-            rows.append((config, results[CONSTANT_PATH], results[JWT_PATH]))
-            print(f"  done: {config.label}", flush=True)
+                for _ in range(rounds):
+                    for path, runs in results.items():
+                        runs.append(
+                            run_wrk(
+                                wrk,
+                                port,
+                                path,
+                                duration=duration,
+                                threads=args.threads,
+                                connections=args.connections,
+                            )
+                        )
+            reference, jwt = median_result(results[CONSTANT_PATH]), median_result(results[JWT_PATH])
+            rows.append((config, reference, jwt))
+            spread = "; ".join(
+                f"{name} " + " ".join(f"{r.requests_per_second:.0f}" for r in results[path])
+                for name, path in (("constant", CONSTANT_PATH), ("/api/jwt", JWT_PATH))
+            )
+            print(f"  done: {config.label} (req/s per round: {spread})", flush=True)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
