@@ -44,7 +44,12 @@ _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separ
 def token_response(body: dict[str, Any]) -> Response:
     """``JSONResponse(body, headers=NO_STORE)``, the same bytes and headers (the
     ``NO_STORE`` ones encoded once, not per response)."""
-    response = Response(_JSON.encode(body).encode("utf-8"), media_type="application/json")
+    return json_bytes_response(_JSON.encode(body).encode("utf-8"))
+
+
+def json_bytes_response(content: bytes) -> Response:
+    """A 200 ``application/json`` response of ready-made ``content``, with ``NO_STORE``."""
+    response = Response(content, media_type="application/json")
     response.raw_headers.extend(_NO_STORE_RAW)
     return response
 

@@ -12,6 +12,8 @@ Both add ``expires_at`` (Unix seconds) and ``session_id``. POST accepts
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .errors import ClaimsError, PolicyError
-from .http import BadRequest, error_response, read_json_object, token_response
+from .http import BadRequest, error_response, json_bytes_response, read_json_object
 from .soul_machines import IssuedToken, SoulMachinesProfile
 
 IssuedHook = Callable[[IssuedToken, Request], Awaitable[None]]
@@ -38,6 +40,28 @@ def control_url_from_request(request: Request, control_path: str) -> str:
     """
     scheme = "wss" if request.url.scheme in ("https", "wss") else "ws"
     return f"{scheme}://{request.url.netloc}{control_path}"
+
+
+@functools.lru_cache(maxsize=16)
+def _json_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def token_body(issued: IssuedToken, *, vendor_success_flag: bool) -> bytes:
+    """The JSON body for a minted token, as ``token_response`` would encode
+    ``{["success": true,] "url", "jwt", "expires_at", "session_id"}``.
+
+    Assembled, not encoded (this is the token endpoint's hot path): the JWT and
+    the session id are base64url text with nothing to escape (``mint`` makes
+    both), ``expires_at`` is an int, and the URL, one per deployment, is
+    JSON-encoded once. tests/tokens/test_routes.py pins the bytes.
+    """
+    claims = issued.claims
+    success = '"success":true,' if vendor_success_flag else ""
+    return (
+        f'{{{success}"url":{_json_string(claims.session_server_url)},"jwt":"{issued.jwt}",'
+        f'"expires_at":{claims.expires_at},"session_id":"{claims.session_id}"}}'
+    ).encode()
 
 
 class _ControlUrls:
@@ -113,14 +137,7 @@ class SoulMachinesTokenEndpoints:
             return error_response(422, exc.code, str(exc))
         if self.on_issued is not None:
             await self.on_issued(issued, request)
-        body: dict[str, Any] = {"success": True} if vendor_success_flag else {}
-        body.update(
-            url=issued.claims.session_server_url,
-            jwt=issued.jwt,
-            expires_at=issued.claims.expires_at,
-            session_id=issued.claims.session_id,
-        )
-        return token_response(body)
+        return json_bytes_response(token_body(issued, vendor_success_flag=vendor_success_flag))
 
     async def _options(self, request: Request) -> dict[str, Any]:
         if request.method != "POST":

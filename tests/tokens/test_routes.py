@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from tokens import IssuedToken, Keyring, SoulMachinesPolicy, SoulMachinesProfile, TokenCodec
 from tokens.http import DEFAULT_MAX_BODY_BYTES, NO_STORE, token_response
-from tokens.routes import SoulMachinesTokenEndpoints
+from tokens.routes import SoulMachinesTokenEndpoints, token_body
 
 API_JWT_KEYS = {"url", "jwt", "expires_at", "session_id"}
 AUTHORIZE_KEYS = {"success", "url", "jwt", "expires_at", "session_id"}
@@ -175,3 +175,23 @@ def test_token_response_is_json_response_with_no_store_byte_for_byte() -> None:
     assert fast.body == reference.body
     assert sorted(fast.raw_headers) == sorted(reference.raw_headers)
     assert fast.status_code == reference.status_code == 200
+
+
+@pytest.mark.parametrize("vendor_success_flag", [False, True])
+@pytest.mark.parametrize("session_server", ["dh.soulmachines.cloud", "dh.exämple.invalid"])
+def test_token_body_is_the_json_encoding_of_the_token_fields(
+    keyring: Keyring, vendor_success_flag: bool, session_server: str
+) -> None:
+    """The assembled /api/jwt and /auth/authorize body is byte for byte what
+    token_response would encode from the same fields."""
+    profile = SoulMachinesProfile(TokenCodec(keyring), SoulMachinesPolicy(session_server))
+    issued = profile.mint(control_url="ws://localhost:8080/ws", custom_claims={"note": 'é"\\'})
+    fields: dict[str, Any] = {"success": True} if vendor_success_flag else {}
+    fields.update(
+        url=issued.claims.session_server_url,
+        jwt=issued.jwt,
+        expires_at=issued.claims.expires_at,
+        session_id=issued.claims.session_id,
+    )
+    body = token_body(issued, vendor_success_flag=vendor_success_flag)
+    assert body == token_response(fields).body
