@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from .claims import DEFAULT_MAX_CUSTOM_CLAIMS_BYTES, REGISTERED_CLAIMS, validate_custom_claims
 from .errors import InvalidClaimsError, PolicyError, WrongIssuerError
-from .jws import TokenCodec
+from .jws import TokenCodec, compact_json
 
 TYP = "sm-control+jwt"
 SESSION_CLAIM = "session_id"
@@ -37,6 +37,9 @@ _SM_CLAIMS = frozenset(
 
 # Custom claims may not take these names (nor any sm- name).
 _RESERVED_CUSTOM = _SM_CLAIMS | {SESSION_CLAIM}
+
+# Encoded fixed claims kept per (issuer, control URL); see _payload_json.
+_FIXED_CLAIMS_CACHE_SIZE = 64
 
 SESSION_ID_BYTES = 16  # 128 bits
 _POOL_IDS = 256
@@ -203,6 +206,7 @@ class SoulMachinesProfile:
     def __init__(self, codec: TokenCodec, policy: SoulMachinesPolicy) -> None:
         self.codec = codec
         self.policy = policy
+        self._fixed_claims: dict[tuple[str, str], tuple[str, str]] = {}
 
     def mint(
         self,
@@ -236,35 +240,76 @@ class SoulMachinesProfile:
             )
         now = self.codec.now()
         session_id = new_session_id()
-        payload: dict[str, Any] = {
-            "iss": self.codec.keyring.active.kid,
-            "iat": now,
-            "nbf": now - NBF_BACKDATE_SECONDS,
-            "exp": now + ttl,
-            "sm-session-server": policy.session_server,
-            "sm-control": control,
-            "sm-control-via-browser": policy.control_via_browser,
-        }
+        issuer = self.codec.keyring.active.kid
+        cookie_header = None
         if policy.control_cookie_name:
-            payload["sm-control-cookie-header"] = f"{policy.control_cookie_name}={session_id}"
-        payload[SESSION_CLAIM] = session_id
-        payload.update(custom)
-        token = self.codec.encode(payload, TYP)
+            cookie_header = f"{policy.control_cookie_name}={session_id}"
+        token = self.codec.sign(
+            self._payload_json(issuer, now, ttl, control, cookie_header, session_id, custom), TYP
+        )
         # Built from the values above, whose types are known: what from_payload()
         # would return for this payload, without re-checking it.
         claims = SoulMachinesClaims(
-            issuer=payload["iss"],
+            issuer=issuer,
             issued_at=now,
             not_before=now - NBF_BACKDATE_SECONDS,
             expires_at=now + ttl,
             session_server=policy.session_server,
             control_url=control,
             control_via_browser=bool(policy.control_via_browser),
-            cookie_header=payload.get("sm-control-cookie-header"),
+            cookie_header=cookie_header,
             session_id=session_id,
             custom=custom,
         )
         return IssuedToken(jwt=token, claims=claims)
+
+    def _payload_json(
+        self,
+        issuer: str,
+        now: int,
+        ttl: int,
+        control: str,
+        cookie_header: str | None,
+        session_id: str,
+        custom: Mapping[str, Any],
+    ) -> str:
+        """``compact_json`` of the claims, in this order: iss, iat, nbf, exp,
+        sm-session-server, sm-control, sm-control-via-browser,
+        [sm-control-cookie-header], session_id, custom claims.
+
+        Assembled from pieces, the fixed ones encoded once per (issuer, control
+        URL): this is the token endpoint's hot path. The times are ints and the
+        session id base64url, so they need no escaping; tests pin the bytes
+        against ``compact_json`` of the same claims as a dict.
+        """
+        fixed = self._fixed_claims.get((issuer, control))
+        if fixed is None:
+            fixed = self._fixed_claims_json(issuer, control)
+        head, middle = fixed
+        cookie = (
+            f'"sm-control-cookie-header":{compact_json(cookie_header)},'
+            if cookie_header is not None
+            else ""
+        )
+        rest = "," + compact_json(custom)[1:-1] if custom else ""
+        return (
+            f'{head}{now},"nbf":{now - NBF_BACKDATE_SECONDS},"exp":{now + ttl},'
+            f'{middle}{cookie}"{SESSION_CLAIM}":"{session_id}"{rest}}}'
+        )
+
+    def _fixed_claims_json(self, issuer: str, control: str) -> tuple[str, str]:
+        policy = self.policy
+        head = f'{{"iss":{compact_json(issuer)},"iat":'
+        middle = (
+            f'"sm-session-server":{compact_json(policy.session_server)},'
+            f'"sm-control":{compact_json(control)},'
+            f'"sm-control-via-browser":{compact_json(policy.control_via_browser)},'
+        )
+        # The control URL may come from the request's Host header: bounded.
+        if len(self._fixed_claims) >= _FIXED_CLAIMS_CACHE_SIZE:
+            self._fixed_claims.clear()
+        self._fixed_claims[(issuer, control)] = (head, middle)
+        return head, middle
 
     def verify(self, token: str) -> SoulMachinesClaims:
         """The typed claims of a valid token, or a typed ``InvalidTokenError``."""

@@ -7,6 +7,8 @@ from typing import Any
 
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import random_secret
 from tokens import (
@@ -288,3 +290,49 @@ def test_rotation_keeps_old_tokens_valid_until_the_key_is_removed(signing_key: S
 
     with pytest.raises(UnknownKeyError):
         profile_for(Keyring(new_key)).verify(old_token)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    custom=st.dictionaries(
+        st.text(min_size=1, max_size=12).filter(lambda n: n.isalpha() and n.isascii()),
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        max_size=4,
+    ),
+    cookie=st.none() | st.sampled_from(["sm_session", "x-ctl"]),
+    via_browser=st.booleans(),
+    control_path=st.text(alphabet='abc/é"\\-_~', max_size=12),
+)
+def test_minted_token_is_pyjwt_encode_of_its_claims_in_order(
+    custom: dict[str, Any], cookie: str | None, via_browser: bool, control_path: str
+) -> None:
+    """mint assembles its claims JSON from pieces; the token is byte for byte
+    jwt.encode of the same claims as a dict, in the documented order."""
+    reserved = {"iss", "iat", "nbf", "exp", "sub", "aud", "jti", "session_id"}
+    custom = {k: v for k, v in custom.items() if k.lower() not in reserved}
+    key = SigningKey.from_text("kid-1", random_secret())
+    profile = SoulMachinesProfile(
+        TokenCodec(Keyring(key), clock=lambda: 1_700_000_000.5),
+        SoulMachinesPolicy(
+            "dh.soulmachines.cloud", control_via_browser=via_browser, control_cookie_name=cookie
+        ),
+    )
+    control = f"ws://localhost:8080/{control_path}"
+    issued = profile.mint(control_url=control, custom_claims=custom)
+    claims: dict[str, Any] = {
+        "iss": "kid-1",
+        "iat": 1_700_000_000,
+        "nbf": 1_700_000_000 - NBF_BACKDATE_SECONDS,
+        "exp": 1_700_000_000 + DEFAULT_TTL_SECONDS,
+        "sm-session-server": "dh.soulmachines.cloud",
+        "sm-control": control,
+        "sm-control-via-browser": via_browser,
+    }
+    if cookie is not None:
+        claims["sm-control-cookie-header"] = f"{cookie}={issued.claims.session_id}"
+    claims["session_id"] = issued.claims.session_id
+    claims.update(custom)
+    expected = jwt.encode(
+        claims, key.secret, algorithm="HS256", headers={"typ": TYP, "kid": "kid-1"}
+    )
+    assert issued.jwt == expected
