@@ -11,9 +11,11 @@ shared and virtual machines) lands on both routes instead of on whichever ran
 second. Every run is bounded (``--duration`` seconds), targets 127.0.0.1 only,
 and the server is stopped at the end.
 
-Configurations: 1 worker and ``--workers`` (default: the number of CPUs), each
-at LOG_LEVEL=warning and at the default LOG_LEVEL=info (access log and one
-"token issued" line per request).
+With one worker and two or more CPUs, the server runs alone on the first CPU
+and wrk on the others (``sched_setaffinity``); with several workers nothing
+is pinned. Configurations: 1 worker and ``--workers`` (default: the number of
+CPUs), each at LOG_LEVEL=warning and at the default LOG_LEVEL=info (one
+access-log line per request, to a file).
 
 Target: /api/jwt at least 0.7x of the constant endpoint's requests/s. A missed
 target is printed as ``TARGET MISSED``; the exit status is non-zero only on
@@ -41,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -150,7 +152,14 @@ def parse_wrk(output: str) -> WrkResult:
 
 
 def run_wrk(
-    wrk: str, port: int, path: str, *, duration: int, threads: int, connections: int
+    wrk: str,
+    port: int,
+    path: str,
+    *,
+    duration: int,
+    threads: int,
+    connections: int,
+    cpus: frozenset[int] | None = None,
 ) -> WrkResult:
     url = f"http://{HOST}:{port}{path}"
     command = [
@@ -165,7 +174,12 @@ def run_wrk(
     ]
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, check=False, timeout=duration + 30
+            command,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=duration + 30,
+            preexec_fn=_pinned_to(cpus),
         )
     except subprocess.TimeoutExpired:
         raise BenchError(f"wrk did not finish: {' '.join(command)}") from None
@@ -205,15 +219,37 @@ def _tail(log: IO[bytes], limit: int = 3000) -> str:
     return log.read().decode("utf-8", "replace")[-limit:]
 
 
+def split_cpus(workers: int) -> tuple[frozenset[int], frozenset[int]] | None:
+    """(server CPUs, load-generator CPUs) for a one-worker server: the server
+    alone on one CPU and wrk on the others, so the two never compete for a
+    core (a main source of run-to-run noise). ``None`` where that cannot be
+    done: several workers, one CPU, or no ``sched_setaffinity`` (not Linux)."""
+    if workers != 1 or not hasattr(os, "sched_getaffinity"):
+        return None
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < 2:
+        return None
+    return frozenset(available[:1]), frozenset(available[1:])
+
+
+def _pinned_to(cpus: frozenset[int] | None) -> Callable[[], None] | None:
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 @contextlib.contextmanager
-def running_server(config: Config) -> Iterator[int]:
-    """A server with ``config`` on a free loopback port, stopped on exit."""
-    with running_server_process(config) as (port, _pid):
+def running_server(config: Config, *, cpus: frozenset[int] | None = None) -> Iterator[int]:
+    """A server with ``config`` on a free loopback port (on ``cpus``, if
+    given), stopped on exit."""
+    with running_server_process(config, cpus=cpus) as (port, _pid):
         yield port
 
 
 @contextlib.contextmanager
-def running_server_process(config: Config) -> Iterator[tuple[int, int]]:
+def running_server_process(
+    config: Config, *, cpus: frozenset[int] | None = None
+) -> Iterator[tuple[int, int]]:
     """``running_server``, yielding the port and the server's process id (with
     one worker, the process that serves the requests)."""
     port = free_loopback_port()
@@ -247,7 +283,13 @@ def running_server_process(config: Config) -> Iterator[tuple[int, int]]:
     # real log sink; a pipe nobody reads would stall the server.
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            preexec_fn=_pinned_to(cpus),
         )
         try:
             _wait_ready(server, port, log)
@@ -343,11 +385,21 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[Config, WrkResult, WrkResult]] = []
     try:
         for config in configs:
-            with running_server(config) as port:
+            split = split_cpus(config.workers)
+            server_cpus, load_cpus = split if split is not None else (None, None)
+            with running_server(config, cpus=server_cpus) as port:
                 results: dict[str, list[WrkResult]] = {CONSTANT_PATH: [], JWT_PATH: []}
                 if warmup:
                     for path in results:
-                        run_wrk(wrk, port, path, duration=warmup, threads=1, connections=10)
+                        run_wrk(
+                            wrk,
+                            port,
+                            path,
+                            duration=warmup,
+                            threads=1,
+                            connections=10,
+                            cpus=load_cpus,
+                        )
                 for _ in range(rounds):
                     for path, runs in results.items():
                         runs.append(
@@ -358,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                                 duration=duration,
                                 threads=args.threads,
                                 connections=args.connections,
+                                cpus=load_cpus,
                             )
                         )
             reference, jwt = median_result(results[CONSTANT_PATH]), median_result(results[JWT_PATH])
