@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokens import Keyring, SigningKey, TokenCodec
+from tokens.claims import REGISTERED_CLAIMS
 from tokens.soul_machines import TYP
 
 from ..conftest import random_secret
@@ -51,8 +52,14 @@ def test_soul_machines_claims_are_byte_identical_to_pyjwt(
     assert codec.encode(SM_CLAIMS, TYP) == pyjwt_encode(SM_CLAIMS, signing_key, TYP)
 
 
+# Registered names are left out: jwt.encode and jwt.decode check their types
+# (a non-string iss raising TypeError is pinned below), so arbitrary values
+# there test PyJWT's validation, not byte identity.
+custom_names = st.text().filter(lambda name: name not in REGISTERED_CLAIMS)
+
+
 @settings(max_examples=60, deadline=None)
-@given(custom=st.dictionaries(st.text(), json_values, max_size=6), typ=st.text(min_size=1))
+@given(custom=st.dictionaries(custom_names, json_values, max_size=6), typ=st.text(min_size=1))
 def test_any_json_claims_and_typ_are_byte_identical_and_verify(
     custom: dict[str, Any], typ: str
 ) -> None:
