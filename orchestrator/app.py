@@ -20,7 +20,7 @@ from .api_keys import ApiKeys
 from .backend import build_backend
 from .console import console_routes
 from .control import CLOSE_GOING_AWAY, ControlOptions, ControlServices
-from .control_auth import ControlAuthenticator, session_from_claims
+from .control_auth import ControlAuthenticator
 from .control_endpoint import ControlEndpoint
 from .handlers import load_handler
 from .logs import enabled_for, get_logger
@@ -85,17 +85,24 @@ def create_app(
     sm_tokens_issued = metrics.tokens_issued.labels("soul-machines")
 
     async def on_issued(issued: IssuedToken, _request: Request) -> None:
-        session = session_from_claims(issued.claims)
+        claims = issued.claims
         try:
-            await store.create(session)
+            await store.create_issued(
+                claims.session_id,
+                issuer=claims.issuer,
+                expires_at=claims.expires_at,
+                claims=dict(claims.custom),
+            )
         except StoreUnavailable:
             # The token is still good: the session is recorded when the host connects.
-            log.warning("issued session not recorded: store unreachable", session_id=session.id)
+            log.warning(
+                "issued session not recorded: store unreachable", session_id=claims.session_id
+            )
         sm_tokens_issued.inc()
         # Debug, not info: the access log already has a line per token request,
         # and at info this second line cost more than minting the token.
         if enabled_for(log, logging.DEBUG):
-            log.debug("token issued", profile="soul-machines", session_id=session.id)
+            log.debug("token issued", profile="soul-machines", session_id=claims.session_id)
 
     sm_endpoints = SoulMachinesTokenEndpoints(
         sm_profile, control_path=CONTROL_PATH, on_issued=on_issued

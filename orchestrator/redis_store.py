@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -47,6 +48,11 @@ class RedisStore:
 
     async def create(self, session: Session) -> None:
         await self.save(session)
+
+    async def create_issued(
+        self, session_id: str, *, issuer: str, expires_at: int, claims: dict[str, Any]
+    ) -> None:
+        await self.save(Session(id=session_id, issuer=issuer, expires_at=expires_at, claims=claims))
 
     async def get(self, session_id: str) -> Session | None:
         try:

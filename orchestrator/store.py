@@ -8,9 +8,11 @@ API answers 404 for expired sessions.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
-from typing import Protocol
+from itertools import chain
+from typing import Any, Protocol
 
 from .sessions import Session
 
@@ -22,6 +24,17 @@ class SessionStore(Protocol):
 
     async def create(self, session: Session) -> None:
         """Record a new session (when its token is issued)."""
+
+    async def create_issued(
+        self, session_id: str, *, issuer: str, expires_at: int, claims: dict[str, Any]
+    ) -> None:
+        """Record the session of a token issued just now, as
+        ``create(Session(id=session_id, issuer=..., expires_at=..., claims=...))``.
+
+        Its own method because the token endpoint makes one per request and the
+        caller keeps no reference to it, so a store may hold it compactly until
+        it is first read (most are never connected).
+        """
 
     async def get(self, session_id: str) -> Session | None:
         """The session, or ``None`` if unknown or expired."""
@@ -39,13 +52,34 @@ class SessionStore(Protocol):
         """Release connections."""
 
 
+# A session recorded by ``create_issued`` and not read since: (issuer,
+# expires_at, created_at, name1, value1, name2, value2, ...). Flat, claims
+# included: a tuple holding a dict stays tracked by the garbage collector
+# whatever the dict holds, and each level of nested tuples takes one more
+# collection to be untracked.
+_IssuedRecord = tuple[Any, ...]
+
+
 class MemoryStore:
-    """Sessions in a dict of this process; expired ones are swept lazily."""
+    """Sessions in dicts of this process; expired ones are swept lazily.
+
+    A session recorded by ``create_issued`` stays a small tuple until it is
+    first read. The cyclic garbage collector stops tracking such a tuple once
+    it has seen it (its fields are plain values, and so are the claims unless
+    a custom claim holds an object or list), so a token endpoint's thousands of unconnected sessions
+    do not lengthen every full collection, a pause each live conversation
+    feels. Those records expire off a heap (O(log n) each) instead of the
+    periodic walk, which only visits the sessions that have been read.
+    """
 
     def __init__(
         self, *, grace_seconds: int = DEFAULT_GRACE_SECONDS, clock: Callable[[], float] = time.time
     ) -> None:
         self._sessions: dict[str, Session] = {}
+        self._issued: dict[str, _IssuedRecord] = {}
+        # (forget at, session id) for ``_issued``; entries whose record has since
+        # been read or replaced are skipped when they come up.
+        self._issued_expiry: list[tuple[float, str]] = []
         self.grace_seconds = grace_seconds
         self.clock = clock
         self._next_sweep = 0.0
@@ -56,6 +90,12 @@ class MemoryStore:
 
     def _sweep(self) -> None:
         now = self.clock()
+        expiry = self._issued_expiry
+        while expiry and expiry[0][0] <= now:
+            until, session_id = heapq.heappop(expiry)
+            record = self._issued.get(session_id)
+            if record is not None and record[1] + self.grace_seconds == until:
+                del self._issued[session_id]
         if now < self._next_sweep:
             return
         self._next_sweep = now + 30
@@ -64,25 +104,56 @@ class MemoryStore:
 
     async def create(self, session: Session) -> None:
         self._sweep()
+        self._issued.pop(session.id, None)
         self._sessions[session.id] = session
+
+    async def create_issued(
+        self, session_id: str, *, issuer: str, expires_at: int, claims: dict[str, Any]
+    ) -> None:
+        self._sweep()
+        self._sessions.pop(session_id, None)
+        self._issued[session_id] = (issuer, expires_at, self.clock(), *chain(*claims.items()))
+        heapq.heappush(self._issued_expiry, (expires_at + self.grace_seconds, session_id))
+
+    def _unpack(self, session_id: str, record: _IssuedRecord) -> Session:
+        issuer, expires_at, created_at, *claims = record
+        return Session(
+            id=session_id,
+            issuer=issuer,
+            expires_at=expires_at,
+            claims=dict(zip(claims[::2], claims[1::2], strict=True)),
+            created_at=created_at,
+        )
 
     async def get(self, session_id: str) -> Session | None:
         session = self._sessions.get(session_id)
-        if session is not None and self._expired(session, self.clock()):
+        if session is None:
+            record = self._issued.pop(session_id, None)
+            if record is None:
+                return None
+            # Read once, a Session for good: whoever reads it may change it in place.
+            session = self._sessions[session_id] = self._unpack(session_id, record)
+        if self._expired(session, self.clock()):
             del self._sessions[session_id]
             return None
         return session
 
     async def save(self, session: Session) -> None:
+        self._issued.pop(session.id, None)
         self._sessions[session.id] = session
 
     async def delete(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
+        self._issued.pop(session_id, None)
 
     async def list(self) -> list[Session]:
+        """Every live record; those never read are listed as fresh copies (left packed)."""
         self._sweep()
         now = self.clock()
-        return [s for s in self._sessions.values() if not self._expired(s, now)]
+        sessions = [s for s in self._sessions.values() if not self._expired(s, now)]
+        issued = (self._unpack(i, r) for i, r in self._issued.items())
+        sessions.extend(s for s in issued if not self._expired(s, now))
+        return sessions
 
     async def close(self) -> None:
         """Nothing to release; the records stay readable until the process ends."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from orchestrator.sessions import Session, SessionStatus
@@ -47,3 +49,90 @@ async def test_a_conversation_that_outlived_its_token_stays_readable_after_it_en
     assert [s.id for s in await store.list()] == ["s"]
     clock.now = 10_000 + GRACE
     assert await store.get("s") is None
+
+
+@pytest.mark.anyio
+async def test_an_issued_record_reads_as_the_session_create_would_have_stored() -> None:
+    """create_issued is create(Session(...)) made now: the same fields, status issued."""
+    clock = Clock(1_000.0)
+    store = MemoryStore(grace_seconds=GRACE, clock=clock)
+    await store.create_issued("s", issuer="k", expires_at=2_000, claims={"plan": "pro"})
+    session = await store.get("s")
+    assert session is not None
+    expected = Session(
+        id="s", issuer="k", expires_at=2_000, claims={"plan": "pro"}, created_at=1_000.0
+    )
+    assert session.to_dict() == expected.to_dict()
+
+
+@pytest.mark.anyio
+async def test_an_issued_record_once_read_is_one_object_whose_changes_stay() -> None:
+    """After the first read every reader shares one Session, as with create()."""
+    store = MemoryStore(grace_seconds=GRACE, clock=Clock(1_000.0))
+    await store.create_issued("s", issuer="k", expires_at=2_000, claims={})
+    first = await store.get("s")
+    assert first is not None
+    first.variables["name"] = "Kay"
+    again = await store.get("s")
+    assert again is first
+    assert [s.variables for s in await store.list()] == [{"name": "Kay"}]
+
+
+@pytest.mark.anyio
+async def test_an_issued_record_is_forgotten_a_grace_period_after_its_token_expires() -> None:
+    """Unread, it stays until exp + grace, then is gone from reads, the list and memory."""
+    clock = Clock(1_000.0)
+    store = MemoryStore(grace_seconds=GRACE, clock=clock)
+    await store.create_issued("old", issuer="k", expires_at=2_000, claims={})
+    await store.create_issued("short", issuer="k", expires_at=1_500, claims={})
+    clock.now = 1_500 + GRACE
+    assert [s.id for s in await store.list()] == ["old"]
+    clock.now = 2_000 + GRACE
+    await store.create_issued("new", issuer="k", expires_at=9_000, claims={})
+    assert await store.get("old") is None
+    assert [s.id for s in await store.list()] == ["new"]
+    assert set(store._issued) == {"new"}
+
+
+@pytest.mark.anyio
+async def test_listing_leaves_issued_records_unread_and_delete_forgets_them() -> None:
+    """list() shows unread issued sessions without unpacking them for good; delete drops them."""
+    store = MemoryStore(grace_seconds=GRACE, clock=Clock(1_000.0))
+    await store.create_issued("a", issuer="k", expires_at=2_000, claims={})
+    await store.create(Session(id="b", issuer="k", expires_at=2_000))
+    assert sorted(s.id for s in await store.list()) == ["a", "b"]
+    assert set(store._issued) == {"a"}
+    await store.delete("a")
+    assert await store.get("a") is None
+    assert [s.id for s in await store.list()] == ["b"]
+
+
+@pytest.mark.anyio
+async def test_save_and_create_replace_an_unread_issued_record() -> None:
+    """A saved or re-created session is what later reads return, not the issued record."""
+    store = MemoryStore(grace_seconds=GRACE, clock=Clock(1_000.0))
+    await store.create_issued("s", issuer="k", expires_at=2_000, claims={})
+    saved = Session(id="s", issuer="k", expires_at=2_000, status=SessionStatus.CONNECTED)
+    await store.save(saved)
+    assert await store.get("s") is saved
+    await store.create_issued("t", issuer="k", expires_at=2_000, claims={})
+    created = Session(id="t", issuer="k", expires_at=3_000)
+    await store.create(created)
+    assert await store.get("t") is created
+    assert [s.id for s in await store.list()].count("t") == 1
+
+
+@pytest.mark.anyio
+async def test_unread_issued_records_leave_the_garbage_collectors_walk() -> None:
+    """With plain-valued claims an unread record is untracked by the cyclic GC after one
+    collection, so thousands of issued sessions do not lengthen every full collection."""
+    store = MemoryStore(grace_seconds=GRACE, clock=Clock(1_000.0))
+    await store.create_issued("plain", issuer="k", expires_at=2_000, claims={"plan": "pro"})
+    await store.create_issued("nested", issuer="k", expires_at=2_000, claims={"tags": ["a"]})
+    gc.collect()
+    assert not gc.is_tracked(store._issued["plain"])
+    # A nested claim value keeps its record tracked, which is only slower, never wrong.
+    assert gc.is_tracked(store._issued["nested"])
+    session = await store.get("nested")
+    assert session is not None
+    assert session.claims == {"tags": ["a"]}
