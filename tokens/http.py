@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -12,6 +13,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _NO_STORE_RAW = [
     (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in NO_STORE.items()
 ]
+_JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 DEFAULT_MAX_BODY_BYTES = 16 * 1024
 
 
@@ -47,11 +49,25 @@ def token_response(body: dict[str, Any]) -> Response:
     return json_bytes_response(_JSON.encode(body).encode("utf-8"))
 
 
+class _JsonBytesResponse(Response):
+    """``Response(content, media_type="application/json", headers=NO_STORE)`` with
+    the same headers in the same order, but the fixed ones encoded once: this
+    is every token request's response, and Starlette's ``init_headers`` would
+    lower-case, encode and search them per response."""
+
+    media_type = "application/json"
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(self.body)),
+            _JSON_CONTENT_TYPE,
+            *_NO_STORE_RAW,
+        ]
+
+
 def json_bytes_response(content: bytes) -> Response:
     """A 200 ``application/json`` response of ready-made ``content``, with ``NO_STORE``."""
-    response = Response(content, media_type="application/json")
-    response.raw_headers.extend(_NO_STORE_RAW)
-    return response
+    return _JsonBytesResponse(content)
 
 
 def _refuse_constant(name: str) -> None:
