@@ -23,7 +23,7 @@ from .control import CLOSE_GOING_AWAY, ControlOptions, ControlServices
 from .control_auth import ControlAuthenticator
 from .control_endpoint import ControlEndpoint
 from .handlers import load_handler
-from .logs import enabled_for, get_logger
+from .logs import get_logger, level_check
 from .metrics import Metrics
 from .profile_settings import ProfileSettings
 from .sessions_api import SessionsApi
@@ -31,7 +31,9 @@ from .settings import CONTROL_PATH, Settings
 from .store import StoreUnavailable
 from .token_routes import build_token_profiles
 
-log = get_logger("orchestrator.app")
+LOGGER_NAME = "orchestrator.app"
+log = get_logger(LOGGER_NAME)
+log_enabled_for = level_check(LOGGER_NAME)
 
 
 def create_app(
@@ -91,7 +93,7 @@ def create_app(
                 claims.session_id,
                 issuer=claims.issuer,
                 expires_at=claims.expires_at,
-                claims=dict(claims.custom),
+                claims=claims.custom,
             )
         except StoreUnavailable:
             # The token is still good: the session is recorded when the host connects.
@@ -101,7 +103,7 @@ def create_app(
         sm_tokens_issued.inc()
         # Debug, not info: the access log already has a line per token request,
         # and at info this second line cost more than minting the token.
-        if enabled_for(log, logging.DEBUG):
+        if log_enabled_for(logging.DEBUG):
             log.debug("token issued", profile="soul-machines", session_id=claims.session_id)
 
     sm_endpoints = SoulMachinesTokenEndpoints(

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
 from orchestrator.app import create_app
-from orchestrator.logs import REDACTED, Redactor, configure_logging, enabled_for, get_logger
+from orchestrator.logs import REDACTED, Redactor, configure_logging, level_check
 from orchestrator.settings import Settings
 from tests.conftest import random_secret
 from tokens import Keyring, SigningKey, SoulMachinesPolicy, SoulMachinesProfile, TokenCodec
@@ -176,8 +176,9 @@ def test_redactor_scrubs_containers_preserving_types() -> None:
     assert scrubbed == {"a": [REDACTED], "b": (REDACTED, 3), "c": None}
 
 
-def test_app_events_carry_no_token_or_key() -> None:
+def test_app_events_carry_no_token_or_key(caplog: pytest.LogCaptureFixture) -> None:
     """In-process, the app's own log events (start, token issued) name sessions, never secrets."""
+    caplog.set_level(logging.DEBUG, logger="orchestrator.app")  # "token issued" is a debug line
     secret = random_secret()
     settings = Settings.from_env(
         environ={"JWT_PUBLIC_KEY": "log-key", "JWT_PRIVATE_KEY": secret}, env_file=None
@@ -196,12 +197,15 @@ def test_app_events_carry_no_token_or_key() -> None:
 
 
 @pytest.mark.usefixtures("restore_logging")
-def test_enabled_for_follows_the_configured_level() -> None:
-    """enabled_for answers as the configured level filters, so hot paths can skip a call."""
+def test_level_check_follows_the_configured_level_and_later_changes() -> None:
+    """level_check answers as configure_logging's filter does, so hot paths can skip a
+    call, and a later level change is seen by a check made before it."""
     configured(json_lines=True, level="info")
-    logger = get_logger("orchestrator.test")
-    assert enabled_for(logger, logging.INFO)
-    assert not enabled_for(logger, logging.DEBUG)
+    enabled_for = level_check("orchestrator.test")
+    assert enabled_for(logging.INFO)
+    assert not enabled_for(logging.DEBUG)
+    configured(json_lines=True, level="debug")
+    assert enabled_for(logging.DEBUG)
 
 
 @pytest.mark.usefixtures("restore_logging")
