@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -50,9 +50,10 @@ class RedisStore:
         await self.save(session)
 
     async def create_issued(
-        self, session_id: str, *, issuer: str, expires_at: int, claims: dict[str, Any]
+        self, session_id: str, *, issuer: str, expires_at: int, claims: Mapping[str, Any]
     ) -> None:
-        await self.save(Session(id=session_id, issuer=issuer, expires_at=expires_at, claims=claims))
+        session = Session(id=session_id, issuer=issuer, expires_at=expires_at, claims=dict(claims))
+        await self.save(session)
 
     async def get(self, session_id: str) -> Session | None:
         try:

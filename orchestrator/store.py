@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from itertools import chain
 from typing import Any, Protocol
 
@@ -26,10 +26,11 @@ class SessionStore(Protocol):
         """Record a new session (when its token is issued)."""
 
     async def create_issued(
-        self, session_id: str, *, issuer: str, expires_at: int, claims: dict[str, Any]
+        self, session_id: str, *, issuer: str, expires_at: int, claims: Mapping[str, Any]
     ) -> None:
         """Record the session of a token issued just now, as
-        ``create(Session(id=session_id, issuer=..., expires_at=..., claims=...))``.
+        ``create(Session(id=session_id, issuer=..., expires_at=..., claims=dict(claims)))``
+        (``claims`` is read, not kept).
 
         Its own method because the token endpoint makes one per request and the
         caller keeps no reference to it, so a store may hold it compactly until
@@ -88,7 +89,8 @@ class MemoryStore:
         until = session.retained_until(self.grace_seconds)
         return until is not None and now >= until
 
-    def _sweep(self) -> None:
+    def _sweep(self) -> float:
+        """Forget expired records; returns the time it swept at."""
         now = self.clock()
         expiry = self._issued_expiry
         while expiry and expiry[0][0] <= now:
@@ -96,11 +98,11 @@ class MemoryStore:
             record = self._issued.get(session_id)
             if record is not None and record[1] + self.grace_seconds == until:
                 del self._issued[session_id]
-        if now < self._next_sweep:
-            return
-        self._next_sweep = now + 30
-        for session_id in [s.id for s in self._sessions.values() if self._expired(s, now)]:
-            del self._sessions[session_id]
+        if now >= self._next_sweep:
+            self._next_sweep = now + 30
+            for session_id in [s.id for s in self._sessions.values() if self._expired(s, now)]:
+                del self._sessions[session_id]
+        return now
 
     async def create(self, session: Session) -> None:
         self._sweep()
@@ -108,11 +110,15 @@ class MemoryStore:
         self._sessions[session.id] = session
 
     async def create_issued(
-        self, session_id: str, *, issuer: str, expires_at: int, claims: dict[str, Any]
+        self, session_id: str, *, issuer: str, expires_at: int, claims: Mapping[str, Any]
     ) -> None:
-        self._sweep()
+        now = self._sweep()
         self._sessions.pop(session_id, None)
-        self._issued[session_id] = (issuer, expires_at, self.clock(), *chain(*claims.items()))
+        self._issued[session_id] = (
+            (issuer, expires_at, now, *chain.from_iterable(claims.items()))
+            if claims
+            else (issuer, expires_at, now)
+        )
         heapq.heappush(self._issued_expiry, (expires_at + self.grace_seconds, session_id))
 
     def _unpack(self, session_id: str, record: _IssuedRecord) -> Session:
