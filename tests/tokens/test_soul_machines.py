@@ -181,9 +181,14 @@ def test_fixed_control_url_wins_over_the_request(keyring: Keyring) -> None:
     "url", ["http://host/ws", "wss://", "wss://host/ws?x=1", "wss://host/ws#frag", "host/ws"]
 )
 def test_bad_control_urls_are_refused(keyring: Keyring, url: str) -> None:
-    """sm-control must be a ws(s) URL without query or fragment (the SDK appends the token)."""
-    with pytest.raises(PolicyError):
-        profile_for(keyring, control_url=None).mint(control_url=url)
+    """sm-control must be a ws(s) URL without query or fragment (the SDK appends the token),
+    every time: a refused URL is not remembered as checked, and a good one minted before
+    it changes nothing."""
+    profile = profile_for(keyring, control_url=None)
+    profile.mint(control_url="ws://good.example/ws")
+    for _ in range(2):
+        with pytest.raises(PolicyError):
+            profile.mint(control_url=url)
 
 
 def test_production_requires_wss_control() -> None:
@@ -336,3 +341,4 @@ def test_minted_token_is_pyjwt_encode_of_its_claims_in_order(
         claims, key.secret, algorithm="HS256", headers={"typ": TYP, "kid": "kid-1"}
     )
     assert issued.jwt == expected
+    assert issued.claims == profile.verify(issued.jwt)
