@@ -124,7 +124,7 @@ class SoulMachinesTokenEndpoints:
 
     async def _issue(self, request: Request, *, vendor_success_flag: bool) -> Response:
         try:
-            options = await self._options(request)
+            options = await self._options(request) if request.method == "POST" else {}
             control_url = None
             if self.profile.policy.control_url is None:
                 control_url = self._control_url(request)
@@ -140,8 +140,7 @@ class SoulMachinesTokenEndpoints:
         return json_bytes_response(token_body(issued, vendor_success_flag=vendor_success_flag))
 
     async def _options(self, request: Request) -> dict[str, Any]:
-        if request.method != "POST":
-            return {}
+        """``mint``'s options from a POST body."""
         body = await read_json_object(request)
         unknown = set(body) - _POST_FIELDS
         if unknown:
