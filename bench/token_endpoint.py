@@ -49,9 +49,12 @@ from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.apps import CONSTANT_PATH, JWT_PATH  # noqa: E402
+
 HOST = "127.0.0.1"  # loopback only, always
-JWT_PATH = "/api/jwt"
-CONSTANT_PATH = "/bench/constant"
 TARGET_RATIO = 0.7
 START_TIMEOUT_SECONDS = 20.0
 STOP_TIMEOUT_SECONDS = 15.0
