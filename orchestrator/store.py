@@ -67,10 +67,11 @@ class MemoryStore:
     A session recorded by ``create_issued`` stays a small tuple until it is
     first read. The cyclic garbage collector stops tracking such a tuple once
     it has seen it (its fields are plain values, and so are the claims unless
-    a custom claim holds an object or list), so a token endpoint's thousands of unconnected sessions
-    do not lengthen every full collection, a pause each live conversation
-    feels. Those records expire off a heap (O(log n) each) instead of the
-    periodic walk, which only visits the sessions that have been read.
+    a custom claim holds an object or list), so a token endpoint's thousands
+    of unconnected sessions do not lengthen every full collection, a pause
+    each live conversation feels. Those records expire off a heap (O(log n)
+    each) instead of the periodic walk, which only visits the sessions that
+    have been read.
     """
 
     def __init__(
