@@ -129,6 +129,8 @@ def level_check(name: str) -> Callable[[int], bool]:
     enters the processor chain before ``filter_by_level`` drops it, and even
     asking the structlog proxy costs ~1.5 µs a call; this is the stdlib
     logger's cached answer (~0.1 µs), which is what ``filter_by_level`` asks
-    under ``configure_logging``, and it follows later level changes.
+    under ``configure_logging``, and it follows later level changes. Without
+    ``configure_logging`` (the app built by hand, structlog set up otherwise)
+    the stdlib default applies: WARNING, so debug-only lines are skipped.
     """
     return logging.getLogger(name).isEnabledFor

@@ -47,7 +47,8 @@ class SessionStore(Protocol):
         """Forget the session."""
 
     async def list(self) -> list[Session]:
-        """Every session that has not expired."""
+        """Every session that has not expired, in no promised order. They may be
+        copies: change a session through ``get`` and ``save``."""
 
     async def close(self) -> None:
         """Release connections."""
@@ -79,8 +80,9 @@ class MemoryStore:
     ) -> None:
         self._sessions: dict[str, Session] = {}
         self._issued: dict[str, _IssuedRecord] = {}
-        # (forget at, session id) for ``_issued``; entries whose record has since
-        # been read or replaced are skipped when they come up.
+        # (when to look at it, session id) for each ``_issued`` record: when it is
+        # to be forgotten (if the grace period was shortened since it was made,
+        # when it was to be; reads hide it from its real time on).
         self._issued_expiry: list[tuple[float, str]] = []
         self.grace_seconds = grace_seconds
         self.clock = clock
@@ -95,10 +97,16 @@ class MemoryStore:
         now = self.clock()
         expiry = self._issued_expiry
         while expiry and expiry[0][0] <= now:
-            until, session_id = heapq.heappop(expiry)
+            _, session_id = heapq.heappop(expiry)
             record = self._issued.get(session_id)
-            if record is not None and record[1] + self.grace_seconds == until:
+            if record is None:
+                continue  # read, saved or deleted since
+            forget_at = record[1] + self.grace_seconds
+            if forget_at <= now:
                 del self._issued[session_id]
+            else:
+                # A newer record under this id, or a longer grace period: look again then.
+                heapq.heappush(expiry, (forget_at, session_id))
         if now >= self._next_sweep:
             self._next_sweep = now + 30
             for session_id in [s.id for s in self._sessions.values() if self._expired(s, now)]:
