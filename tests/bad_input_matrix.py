@@ -187,6 +187,8 @@ ROWS: list[Row] = [
     ("HTTP", "POST /voicegain/api-tokens, bad ids", "422 invalid_claims",
      lambda p: p.http("POST", "/voicegain/api-tokens", json={"accountId": "a/b", "contextId": "c"},
                       headers=bearer(p.secrets[2]))),
+    ("HTTP", "GET /healthz?q=`eyJeyJ…` (65 KB; logged bounded, no query)", "200",
+     lambda p: p.http("GET", "/healthz?q=" + "eyJ" * 21_800)),
     # --- WebSocket handshake -------------------------------------------------------
     ("WS handshake", "/ws, no token", "403 no_token", lambda p: p.handshake("/ws")),
     ("WS handshake", "/ws?access_token=junk", "403 malformed",
@@ -202,6 +204,8 @@ ROWS: list[Row] = [
      lambda p: p.handshake(f"/ws?access_token={p.token}", {"Origin": "https://evil.example"})),
     ("WS handshake", "valid token, Origin http://localhost:3000", "accepted",
      lambda p: p.handshake(f"/ws?access_token={p.token}", {"Origin": "http://localhost:3000"})),
+    ("WS handshake", "`?access%5Ftoken=%65yJ…%2E…` (escaped token; never logged)", "accepted",
+     lambda p: p.handshake("/ws?access%5Ftoken=%65" + p.token[1:].replace(".", "%2E"))),
     # --- frames on an open control socket -------------------------------------------
     ("frame", "binary frame", "ignored, counted (binary_frame), socket open, answers",
      lambda p: p.frame(b"\x00\xff")),
