@@ -27,6 +27,7 @@ from .ratelimit import TokenBucket
 from .sessions import (
     DEFAULT_TRANSCRIPT_MAX_BYTES,
     DEFAULT_TRANSCRIPT_TURNS,
+    MAX_EVENT_NAME_CHARS,
     MAX_STATE_CHARS,
     MAX_TURN_CHARS,
     Session,
@@ -295,7 +296,11 @@ class ControlConnection:
                 await self.publish("recognized", {"transcript": transcript})
         else:
             if name not in protocol.KNOWN_INBOUND:
-                self.log.info("unknown message kept", name=name, kind=envelope.kind)
+                self.log.info(
+                    "unknown message kept",
+                    name=clip(name, MAX_EVENT_NAME_CHARS),
+                    kind=envelope.kind,
+                )
             self._session.add_event(name, envelope.kind)
 
     async def on_state(self, update: protocol.StateBody) -> None:

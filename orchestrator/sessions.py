@@ -112,9 +112,7 @@ class Session:
     _events: deque[dict[str, Any]] | None = field(default=None, init=False, repr=False)
     # The transcript's bounds beside its deque's maxlen (see ``bound_transcript``),
     # and what its entries cost now.
-    _transcript_max_bytes: int = field(
-        default=DEFAULT_TRANSCRIPT_MAX_BYTES, init=False, repr=False
-    )
+    _transcript_max_bytes: int = field(default=DEFAULT_TRANSCRIPT_MAX_BYTES, init=False, repr=False)
     _transcript_bytes: int = field(default=0, init=False, repr=False)
 
     @property
@@ -162,7 +160,9 @@ class Session:
 
     def add_event(self, name: str, kind: str) -> None:
         """Log an unhandled inbound message (its name cut to ``MAX_EVENT_NAME_CHARS``)."""
-        self.events.append({"name": clip(name, MAX_EVENT_NAME_CHARS), "kind": kind, "at": time.time()})
+        self.events.append(
+            {"name": clip(name, MAX_EVENT_NAME_CHARS), "kind": kind, "at": time.time()}
+        )
 
     def _append_turn(self, turn: Turn) -> None:
         transcript = self.transcript
