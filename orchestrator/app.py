@@ -65,6 +65,7 @@ def create_app(
             send_timeout_seconds=settings.control_send_timeout_seconds,
             transaction_timeout_seconds=settings.transaction_timeout_seconds,
             transcript_turns=settings.transcript_turns,
+            transcript_max_bytes=settings.transcript_max_bytes,
         ),
     )
     authenticator = ControlAuthenticator(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,7 +24,17 @@ from .handlers import ConversationRequest, Handler, Reply
 from .logs import get_logger
 from .metrics import Metrics
 from .ratelimit import TokenBucket
-from .sessions import DEFAULT_TRANSCRIPT_TURNS, Session, apply_merge_patch
+from .sessions import (
+    DEFAULT_TRANSCRIPT_MAX_BYTES,
+    DEFAULT_TRANSCRIPT_TURNS,
+    MAX_EVENT_NAME_CHARS,
+    MAX_STATE_CHARS,
+    MAX_TURN_CHARS,
+    Session,
+    Turn,
+    apply_merge_patch,
+    clip,
+)
 from .store import SessionStore
 from .transactions import PendingRequest, PendingRequests
 
@@ -57,6 +66,7 @@ class ControlOptions:
     send_timeout_seconds: float = 10.0
     transaction_timeout_seconds: float = 10.0
     transcript_turns: int = DEFAULT_TRANSCRIPT_TURNS
+    transcript_max_bytes: int = DEFAULT_TRANSCRIPT_MAX_BYTES
 
 
 @dataclass
@@ -75,9 +85,11 @@ class ControlConnection:
         self, websocket: WebSocket, session: Session, services: ControlServices, *, verified: bool
     ) -> None:
         self.websocket = websocket
-        if session.transcript.maxlen != services.options.transcript_turns:
-            # The transcript only grows here, so this is where its bound is applied.
-            session.transcript = deque(session.transcript, maxlen=services.options.transcript_turns)
+        # The transcript only grows here, so this is where its bounds are applied.
+        session.bound_transcript(
+            turns=services.options.transcript_turns,
+            max_bytes=services.options.transcript_max_bytes,
+        )
         self._session = session
         self.services = services
         self.options = services.options
@@ -111,8 +123,8 @@ class ControlConnection:
                 fallback=reply.fallback,
             )
         )
-        self._session.add_turn("dp", output, fallback=reply.fallback)
-        await self.publish("turn", {"role": "dp", "text": output, "fallback": reply.fallback})
+        turn = self._session.add_turn("dp", output, fallback=reply.fallback)
+        await self.publish("turn", _turn_event(turn, fallback=reply.fallback))
 
     async def speak(
         self, text: str, *, can_be_interrupted: bool = True, filter_commands: bool | None = None
@@ -125,8 +137,8 @@ class ControlConnection:
                 filter_commands=filter_commands,
             )
         )
-        self._session.add_turn("dp", text)
-        await self.publish("turn", {"role": "dp", "text": text, "unprompted": True})
+        turn = self._session.add_turn("dp", text)
+        await self.publish("turn", _turn_event(turn, unprompted=True))
 
     async def stop_speaking(self) -> None:
         await self.send_request(protocol.stop_speaking(persona_id=self._session.persona_id))
@@ -279,12 +291,17 @@ class ControlConnection:
         elif name == "recognizeResults":
             transcript = protocol.final_transcript(envelope)
             if transcript is not None:
+                transcript = clip(transcript, MAX_TURN_CHARS)
                 self._session.last_user_transcript = transcript
                 await self.publish("recognized", {"transcript": transcript})
         else:
             if name not in protocol.KNOWN_INBOUND:
-                self.log.info("unknown message kept", name=name, kind=envelope.kind)
-            self._session.events.append({"name": name, "kind": envelope.kind, "at": time.time()})
+                self.log.info(
+                    "unknown message kept",
+                    name=clip(name, MAX_EVENT_NAME_CHARS),
+                    kind=envelope.kind,
+                )
+            self._session.add_event(name, envelope.kind)
 
     async def on_state(self, update: protocol.StateBody) -> None:
         """Apply a (partial) state update; save and publish only what changed."""
@@ -298,17 +315,19 @@ class ControlConnection:
             await self.close(CLOSE_POLICY, "keyName does not match the token issuer")
             return
         before = _state_fields(session)
-        if update.dp_session_id is not None and update.dp_session_id != session.dp_session_id:
+        # Kept cut to MAX_STATE_CHARS (the keyName check above saw all of it).
+        dp_session_id = update.dp_session_id and clip(update.dp_session_id, MAX_STATE_CHARS)
+        if dp_session_id is not None and dp_session_id != session.dp_session_id:
             if session.dp_session_id is not None:
                 self.log.info("DP session id changed", previous=session.dp_session_id)
-            session.dp_session_id = update.dp_session_id
-            self.log.info("DP session bound", dp_session_id=update.dp_session_id)
+            session.dp_session_id = dp_session_id
+            self.log.info("DP session bound", dp_session_id=dp_session_id)
         if update.key_name is not None:
-            session.key_name = update.key_name
+            session.key_name = clip(update.key_name, MAX_STATE_CHARS)
         if update.session_state is not None:
-            session.dp_session_state = update.session_state
+            session.dp_session_state = clip(update.session_state, MAX_STATE_CHARS)
         if update.user_info is not None:
-            session.user_info = update.user_info
+            session.user_info = clip(update.user_info, MAX_STATE_CHARS)
         speech = update.speech_states.get(session.persona_id)
         if speech is None and update.speech_states:
             speech = next(iter(update.speech_states.values()))
@@ -331,20 +350,23 @@ class ControlConnection:
             return
         if body.persona_id is not None:
             self._session.persona_id = body.persona_id
+        user_turn = None
         if not body.is_init:
             # Recorded now, not when the handler gets to it: a host that drops
             # mid-turn loses the reply, never the user's words.
             self._session.turns += 1
-            self._session.add_turn("user", body.text)
-        task = asyncio.create_task(self.run_turn(body))
+            user_turn = self._session.add_turn("user", body.text)
+        task = asyncio.create_task(self.run_turn(body, user_turn))
         self._turns.add(task)
         task.add_done_callback(self._turns.discard)
 
-    async def run_turn(self, body: protocol.ConversationRequestBody) -> None:
+    async def run_turn(
+        self, body: protocol.ConversationRequestBody, user_turn: Turn | None = None
+    ) -> None:
         async with self._turn_lock:
             session = self._session
-            if not body.is_init:
-                await self.publish("turn", {"role": "user", "text": body.text})
+            if user_turn is not None:
+                await self.publish("turn", _turn_event(user_turn))
             request = ConversationRequest(
                 text=body.text,
                 variables=body.variables,
@@ -391,6 +413,16 @@ class ControlConnection:
             await self.services.events.publish(SessionEvent(self._session.id, event_type, data))
         except Exception as exc:
             self.log.warning("session event not published", error=type(exc).__name__)
+
+
+def _turn_event(turn: Turn, **extra: bool) -> dict[str, Any]:
+    """A ``turn`` event: the entry as the transcript keeps it (so followers'
+    queues hold no more than the transcript does)."""
+    data: dict[str, Any] = {"role": turn.role, "text": turn.text, **extra}
+    if turn.original_length is not None:
+        data["truncated"] = True
+        data["original_length"] = turn.original_length
+    return data
 
 
 def _state_fields(session: Session) -> tuple[Any, ...]:

@@ -8,6 +8,7 @@ session was terminated through the API).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -16,7 +17,22 @@ from enum import StrEnum
 from typing import Any
 
 DEFAULT_TRANSCRIPT_TURNS = 200
+DEFAULT_TRANSCRIPT_MAX_BYTES = 128 * 1024
 DEFAULT_EVENT_LOG = 50
+# What a session keeps of text a peer sends (what goes to the DP or the handler
+# is never cut): a transcript entry, the last recognised transcript ...
+MAX_TURN_CHARS = 4000
+# ... the name of an unhandled message in the event log ...
+MAX_EVENT_NAME_CHARS = 64
+# ... and each string a ``state`` event sets (DP session id and state, userInfo, keyName).
+MAX_STATE_CHARS = 1024
+# What a transcript entry costs beside its text (the Turn, its time, its deque slot).
+TURN_OVERHEAD_BYTES = 128
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters (for what a session keeps)."""
+    return text if len(text) <= limit else text[:limit]
 
 
 def apply_merge_patch(variables: dict[str, Any], patch: Mapping[str, Any]) -> None:
@@ -36,17 +52,30 @@ class SessionStatus(StrEnum):
 
 @dataclass(slots=True)
 class Turn:
-    """One line of the transcript: who said what, when."""
+    """One line of the transcript: who said what, when.
+
+    ``original_length`` is set when ``text`` was cut to ``MAX_TURN_CHARS``:
+    the length (in characters) of what was said.
+    """
 
     role: str  # "user" | "dp"
     text: str
     at: float
     fallback: bool = False
+    original_length: int | None = None
+
+    @property
+    def cost(self) -> int:
+        """The bytes this entry counts against the transcript's budget."""
+        return TURN_OVERHEAD_BYTES + sys.getsizeof(self.text)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"role": self.role, "text": self.text, "at": self.at}
         if self.fallback:
             data["fallback"] = True
+        if self.original_length is not None:
+            data["truncated"] = True
+            data["original_length"] = self.original_length
         return data
 
 
@@ -81,17 +110,25 @@ class Session:
     # never converse, and two empty deques would be ~1.5 KiB of each record.
     _transcript: deque[Turn] | None = field(default=None, init=False, repr=False)
     _events: deque[dict[str, Any]] | None = field(default=None, init=False, repr=False)
+    # The transcript's bounds beside its deque's maxlen (see ``bound_transcript``),
+    # and what its entries cost now.
+    _transcript_max_bytes: int = field(default=DEFAULT_TRANSCRIPT_MAX_BYTES, init=False, repr=False)
+    _transcript_bytes: int = field(default=0, init=False, repr=False)
 
     @property
     def transcript(self) -> deque[Turn]:
-        """The latest turns, oldest first (``DEFAULT_TRANSCRIPT_TURNS`` unless rebounded)."""
+        """The latest turns, oldest first (``DEFAULT_TRANSCRIPT_TURNS`` unless rebounded).
+
+        Read-only by contract: add entries with ``add_turn``, which keeps the bounds.
+        """
         if self._transcript is None:
             self._transcript = deque(maxlen=DEFAULT_TRANSCRIPT_TURNS)
         return self._transcript
 
-    @transcript.setter
-    def transcript(self, turns: deque[Turn]) -> None:
-        self._transcript = turns
+    @property
+    def transcript_bytes(self) -> int:
+        """What the transcript's entries cost (``Turn.cost``), at most its byte budget."""
+        return self._transcript_bytes
 
     @property
     def events(self) -> deque[dict[str, Any]]:
@@ -100,10 +137,46 @@ class Session:
             self._events = deque(maxlen=DEFAULT_EVENT_LOG)
         return self._events
 
+    def bound_transcript(self, *, turns: int, max_bytes: int) -> None:
+        """Keep at most ``turns`` entries costing at most ``max_bytes`` (oldest dropped)."""
+        self._transcript_max_bytes = max_bytes
+        if self.transcript.maxlen != turns:
+            self._transcript = deque(self.transcript, maxlen=turns)
+            self._transcript_bytes = sum(turn.cost for turn in self._transcript)
+        self._trim_transcript()
+
     def add_turn(self, role: str, text: str, *, fallback: bool = False) -> Turn:
-        turn = Turn(role=role, text=text, at=time.time(), fallback=fallback)
-        self.transcript.append(turn)
+        """Record a line; past ``MAX_TURN_CHARS`` only its start is kept (and marked)."""
+        original_length = len(text) if len(text) > MAX_TURN_CHARS else None
+        turn = Turn(
+            role=role,
+            text=clip(text, MAX_TURN_CHARS),
+            at=time.time(),
+            fallback=fallback,
+            original_length=original_length,
+        )
+        self._append_turn(turn)
         return turn
+
+    def add_event(self, name: str, kind: str) -> None:
+        """Log an unhandled inbound message (its name cut to ``MAX_EVENT_NAME_CHARS``)."""
+        self.events.append(
+            {"name": clip(name, MAX_EVENT_NAME_CHARS), "kind": kind, "at": time.time()}
+        )
+
+    def _append_turn(self, turn: Turn) -> None:
+        transcript = self.transcript
+        if transcript.maxlen is not None and len(transcript) >= transcript.maxlen:
+            self._transcript_bytes -= transcript.popleft().cost
+        transcript.append(turn)
+        self._transcript_bytes += turn.cost
+        self._trim_transcript()
+
+    def _trim_transcript(self) -> None:
+        """Drop the oldest entries past the byte budget (the newest always stays)."""
+        transcript = self.transcript
+        while self._transcript_bytes > self._transcript_max_bytes and len(transcript) > 1:
+            self._transcript_bytes -= transcript.popleft().cost
 
     def mark_ended(self, *, terminated: bool = False) -> None:
         """The conversation is over (``terminated``: ended through the API for good)."""
@@ -187,12 +260,14 @@ class Session:
             bad_frames=int(counters.get("bad_frames", 0)),
         )
         for turn in data.get("transcript", []):
-            session.transcript.append(
+            original_length = turn.get("original_length")
+            session._append_turn(
                 Turn(
                     role=turn["role"],
-                    text=turn["text"],
+                    text=clip(turn["text"], MAX_TURN_CHARS),
                     at=float(turn["at"]),
                     fallback=bool(turn.get("fallback", False)),
+                    original_length=None if original_length is None else int(original_length),
                 )
             )
         if data.get("events"):

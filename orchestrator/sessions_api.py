@@ -32,7 +32,10 @@ from .sessions import Session, apply_merge_patch
 from .store import SessionStore, StoreUnavailable
 
 MAX_TEXT_CHARS = 4000
-MAX_SESSION_VARIABLES_BYTES = 256 * 1024  # all of a session's variables together
+# All of a session's variables together (as JSON, and counting every value and
+# member name: parsed, each costs up to ~80 bytes however short its JSON).
+MAX_SESSION_VARIABLES_BYTES = 64 * 1024
+MAX_SESSION_VARIABLES_VALUES = 1024
 KEEPALIVE_SECONDS = 15.0
 ENDED_GRACE_SECONDS = 1.0
 
@@ -193,11 +196,15 @@ class SessionsApi:
             raise ApiError(409, "session_ended", "the session was ended")
         merged = dict(session.variables)
         apply_merge_patch(merged, variables)
-        if len(json.dumps(merged)) > MAX_SESSION_VARIABLES_BYTES:
+        if (
+            len(json.dumps(merged)) > MAX_SESSION_VARIABLES_BYTES
+            or _json_values(merged, MAX_SESSION_VARIABLES_VALUES) > MAX_SESSION_VARIABLES_VALUES
+        ):
             raise BadRequest(
                 413,
                 "too_large",
-                f"the session's variables would exceed {MAX_SESSION_VARIABLES_BYTES} bytes",
+                f"the session's variables would exceed {MAX_SESSION_VARIABLES_BYTES} bytes "
+                f"or {MAX_SESSION_VARIABLES_VALUES} values",
             )
         try:
             result = await self.router.run(session.id, "set_variables", {"patch": variables})
@@ -279,6 +286,20 @@ def _text(body: dict[str, Any]) -> str:
     if len(text) > MAX_TEXT_CHARS:
         raise BadRequest(413, "too_large", f"text exceeds {MAX_TEXT_CHARS} characters")
     return text
+
+
+def _json_values(value: Any, limit: int) -> int:
+    """Values and member names in parsed JSON, counted up to just past ``limit``."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            count += len(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 
 def sse(event: str, data: Any) -> str:

@@ -122,6 +122,7 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     session_grace_seconds: int = 15 * 60
     transcript_turns: int = 200
+    transcript_max_bytes: int = 128 * 1024
     # The developer console at /console; None: on in development, off in production.
     console_enabled: bool | None = None
 
@@ -166,6 +167,9 @@ class Settings:
                 raise SettingsError(f"{name} must be greater than 0")
         if not 1 <= self.transcript_turns <= 10_000:
             raise SettingsError("TRANSCRIPT_TURNS must be between 1 and 10000")
+        if not 16 * 1024 <= self.transcript_max_bytes <= 64 * 1024 * 1024:
+            # 16 KiB holds the longest entry (4000 characters, 4 bytes each at worst).
+            raise SettingsError("TRANSCRIPT_MAX_BYTES must be between 16384 and 67108864")
         if self.control_max_frame_bytes < 1024:
             raise SettingsError("CONTROL_MAX_FRAME_BYTES must be at least 1024")
         try:
@@ -252,6 +256,7 @@ class Settings:
             transaction_timeout_seconds=_float(env, "TRANSACTION_TIMEOUT_SECONDS", 10.0),
             session_grace_seconds=_int(env, "SESSION_TTL_SECONDS", 15 * 60),
             transcript_turns=_int(env, "TRANSCRIPT_TURNS", 200),
+            transcript_max_bytes=_int(env, "TRANSCRIPT_MAX_BYTES", 128 * 1024),
             console_enabled=_bool(env, "CONSOLE_ENABLED", not production),
             api_keys=tuple(
                 k.strip() for k in env.get("ORCHESTRATOR_API_KEY", "").split(",") if k.strip()

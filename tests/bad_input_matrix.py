@@ -108,6 +108,17 @@ def expired(p: Probe) -> str:
     return p.handshake(f"/ws?access_token={old.mint(control_url='ws://x/ws').jwt}")
 
 
+def long_user_info(p: Probe) -> str:
+    """A ``state`` frame with a 20 000-character userInfo: how much of it the session keeps."""
+    verdict = p.frame(
+        json.dumps(
+            {"kind": "event", "name": "state", "body": {"session": {"userInfo": "u" * 20_000}}}
+        )
+    )
+    session = p.client.app.state.store._sessions[p.session_id]  # type: ignore[attr-defined]
+    return verdict.replace("accepted", f"accepted, {len(session.user_info)} characters kept")
+
+
 def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
@@ -189,6 +200,9 @@ ROWS: list[Row] = [
                       headers=bearer(p.secrets[2]))),
     ("HTTP", "GET /healthz?q=`eyJeyJ…` (65 KB; logged bounded, no query)", "200",
      lambda p: p.http("GET", "/healthz?q=" + "eyJ" * 21_800)),
+    ("HTTP", "PATCH /sessions/{own}/variables 1100 empty objects", "413 too_large",
+     lambda p: p.http("PATCH", f"/sessions/{p.session_id}/variables",
+                      json={"a": [{}] * 1100}, headers=bearer(p.token))),
     # --- WebSocket handshake -------------------------------------------------------
     ("WS handshake", "/ws, no token", "403 no_token", lambda p: p.handshake("/ws")),
     ("WS handshake", "/ws?access_token=junk", "403 malformed",
@@ -229,6 +243,8 @@ ROWS: list[Row] = [
      lambda p: p.frame('{"kind": "event", "name": "somethingNew", "body": {}}')),
     ("frame", "response to a transaction never issued", "accepted, socket open, answers",
      lambda p: p.frame('{"kind": "response", "name": "x", "transaction": 99, "status": 1}')),
+    ("frame", "`state` with a 20 000-character userInfo",
+     "accepted, 1024 characters kept" + ANSWERS, long_user_info),
     # --- configuration ------------------------------------------------------------------
     ("config", "`JWT_PRIVATE_KEY` of 9 bytes", "refused at start-up (exit 2)",
      lambda p: config({"JWT_PUBLIC_KEY": "k", "JWT_PRIVATE_KEY": SHORT_KEY})),
@@ -254,6 +270,8 @@ ROWS: list[Row] = [
      lambda p: config({"TOKEN_PROFILES": "nope"})),
     ("config", "`TOKEN_RATE_LIMIT=lots`", "refused at start-up (exit 2)",
      lambda p: config({"TOKEN_RATE_LIMIT": "lots"})),
+    ("config", "`TRANSCRIPT_MAX_BYTES=1000`", "refused at start-up (exit 2)",
+     lambda p: config({"TRANSCRIPT_MAX_BYTES": "1000"})),
 ]  # fmt: skip
 
 

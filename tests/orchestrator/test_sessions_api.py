@@ -258,6 +258,25 @@ def test_non_json_numbers_in_a_patch_are_refused(client: TestClient, constant: s
     )
 
 
+def test_a_ui_token_cannot_grow_its_variables_past_their_bounds(client: TestClient) -> None:
+    """An anonymous token's patches are bounded in JSON bytes (64 KiB) and in values
+    (1024: parsed, ~80 bytes each however short, e.g. empty objects), so no session's
+    variables cost more than ~150 KiB; what was kept before the refusal stays."""
+    issued = issue(client)
+    url = f"/sessions/{issued['session_id']}/variables"
+    headers = ui(issued["jwt"])
+    shapes = [{f"o{n}": [{} for _ in range(500)]} for n in range(3)]
+    answers = [client.patch(url, headers=headers, json=shape).status_code for shape in shapes]
+    assert answers == [200, 200, 413]
+    texts = [{f"t{n}": "x" * 16_000} for n in range(5)]
+    answers = [client.patch(url, headers=headers, json=text).status_code for text in texts]
+    assert answers == [200, 200, 200, 413, 413]
+    refused = client.patch(url, headers=headers, json=texts[-1])
+    assert refused.json()["error"] == "too_large"
+    kept = client.get(f"/sessions/{issued['session_id']}", headers=headers).json()["variables"]
+    assert sorted(kept) == ["o0", "o1", "t0", "t1", "t2"]
+
+
 def test_deleting_a_never_connected_session_records_it_as_ended(client: TestClient) -> None:
     """DELETE before any host connected: the record says ended and terminated, as the reply does."""
     issued = issue(client)

@@ -87,6 +87,48 @@ def test_transcript_turns_bounds_the_live_transcript() -> None:
         Settings.from_env({"TRANSCRIPT_TURNS": "0"}, env_file=None)
 
 
+def test_transcript_max_bytes_bounds_the_live_session_and_frames_cannot_grow_it() -> None:
+    """TRANSCRIPT_MAX_BYTES bounds a live transcript in bytes (oldest entries drop), and
+    every string a frame puts into the session is kept cut short: entries, the last
+    recognised transcript, state strings, event names. What the DP gets is whole."""
+    from starlette.testclient import TestClient
+
+    from orchestrator.sessions import MAX_EVENT_NAME_CHARS, MAX_STATE_CHARS, MAX_TURN_CHARS
+
+    from .control_helpers import envelope, make_app, next_named, output_text, say
+
+    long = "z" * 20_000
+    state = {"session": {"sessionId": long, "state": long, "userInfo": long}}
+    recognized = {"results": [{"final": True, "alternatives": [{"transcript": long}]}]}
+    with TestClient(make_app(transcript_max_bytes=16 * 1024)) as client:
+        issued = client.get("/api/jwt").json()
+        with client.websocket_connect(f"/ws?access_token={issued['jwt']}") as ws:
+            ws.send_text(envelope("state", state))
+            ws.send_text(envelope("recognizeResults", recognized))
+            ws.send_text(envelope(long, {}))
+            for _ in range(3):
+                ws.send_text(say(long))
+                assert output_text(next_named(ws, "conversationResponse")) == f"You said: {long}"
+        session = client.app.state.store._sessions[issued["session_id"]]  # type: ignore[attr-defined]
+    assert session.transcript_bytes <= 16 * 1024
+    assert [(t.role, len(t.text), t.original_length) for t in session.transcript] == [
+        ("dp", MAX_TURN_CHARS, 20_010),
+        ("user", MAX_TURN_CHARS, 20_000),
+        ("dp", MAX_TURN_CHARS, 20_010),
+    ]  # three 4 KiB entries fit in 16 KiB, the oldest three did not
+    assert session.last_user_transcript == long[:MAX_TURN_CHARS]
+    kept = (session.dp_session_id, session.dp_session_state, session.user_info)
+    assert kept == (long[:MAX_STATE_CHARS],) * 3
+    assert [event["name"] for event in session.events] == [long[:MAX_EVENT_NAME_CHARS]]
+    assert (
+        Settings.from_env({"TRANSCRIPT_MAX_BYTES": "65536"}, env_file=None).transcript_max_bytes
+        == 65536
+    )
+    for bad in ("16383", "1e9", "many"):
+        with pytest.raises(SettingsError, match="TRANSCRIPT_MAX_BYTES"):
+            Settings.from_env({"TRANSCRIPT_MAX_BYTES": bad}, env_file=None)
+
+
 def test_send_and_transaction_timeouts_are_configurable() -> None:
     """CONTROL_SEND_TIMEOUT_SECONDS and TRANSACTION_TIMEOUT_SECONDS are read and must be > 0."""
     settings = Settings.from_env(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gc
+import json
+import tracemalloc
 
 import pytest
 
 from orchestrator.sessions import Session, SessionStatus
 from orchestrator.store import MemoryStore
+from tokens.claims import DEFAULT_MAX_CUSTOM_CLAIMS_BYTES, validate_custom_claims
 
 GRACE = 900
 
@@ -124,17 +127,42 @@ async def test_save_and_create_replace_an_unread_issued_record() -> None:
 
 @pytest.mark.anyio
 async def test_unread_issued_records_leave_the_garbage_collectors_walk() -> None:
-    """With plain-valued claims an unread record is untracked by the cyclic GC after one
-    collection, so thousands of issued sessions do not lengthen every full collection."""
+    """An unread record (nested claims included) is untracked by the cyclic GC after
+    one collection, so thousands of issued sessions do not lengthen every full
+    collection; reading it gives the claims back."""
     store = MemoryStore(grace_seconds=GRACE, clock=Clock(1_000.0))
     await store.create_issued("plain", issuer="k", expires_at=2_000, claims={"plan": "pro"})
     await store.create_issued("nested", issuer="k", expires_at=2_000, claims={"tags": ["a"]})
     gc.collect()
     assert not gc.is_tracked(store._issued["plain"])
-    # A nested claim value may keep its record tracked: only slower, never wrong.
+    assert not gc.is_tracked(store._issued["nested"])
     session = await store.get("nested")
     assert session is not None
     assert session.claims == {"tags": ["a"]}
+
+
+@pytest.mark.anyio
+async def test_an_unread_issued_record_costs_about_its_claims_json() -> None:
+    """The largest custom claims an anonymous client may have issued (4 KiB of JSON)
+    shaped to cost the most once parsed (~100 KiB of empty objects) cost an unread
+    record little more than their JSON text."""
+    body = '{"a":[' + ",".join(["{}"] * 1360) + "]}"
+    claims = validate_custom_claims(json.loads(body), reserved=())
+    store = MemoryStore(grace_seconds=GRACE, clock=Clock(1_000.0))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for index in range(100):
+            # Parsed afresh each time, as each token request's body is.
+            fresh = validate_custom_claims(json.loads(body), reserved=())
+            await store.create_issued(f"s{index}", issuer="k", expires_at=2_000, claims=fresh)
+        per_record = (tracemalloc.get_traced_memory()[0] - before) / 100
+    finally:
+        tracemalloc.stop()
+    assert per_record < DEFAULT_MAX_CUSTOM_CLAIMS_BYTES + 2048, per_record
+    session = await store.get("s0")
+    assert session is not None
+    assert session.claims == claims
 
 
 @pytest.mark.anyio
