@@ -279,5 +279,18 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = True
             self.transport.pause_reading()
 
+    def handle_parser_exception(self) -> None:
+        exc = self.conn.parser_exc
+        if exc is not None and self.conn.close_sent is not None:
+            # A frame the websockets parser refused: over ws_max_size (1009) or
+            # not valid WebSocket (1002). uvicorn closes without a word.
+            log.warning(
+                "websocket frame refused; closing",
+                code=self.conn.close_sent.code,
+                detail=str(exc),
+                client=self._client_host(),
+            )
+        super().handle_parser_exception()
+
     def _client_host(self) -> str | None:
         return self.client[0] if self.client else None

@@ -202,6 +202,8 @@ ROWS: list[Row] = [
      lambda p: p.handshake(f"/ws?access_token={p.token}", {"Origin": "https://evil.example"})),
     ("WS handshake", "valid token, Origin http://localhost:3000", "accepted",
      lambda p: p.handshake(f"/ws?access_token={p.token}", {"Origin": "http://localhost:3000"})),
+    ("WS handshake", "9 KB token (over the verifier's 8 KiB)", "403 malformed",
+     lambda p: p.handshake(f"/ws?access_token={'a' * 9000}")),
     # --- frames on an open control socket -------------------------------------------
     ("frame", "binary frame", "ignored, counted (binary_frame), socket open, answers",
      lambda p: p.frame(b"\x00\xff")),

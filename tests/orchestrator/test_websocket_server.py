@@ -188,6 +188,10 @@ def test_a_frame_over_twice_the_app_limit_closes_with_1009_unbuffered(server: Li
             ws.recv(timeout=5)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1009
+    deadline = time.monotonic() + 5
+    while "websocket frame refused; closing" not in server.log_text:
+        assert time.monotonic() < deadline, "no warning line for the refused frame"
+        time.sleep(0.05)
 
 
 def test_a_frame_just_over_the_app_limit_is_still_the_apps_to_ignore(server: LiveServer) -> None:
