@@ -34,6 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .handlers import HandlerLoadError, load_handler
+    from .websocket_server import uvicorn_websocket_options
 
     settings = _settings()
     try:
@@ -63,10 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.port if args.port is None else args.port,
         workers=args.workers,
         log_config=None,
-        ws="websockets-sansio",
-        # No permessage-deflate: its zlib state (~45 KiB per socket, measured by
-        # bench/idle_scale.py) buys little on small JSON control frames.
-        ws_per_message_deflate=False,
+        **uvicorn_websocket_options(settings),
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
         timeout_graceful_shutdown=args.graceful_timeout,

@@ -37,6 +37,8 @@ class ControlEndpoint:
                 detail=refusal.detail,
                 client=client,
             )
+            if self.services.metrics is not None:
+                self.services.metrics.tokens_refused.labels("control", refusal.code).inc()
             await self._deny(websocket, refusal)
             return
         session = await self._session_for(identity)

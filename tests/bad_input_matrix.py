@@ -220,6 +220,8 @@ ROWS: list[Row] = [
      lambda p: p.handshake(f"/ws?access_token={p.token}", {"Origin": "http://localhost:3000"})),
     ("WS handshake", "`?access%5Ftoken=%65yJ…%2E…` (escaped token; never logged)", "accepted",
      lambda p: p.handshake("/ws?access%5Ftoken=%65" + p.token[1:].replace(".", "%2E"))),
+    ("WS handshake", "9 KB token (over the verifier's 8 KiB)", "403 malformed",
+     lambda p: p.handshake(f"/ws?access_token={'a' * 9000}")),
     # --- frames on an open control socket -------------------------------------------
     ("frame", "binary frame", "ignored, counted (binary_frame), socket open, answers",
      lambda p: p.frame(b"\x00\xff")),

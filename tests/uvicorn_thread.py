@@ -1,5 +1,8 @@
 """A real uvicorn server on a loopback port, in a thread of the test process,
-so a test can drive it over real sockets and still look at the app's state."""
+so a test can drive it over real sockets and still look at the app's state.
+
+It runs the same WebSocket stack as ``orchestrator serve``, with the limits
+of the app's own settings."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from types import TracebackType
 import uvicorn
 from starlette.applications import Starlette
 
+from orchestrator.settings import Settings
+from orchestrator.websocket_server import uvicorn_websocket_options
 from tests.live_server import free_port
 
 
@@ -19,12 +24,15 @@ class ThreadedServer:
     def __init__(self, app: Starlette, *, graceful_seconds: int = 5) -> None:
         self.app = app
         self.port = free_port()
+        settings = getattr(app.state, "settings", None)
+        if not isinstance(settings, Settings):
+            raise TypeError("ThreadedServer serves apps from create_app (app.state.settings)")
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
             port=self.port,
             log_config=None,
-            ws="websockets-sansio",
+            **uvicorn_websocket_options(settings),
             lifespan="on",
             timeout_graceful_shutdown=graceful_seconds,
         )
