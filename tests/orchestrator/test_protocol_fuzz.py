@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from orchestrator import protocol
 from orchestrator.protocol import Envelope, FrameError, parse_frame
-from tokens.jsonsafe import NotPlainJsonError, check_plain
 from tests.fuzz_stats import record
+from tokens.jsonsafe import NotPlainJsonError, check_plain
 
 FUZZ = settings(max_examples=300, deadline=None)
 
