@@ -55,8 +55,13 @@ _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separ
 
 def token_response(body: dict[str, Any]) -> Response:
     """``JSONResponse(body, headers=NO_STORE)``, the same bytes and headers (the
-    ``NO_STORE`` ones encoded once, not per response)."""
-    return json_bytes_response(_JSON.encode(body).encode("utf-8"))
+    ``NO_STORE`` ones encoded once, not per response); should ``body`` echo a
+    value that is not plain JSON (claims), ``jsonsafe.dumps`` writes it instead."""
+    try:
+        content = _JSON.encode(body).encode("utf-8")
+    except (ValueError, TypeError, RecursionError):  # ValueError includes UnicodeEncodeError
+        content = dumps(body).encode("utf-8")
+    return json_bytes_response(content)
 
 
 class _JsonBytesResponse(Response):

@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import random_secret
@@ -96,11 +98,12 @@ def saved(
 
 
 @pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def test_a_lone_surrogate_never_makes_a_session_read_fail(tmp_path: Path, backend: str) -> None:
-    """Claims, a PATCH and a control frame holding ``\\ud800`` are refused (400, or
-    a bad frame ignored on an open socket); a token whose claims hold one anyway
-    gives a session that ``GET /sessions/{id}``, the list and the SSE snapshot
-    still answer with the API key, as UTF-8 JSON."""
+def test_a_lone_surrogate_is_refused_and_the_session_stays_readable(
+    tmp_path: Path, backend: str
+) -> None:
+    """Claims, a PATCH, a control frame and a signed token holding ``\\ud800`` are
+    refused (400, a bad frame ignored on an open socket, 403/401 malformed), and
+    ``GET /sessions/{id}`` with the API key answers 200 throughout."""
     with serve(tmp_path, backend) as (server, secret, api_key), httpx.Client() as http:
         base = server.base_url
         refused = http.post(
@@ -122,23 +125,42 @@ def test_a_lone_surrogate_never_makes_a_session_read_fail(tmp_path: Path, backen
         record = saved(http, own, api_key, lambda r: r["counters"]["bad_frames"] == 1)
         assert record["dp_session_id"] is None
 
-        # A value that got in another way: a signed token's claims.
+        # Signed with the right key (bypassing mint's checks), the claims still do not get in.
         token, session_id, _ = sign(server, secret, lifetime=600, note="\ud800")
-        with connect(f"{server.ws_url}?access_token={token}", open_timeout=5) as ws:
-            assert reply_to(ws, "ping") == "You said: ping"
-        url = f"{base}/sessions/{session_id}"
+        with pytest.raises(InvalidStatus) as denied:
+            connect(f"{server.ws_url}?access_token={token}", open_timeout=5)
+        assert denied.value.response.status_code == 403
+        answer = http.get(f"{base}/sessions/{session_id}", headers=bearer(token))
+        assert (answer.status_code, answer.json()["error"]) == (401, "malformed")
+        assert http.get(f"{base}/sessions/{session_id}", headers=bearer(api_key)).status_code == 404
+
+
+@pytest.mark.redis
+def test_a_stored_lone_surrogate_still_reads_as_utf8_json(tmp_path: Path) -> None:
+    """A record holding a lone surrogate that got into the store some other way (an
+    older version, another writer) still answers 200 with UTF-8 JSON: the record,
+    the list and the SSE snapshot."""
+    with serve(tmp_path, "redis") as (server, _, api_key), httpx.Client() as http:
+        issued = http.get(server.base_url + "/api/jwt").json()
+        key = "orch:session:" + issued["session_id"]
+        with redis.Redis.from_url(server.env["REDIS_URL"]) as store:
+            record = json.loads(store.get(key))
+            record["variables"] = {"bad": "\ud800"}
+            store.set(key, json.dumps(record), keepttl=True)
+        url = f"{server.base_url}/sessions/{issued['session_id']}"
         for response in (
             http.get(url, headers=bearer(api_key)),
-            http.get(url, headers=bearer(token)),
-            http.get(base + "/sessions", headers=bearer(api_key)),
+            http.get(url, headers=bearer(issued["jwt"])),
+            http.get(server.base_url + "/sessions", headers=bearer(api_key)),
         ):
             assert response.status_code == 200
             response.content.decode("utf-8")
-        assert http.get(url, headers=bearer(api_key)).json()["claims"] == {"note": "\ud800"}
+        assert http.get(url, headers=bearer(api_key)).json()["variables"] == {"bad": "\ud800"}
         with http.stream("GET", url + "/events", headers=bearer(api_key)) as stream:
             lines = stream.iter_lines()
             assert next(lines) == "event: snapshot"
-            assert json.loads(next(lines).removeprefix("data: "))["claims"] == {"note": "\ud800"}
+            snapshot = json.loads(next(lines).removeprefix("data: "))
+            assert snapshot["variables"] == {"bad": "\ud800"}
 
 
 @pytest.mark.parametrize("via", ["bearer", "query"])
