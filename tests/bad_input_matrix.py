@@ -108,6 +108,13 @@ def expired(p: Probe) -> str:
     return p.handshake(f"/ws?access_token={old.mint(control_url='ws://x/ws').jwt}")
 
 
+def surrogate_token(p: Probe) -> str:
+    """The probe's token re-signed with the right key, a claim holding ``\\ud800`` added."""
+    settings = p.client.app.state.settings  # type: ignore[attr-defined]
+    claims = json.loads(base64.urlsafe_b64decode(p.token.split(".")[1] + "=="))
+    return TokenCodec(settings.keyring).encode({**claims, "note": "\ud800"}, "sm-control+jwt")
+
+
 def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
@@ -235,6 +242,9 @@ ROWS: list[Row] = [
                       headers={**JSON, **bearer(p.token)})),
     ("HTTP", "GET /sessions/{own}, a stored variable holding `\\ud800`", "200",
      stored_surrogate),
+    ("HTTP", "POST /tokens/verify, signed claims holding `\\ud800`", "200 valid=false malformed",
+     lambda p: p.http("POST", "/tokens/verify", json={"token": surrogate_token(p)},
+                      headers=bearer(p.secrets[1]))),
     # --- WebSocket handshake -------------------------------------------------------
     ("WS handshake", "/ws, no token", "403 no_token", lambda p: p.handshake("/ws")),
     ("WS handshake", "/ws?access_token=junk", "403 malformed",
@@ -250,6 +260,8 @@ ROWS: list[Row] = [
      lambda p: p.handshake(f"/ws?access_token={p.token}", {"Origin": "https://evil.example"})),
     ("WS handshake", "valid token, Origin http://localhost:3000", "accepted",
      lambda p: p.handshake(f"/ws?access_token={p.token}", {"Origin": "http://localhost:3000"})),
+    ("WS handshake", "signed claims holding `\\ud800`", "403 malformed",
+     lambda p: p.handshake(f"/ws?access_token={surrogate_token(p)}")),
     # --- frames on an open control socket -------------------------------------------
     ("frame", "binary frame", "ignored, counted (binary_frame), socket open, answers",
      lambda p: p.frame(b"\x00\xff")),
