@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tokens.jsonsafe import check_parsed, finite_float
+
 CATEGORY = "scene"
 KINDS = frozenset({"event", "request", "response"})
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024
@@ -71,19 +73,22 @@ class Envelope:
 def parse_frame(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Envelope:
     """One text frame to an ``Envelope``, or ``FrameError``.
 
-    Binary frames, frames over ``max_bytes``, invalid JSON, non-objects and
-    fields of the wrong type are refused; unknown names and extra fields are
-    accepted (the protocol grows).
+    Binary frames, frames over ``max_bytes``, invalid JSON, JSON that is not
+    plain (a lone surrogate, a number past float's range, nesting deeper than
+    64: see ``tokens.jsonsafe``), non-objects and fields of the wrong type are
+    refused; unknown names and extra fields are accepted (the protocol grows).
     """
     if isinstance(data, bytes | bytearray):
         raise FrameError("binary_frame", "binary frames are not part of the protocol")
     if len(data) > max_bytes // 4 and len(data.encode("utf-8", "surrogatepass")) > max_bytes:
         raise FrameError("too_large", f"frame exceeds {max_bytes} bytes")
     try:
-        message = json.loads(data, parse_constant=_refuse_constant)
+        message = json.loads(data, parse_constant=_refuse_constant, parse_float=finite_float)
+        check_parsed(data, message)
     except (ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError, NaN/Infinity (not JSON: the DP's
-        # JSON.parse refuses them) and integers past Python's digit limit.
+        # JSON.parse refuses them), integers past Python's digit limit and
+        # values that are not plain JSON (stored, they would break every read).
         raise FrameError("invalid_json", f"frame is not valid JSON: {exc}") from None
     if not isinstance(message, dict):
         raise FrameError("not_object", "frame is not a JSON object")

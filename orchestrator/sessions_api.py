@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from tokens import InvalidTokenError, SoulMachinesProfile
-from tokens.http import BadRequest, error_response, read_json_object
+from tokens.http import BadRequest, SafeJSONResponse, error_response, read_json_object
+from tokens.jsonsafe import dumps
 
 from .api_keys import ApiKeys
 from .commands import CommandFailed, CommandRouter, SessionNotLive
@@ -52,6 +53,7 @@ class Caller:
 
     backend: bool
     session_id: str | None = None
+    expires_at: int | None = None  # the UI token's ``exp``; the API key has none
 
     def may_touch(self, session_id: str) -> bool:
         # Bytes: compare_digest raises TypeError for non-ASCII str (a path like /sessions/é).
@@ -142,10 +144,12 @@ class SessionsApi:
             if self.metrics is not None:
                 self.metrics.tokens_refused.labels("api", exc.code).inc()
             raise ApiError(401, exc.code, f"credentials refused: {exc}") from None
-        return Caller(backend=False, session_id=claims.session_id)
+        return Caller(backend=False, session_id=claims.session_id, expires_at=claims.expires_at)
 
     async def session_for(self, request: Request, *, query_token: bool = False) -> Session:
-        caller = self.caller(request, query_token=query_token)
+        return await self._session(self.caller(request, query_token=query_token), request)
+
+    async def _session(self, caller: Caller, request: Request) -> Session:
         session_id = request.path_params["session_id"]
         if not caller.may_touch(session_id):
             raise ApiError(403, "forbidden", "this token is for another session")
@@ -170,23 +174,23 @@ class SessionsApi:
         if not self.caller(request).backend:
             raise ApiError(403, "forbidden", "listing sessions needs the backend API key")
         sessions = await self.store.list()
-        return JSONResponse({"sessions": [summary(s) for s in sessions]})
+        return SafeJSONResponse({"sessions": [summary(s) for s in sessions]})
 
     async def get_session(self, request: Request) -> Response:
         session = await self.session_for(request)
-        return JSONResponse(session.to_dict())
+        return SafeJSONResponse(session.to_dict())
 
     async def end_session(self, request: Request) -> Response:
         session = await self.session_for(request)
         if session.terminated:
-            return JSONResponse({"id": session.id, "status": "ended"})
+            return SafeJSONResponse({"id": session.id, "status": "ended"})
         try:
             await self.router.run(session.id, "terminate", {})
         except SessionNotLive:
             session.mark_ended(terminated=True)
             await self.store.save(session)
         await self.events.publish_event(session.id, "terminated", {})
-        return JSONResponse({"id": session.id, "status": "ended"})
+        return SafeJSONResponse({"id": session.id, "status": "ended"})
 
     async def patch_variables(self, request: Request) -> Response:
         session = await self.session_for(request)
@@ -216,7 +220,7 @@ class SessionsApi:
                 session.id, "variables", {"variables": session.variables}
             )
             result = {"variables": session.variables}
-        return JSONResponse(result)
+        return SafeJSONResponse(result)
 
     async def speak(self, request: Request) -> Response:
         session = await self.session_for(request)
@@ -228,11 +232,11 @@ class SessionsApi:
         result = await self.command(
             session, "speak", {"text": text, "can_be_interrupted": interruptible}
         )
-        return JSONResponse(result, status_code=202)
+        return SafeJSONResponse(result, status_code=202)
 
     async def stop_speaking(self, request: Request) -> Response:
         session = await self.session_for(request)
-        return JSONResponse(await self.command(session, "stop_speaking", {}), status_code=202)
+        return SafeJSONResponse(await self.command(session, "stop_speaking", {}), status_code=202)
 
     async def send(self, request: Request) -> Response:
         session = await self.session_for(request)
@@ -245,34 +249,55 @@ class SessionsApi:
         if not isinstance(variables, dict) or not isinstance(fallback, bool):
             raise BadRequest(400, "invalid_body", "variables must be an object, fallback a bool")
         args = {"text": text, "variables": variables, "fallback": fallback}
-        return JSONResponse(await self.command(session, "send", args), status_code=202)
+        return SafeJSONResponse(await self.command(session, "send", args), status_code=202)
 
     async def follow(self, request: Request) -> Response:
-        session = await self.session_for(request, query_token=True)
+        caller = self.caller(request, query_token=True)
+        session = await self._session(caller, request)
+        deadline = None
+        if caller.expires_at is not None:
+            # A UI token's stream ends when the token expires: it grants no more.
+            remaining = caller.expires_at - self.profile.codec.clock()
+            deadline = asyncio.get_running_loop().time() + remaining
         return StreamingResponse(
-            self._stream(session),
+            self._stream(session, deadline),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    async def _stream(self, session: Session) -> AsyncIterator[str]:
+    async def _stream(self, session: Session, deadline: float | None) -> AsyncIterator[str]:
+        """The session's events; ``deadline`` (event-loop time) ends the stream
+        before any event it has not sent by then."""
+        loop = asyncio.get_running_loop()
+
+        def left(cap: float) -> float:
+            # Seconds to wait for an event, at most ``cap``; <= 0 once past the deadline.
+            return cap if deadline is None else min(cap, deadline - loop.time())
+
         async with self.events.subscribe(session.id) as queue:
             fresh = None
             with contextlib.suppress(StoreUnavailable):  # headers are sent: no 503 now
                 fresh = await self.store.get(session.id)
+            if left(1) <= 0:
+                return
             yield sse("snapshot", (fresh or session).to_dict())
-            while True:
+            while (timeout := left(KEEPALIVE_SECONDS)) > 0:
                 try:
-                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                    event = await asyncio.wait_for(queue.get(), timeout)
                 except TimeoutError:
-                    yield ": keepalive\n\n"
+                    if left(1) > 0:
+                        yield ": keepalive\n\n"
                     continue
+                if left(1) <= 0:
+                    return
                 yield sse(event.type, event.to_dict())
                 if event.type == "terminated":
                     # The socket's "ended" may follow from another task or instance.
                     with contextlib.suppress(TimeoutError):
-                        while True:
-                            late = await asyncio.wait_for(queue.get(), ENDED_GRACE_SECONDS)
+                        while (timeout := left(ENDED_GRACE_SECONDS)) > 0:
+                            late = await asyncio.wait_for(queue.get(), timeout)
+                            if left(1) <= 0:
+                                return
                             yield sse(late.type, late.to_dict())
                             if late.type == "ended":
                                 break
@@ -303,8 +328,9 @@ def _json_values(value: Any, limit: int) -> int:
 
 
 def sse(event: str, data: Any) -> str:
-    """One Server-Sent Event; the JSON payload has no raw newlines."""
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+    """One Server-Sent Event; the JSON payload has no raw newlines, and
+    ``dumps`` cannot fail on what the session holds."""
+    return f"event: {event}\ndata: {dumps(data)}\n\n"
 
 
 def summary(session: Session) -> dict[str, Any]:

@@ -117,10 +117,34 @@ def long_user_info(p: Probe) -> str:
     )
     session = p.client.app.state.store._sessions[p.session_id]  # type: ignore[attr-defined]
     return verdict.replace("accepted", f"accepted, {len(session.user_info)} characters kept")
+def surrogate_token(p: Probe) -> str:
+    """The probe's token re-signed with the right key, a claim holding ``\\ud800`` added."""
+    settings = p.client.app.state.settings  # type: ignore[attr-defined]
+    claims = json.loads(base64.urlsafe_b64decode(p.token.split(".")[1] + "=="))
+    return TokenCodec(settings.keyring).encode({**claims, "note": "\ud800"}, "sm-control+jwt")
 
 
 def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
+
+
+def nested(p: Probe, method: str, path: str, key: str | None = None) -> str:
+    """10 KB of ``[``: past the JSON parser's recursion limit."""
+    headers = {**JSON, **bearer(key)} if key else JSON
+    return p.http(method, path, content=b"[" * 10_000, headers=headers)
+
+
+def stored_surrogate(p: Probe) -> str:
+    """``GET /sessions/{own}`` while a variable holds a lone surrogate that got
+    past the boundaries some other way (a handler's ``set_variables``, say)."""
+    path = f"/sessions/{p.session_id}"
+    p.client.get(path, headers=bearer(p.token))  # the store holds a Session from now on
+    session = p.client.app.state.store._sessions[p.session_id]  # type: ignore[attr-defined]
+    session.variables["bad"] = "\ud800"
+    try:
+        return p.http("GET", path, headers=bearer(p.token))
+    finally:
+        del session.variables["bad"]
 
 
 JSON = {"Content-Type": "application/json"}
@@ -203,6 +227,38 @@ ROWS: list[Row] = [
     ("HTTP", "PATCH /sessions/{own}/variables 1100 empty objects", "413 too_large",
      lambda p: p.http("PATCH", f"/sessions/{p.session_id}/variables",
                       json={"a": [{}] * 1100}, headers=bearer(p.token))),
+    ("HTTP", "POST /auth/authorize 10 KB of nested `[`", "400 invalid_json",
+     lambda p: nested(p, "POST", "/auth/authorize")),
+    ("HTTP", "POST /videosdk/token 10 KB of nested `[`", "400 invalid_json",
+     lambda p: nested(p, "POST", "/videosdk/token")),
+    ("HTTP", "POST /tokens/verify 10 KB of nested `[`", "400 invalid_json",
+     lambda p: nested(p, "POST", "/tokens/verify", p.secrets[1])),
+    ("HTTP", "POST /voicegain/api-tokens 10 KB of nested `[`", "400 invalid_json",
+     lambda p: nested(p, "POST", "/voicegain/api-tokens", p.secrets[2])),
+    ("HTTP", "POST /sessions/{own}/speak 10 KB of nested `[`", "400 invalid_json",
+     lambda p: nested(p, "POST", f"/sessions/{p.session_id}/speak", p.token)),
+    ("HTTP", "PATCH /sessions/{own}/variables 10 KB of nested `[`", "400 invalid_json",
+     lambda p: nested(p, "PATCH", f"/sessions/{p.session_id}/variables", p.token)),
+    ("HTTP", "POST /sessions/{own}/send 10 KB of nested `[`", "400 invalid_json",
+     lambda p: nested(p, "POST", f"/sessions/{p.session_id}/send", p.token)),
+    ("HTTP", "POST /auth/authorize claim `\"\\ud800\"` (lone surrogate)", "400 invalid_json",
+     lambda p: p.http("POST", "/auth/authorize", content=b'{"claims": {"a": "\\ud800"}}',
+                      headers=JSON)),
+    ("HTTP", "PATCH /sessions/{own}/variables `\"\\ud800\"`", "400 invalid_json",
+     lambda p: p.http("PATCH", f"/sessions/{p.session_id}/variables",
+                      content=b'{"a": "\\ud800"}', headers={**JSON, **bearer(p.token)})),
+    ("HTTP", "PATCH /sessions/{own}/variables `1e999`", "400 invalid_json",
+     lambda p: p.http("PATCH", f"/sessions/{p.session_id}/variables", content=b'{"a": 1e999}',
+                      headers={**JSON, **bearer(p.token)})),
+    ("HTTP", "PATCH /sessions/{own}/variables nested 65 deep", "400 invalid_json",
+     lambda p: p.http("PATCH", f"/sessions/{p.session_id}/variables",
+                      content=b'{"a":' + b"[" * 64 + b"]" * 64 + b"}",
+                      headers={**JSON, **bearer(p.token)})),
+    ("HTTP", "GET /sessions/{own}, a stored variable holding `\\ud800`", "200",
+     stored_surrogate),
+    ("HTTP", "POST /tokens/verify, signed claims holding `\\ud800`", "200 valid=false malformed",
+     lambda p: p.http("POST", "/tokens/verify", json={"token": surrogate_token(p)},
+                      headers=bearer(p.secrets[1]))),
     # --- WebSocket handshake -------------------------------------------------------
     ("WS handshake", "/ws, no token", "403 no_token", lambda p: p.handshake("/ws")),
     ("WS handshake", "/ws?access_token=junk", "403 malformed",
@@ -222,6 +278,8 @@ ROWS: list[Row] = [
      lambda p: p.handshake("/ws?access%5Ftoken=%65" + p.token[1:].replace(".", "%2E"))),
     ("WS handshake", "9 KB token (over the verifier's 8 KiB)", "403 malformed",
      lambda p: p.handshake(f"/ws?access_token={'a' * 9000}")),
+    ("WS handshake", "signed claims holding `\\ud800`", "403 malformed",
+     lambda p: p.handshake(f"/ws?access_token={surrogate_token(p)}")),
     # --- frames on an open control socket -------------------------------------------
     ("frame", "binary frame", "ignored, counted (binary_frame), socket open, answers",
      lambda p: p.frame(b"\x00\xff")),
@@ -247,6 +305,11 @@ ROWS: list[Row] = [
      lambda p: p.frame('{"kind": "response", "name": "x", "transaction": 99, "status": 1}')),
     ("frame", "`state` with a 20 000-character userInfo",
      "accepted, 1024 characters kept" + ANSWERS, long_user_info),
+    ("frame", "`\"\\ud800\"` (lone surrogate) in the body",
+     "ignored, counted (invalid_json)" + ANSWERS,
+     lambda p: p.frame('{"kind": "event", "name": "x", "body": {"t": "\\ud800"}}')),
+    ("frame", "`1e999` in the body", "ignored, counted (invalid_json)" + ANSWERS,
+     lambda p: p.frame('{"kind": "event", "name": "x", "body": {"n": 1e999}}')),
     # --- configuration ------------------------------------------------------------------
     ("config", "`JWT_PRIVATE_KEY` of 9 bytes", "refused at start-up (exit 2)",
      lambda p: config({"JWT_PUBLIC_KEY": "k", "JWT_PRIVATE_KEY": SHORT_KEY})),

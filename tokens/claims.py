@@ -7,6 +7,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from .errors import ClaimsError, ClaimsTooLargeError, ReservedClaimError
+from .jsonsafe import check_plain
 
 REGISTERED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})
 MAX_CLAIM_NAME_LENGTH = 64
@@ -25,7 +26,8 @@ def validate_custom_claims(
     Names must be non-empty strings of at most 64 characters, not registered
     JWT claims, not ``reserved`` and not starting with a reserved prefix
     (compared case-insensitively). Values must be plain JSON (no NaN or
-    infinities) and the whole must serialise to at most ``max_bytes``.
+    infinities, no lone surrogates, at most 64 deep: ``jsonsafe.check_plain``)
+    and the whole must serialise to at most ``max_bytes``.
     """
     if claims is None:
         return {}
@@ -45,8 +47,9 @@ def validate_custom_claims(
         if name in REGISTERED_CLAIMS or name in reserved:
             raise ReservedClaimError(f"custom claim {name!r} is refused: the server sets it")
     try:
+        check_plain(claims)
         encoded = json.dumps(claims, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:  # ValueError includes NotPlainJsonError
         raise ClaimsError(f"custom claims must be plain JSON values: {exc}") from None
     if len(encoded.encode("utf-8")) > max_bytes:
         raise ClaimsTooLargeError(f"custom claims exceed {max_bytes} bytes once encoded")

@@ -9,6 +9,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .jsonsafe import check_parsed, dumps, finite_float
+
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _NO_STORE_RAW = [
     (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in NO_STORE.items()
@@ -27,11 +29,19 @@ class BadRequest(Exception):
         self.detail = detail
 
 
+class SafeJSONResponse(JSONResponse):
+    """``JSONResponse`` whose rendering cannot fail on what a record holds (see
+    ``jsonsafe.dumps``): a stored value never turns a later read into a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content).encode("utf-8")
+
+
 def error_response(
     status: int, code: str, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     """The one error shape of the HTTP API: ``{"error": code, "detail": text}``."""
-    return JSONResponse(
+    return SafeJSONResponse(
         {"error": code, "detail": detail},
         status_code=status,
         headers={**NO_STORE, **(headers or {})},
@@ -45,8 +55,13 @@ _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separ
 
 def token_response(body: dict[str, Any]) -> Response:
     """``JSONResponse(body, headers=NO_STORE)``, the same bytes and headers (the
-    ``NO_STORE`` ones encoded once, not per response)."""
-    return json_bytes_response(_JSON.encode(body).encode("utf-8"))
+    ``NO_STORE`` ones encoded once, not per response); should ``body`` echo a
+    value that is not plain JSON (claims), ``jsonsafe.dumps`` writes it instead."""
+    try:
+        content = _JSON.encode(body).encode("utf-8")
+    except (ValueError, TypeError, RecursionError):  # ValueError includes UnicodeEncodeError
+        content = dumps(body).encode("utf-8")
+    return json_bytes_response(content)
 
 
 class _JsonBytesResponse(Response):
@@ -82,7 +97,9 @@ async def read_json_object(
     """The request body as a JSON object; ``{}`` for an empty body.
 
     Reads at most ``max_bytes`` (413 beyond), requires a JSON content type when
-    there is a body (415), and a JSON object (400).
+    there is a body (415), and a JSON object of plain JSON (400: no lone
+    surrogate, no number past float's range, nested at most 64 deep; see
+    ``jsonsafe``).
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
@@ -101,9 +118,15 @@ async def read_json_object(
     if content_type != "application/json":
         raise BadRequest(415, "unsupported_media_type", "send the body as application/json")
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        # As json.loads(raw) decodes; "surrogatepass" lets encoded surrogates
+        # through, for check_parsed to refuse with the escaped ones.
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        body = json.loads(text, parse_constant=_refuse_constant, parse_float=finite_float)
+        check_parsed(text, body)
+    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, NotPlainJsonError
         raise BadRequest(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest(400, "invalid_json", "body is not valid JSON: nested too deep") from None
     if not isinstance(body, dict):
         raise BadRequest(400, "invalid_body", "body must be a JSON object")
     return body

@@ -34,6 +34,7 @@ from .errors import (
     UnknownKeyError,
     WrongTypeError,
 )
+from .jsonsafe import check_parsed, finite_float
 from .keyring import Keyring, SigningKey
 
 ALGORITHM = "HS256"
@@ -66,12 +67,14 @@ def _reject_constant(name: str) -> Any:
 
 
 class _StrictJSONDecoder(json.JSONDecoder):
-    """Refuses duplicate members, which parsers resolve differently, and the
-    non-standard ``NaN``/``Infinity`` that would slip past time checks."""
+    """Refuses duplicate members, which parsers resolve differently, the
+    non-standard ``NaN``/``Infinity`` that would slip past time checks, and
+    numbers past float's range (``1e999`` would be ``inf``)."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs["object_pairs_hook"] = _reject_duplicate_keys
         kwargs["parse_constant"] = _reject_constant
+        kwargs["parse_float"] = finite_float
         super().__init__(**kwargs)
 
 
@@ -79,9 +82,15 @@ class _StrictPyJWT(jwt.PyJWT):
     def _decode_payload(self, decoded: dict[str, Any]) -> Any:
         try:
             # Strict UTF-8 (RFC 7519): json.loads(bytes) would let encoded surrogates pass.
-            payload = json.loads(decoded["payload"].decode("utf-8"), cls=_StrictJSONDecoder)
+            text = decoded["payload"].decode("utf-8")
+            payload = json.loads(text, cls=_StrictJSONDecoder)
+            # Claims become session records: a lone surrogate or deep nesting
+            # in them would make those unreadable (see jsonsafe).
+            check_parsed(text, payload)
         except MalformedTokenError:
             raise
+        except RecursionError:
+            raise jwt.DecodeError("claims are not JSON: nested too deep") from None
         except ValueError as exc:  # bad JSON or UTF-8, an integer past Python's digit limit
             raise jwt.DecodeError(f"claims are not JSON: {exc}") from None
         if not isinstance(payload, dict):

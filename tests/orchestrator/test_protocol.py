@@ -58,6 +58,11 @@ def test_transaction_may_be_int_string_or_null(transaction: object) -> None:
         (frame(status="0"), "bad_field"),
         (frame(category=3), "bad_field"),
         ("[" * 20_000, "invalid_json"),
+        (frame(body={"t": "\ud800"}), "invalid_json"),
+        (frame(body={"\udfff": 1}), "invalid_json"),
+        ('{"kind": "event", "name": "x", "body": {"t": "\\uDC00"}}', "invalid_json"),
+        ('{"kind": "event", "name": "x", "body": {"n": 1e999}}', "invalid_json"),
+        (frame(body={"deep": json.loads("[" * 64 + "]" * 64)}), "invalid_json"),
     ],
     ids=lambda value: value[:40] if isinstance(value, str | bytes) else None,
 )
@@ -66,6 +71,13 @@ def test_bad_frames_raise_frame_error_with_a_code(data: str | bytes, code: str) 
     with pytest.raises(FrameError) as caught:
         parse_frame(data)
     assert caught.value.code == code
+
+
+def test_plain_json_at_the_limits_is_accepted() -> None:
+    """A surrogate pair, a large finite number and 64 levels of nesting are fine."""
+    body = {"t": "\U0001f600", "n": 1e308, "deep": json.loads("[" * 62 + "]" * 62)}
+    assert parse_frame(frame(body=body)).body == body
+    assert parse_frame(json.dumps({"kind": "event", "name": "x", "body": {"t": "\ud83d\ude00"}}))
 
 
 def test_oversize_frames_are_refused_by_their_utf8_size() -> None:

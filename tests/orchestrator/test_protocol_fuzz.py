@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from orchestrator import protocol
 from orchestrator.protocol import Envelope, FrameError, parse_frame
 from tests.fuzz_stats import record
+from tokens.jsonsafe import NotPlainJsonError, check_plain
 
 FUZZ = settings(max_examples=300, deadline=None)
 
@@ -101,6 +102,13 @@ def check_views(envelope: Envelope) -> None:
 def check_round_trip(envelope: Envelope) -> None:
     text = envelope.to_json()
     text.encode("utf-8")  # what a real socket must send
+    try:
+        check_plain(envelope.to_dict())
+    except NotPlainJsonError:  # e.g. a lone surrogate: sendable, but refused coming in
+        with pytest.raises(FrameError) as refused:
+            parse_frame(text, max_bytes=10 * len(text) + 1024)
+        assert refused.value.code == "invalid_json"
+        return
     again = parse_frame(text, max_bytes=10 * len(text.encode("utf-8", "surrogatepass")) + 1024)
     assert again == envelope
     assert again.to_json() == text
@@ -150,13 +158,12 @@ def test_inputs_that_once_escaped_parse_frame_are_frame_errors(data: str) -> Non
 
 
 def test_an_envelope_with_a_lone_surrogate_serialises_to_utf8() -> None:
-    """A \\ud800 escape in the user's text (echoed back) still goes out as valid UTF-8 JSON."""
-    envelope = parse_frame(
-        '{"kind": "event", "name": "conversationRequest", "body": {"input": {"text": "\\ud800"}}}'
-    )
-    reply = protocol.conversation_response(
-        input_text=protocol.conversation_request(envelope).text, output_text="ok"
-    )
+    """A lone surrogate a handler put into a reply still goes out as valid UTF-8 JSON
+    (as a \\u escape), though parse_frame refuses such a frame coming in."""
+    reply = protocol.conversation_response(input_text="\ud800", output_text="ok")
     text = reply.to_json()
     text.encode("utf-8")
-    assert parse_frame(text) == reply
+    assert json.loads(text) == reply.to_dict()
+    with pytest.raises(FrameError) as refused:
+        parse_frame(text)
+    assert refused.value.code == "invalid_json"

@@ -256,6 +256,23 @@ def test_duplicate_json_members_are_refused(signing_key: SigningKey, keyring: Ke
         codec_at(keyring, NOW).decode(f"{good_header}.{duplicated}.{b64(signature.digest())}", TYP)
 
 
+@pytest.mark.parametrize(
+    "extra",
+    ['"note":"\\ud800"', '"n":1e999', '"deep":' + "[" * 70 + "]" * 70],
+    ids=["lone-surrogate", "float-overflow", "nested-70-deep"],
+)
+def test_claims_that_are_not_plain_json_are_refused(
+    signing_key: SigningKey, keyring: Keyring, extra: str
+) -> None:
+    """Correctly signed claims holding a lone surrogate, ``1e999`` or deep nesting are
+    ``malformed``: as session records they would make every read of it fail."""
+    header = b64(json.dumps({"alg": "HS256", "typ": TYP, "kid": "test-key"}).encode())
+    payload = b64(json.dumps(claims_at(NOW)).encode()[:-1] + b"," + extra.encode() + b"}")
+    signature = hmac.new(signing_key.secret, f"{header}.{payload}".encode(), hashlib.sha256)
+    with pytest.raises(MalformedTokenError):
+        codec_at(keyring, NOW).decode(f"{header}.{payload}.{b64(signature.digest())}", TYP)
+
+
 def test_unverified_readers_show_what_a_token_says(keyring: Keyring) -> None:
     """The inspection helpers decode header and claims without checking the signature."""
     token = codec_at(keyring, NOW).encode(claims_at(NOW), TYP)
