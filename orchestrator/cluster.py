@@ -58,6 +58,8 @@ EVENTS_PREFIX = "orch:events:"
 LIVE_TTL_SECONDS = 60
 HEARTBEAT_SECONDS = 20.0
 COMMAND_TIMEOUT_SECONDS = 5.0
+RESYNC_ATTEMPTS = 5
+RESYNC_RETRY_SECONDS = 0.5
 
 # Delete the registry entry only if it still names this exact connection.
 _RELEASE = """
@@ -360,16 +362,26 @@ class Cluster:
     async def _resync(self) -> None:
         # Redis may have come back empty, or another instance may have accepted a
         # socket for one of our sessions meanwhile: the newest connection wins.
-        for connection in await self._reassert(self.live.all()):
-            await connection.persist()
+        # The first try after an outage can fail on a pooled connection Redis
+        # closed (redis-py loads a pipeline's scripts without retrying).
+        for _ in range(RESYNC_ATTEMPTS):
+            holding = await self._reassert(self.live.all())
+            if holding is not None:
+                for connection in holding:
+                    await connection.persist()
+                return
+            await asyncio.sleep(RESYNC_RETRY_SECONDS)
 
     async def _heartbeat(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.heartbeat_seconds)
             await self._reassert(self.live.all())
 
-    async def _reassert(self, connections: Sequence[ControlConnection]) -> list[ControlConnection]:
-        """Compare-and-set each connection's registry entry; return those still holding.
+    async def _reassert(
+        self, connections: Sequence[ControlConnection]
+    ) -> list[ControlConnection] | None:
+        """Compare-and-set each connection's registry entry; return those still
+        holding (``None`` when Redis could not be reached).
 
         A connection a newer one has superseded closes with 4001; an older
         holder we superseded is told to close.
@@ -388,7 +400,7 @@ class Cluster:
                 results = await pipe.execute()
         except RedisError as exc:
             self.log.warning("live registry not renewed", error=type(exc).__name__)
-            return []
+            return None
         holding: list[ControlConnection] = []
         for connection, (status, other) in zip(connections, results[::2], strict=True):
             session_id = connection.session.id
