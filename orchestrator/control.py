@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,6 +86,10 @@ class ControlConnection:
         self, websocket: WebSocket, session: Session, services: ControlServices, *, verified: bool
     ) -> None:
         self.websocket = websocket
+        # Which socket exactly, and since when: the live registry names one connection,
+        # and "newest wins" between instances compares start times.
+        self.id = secrets.token_hex(6)
+        self.started_at = time.time()
         # The transcript only grows here, so this is where its bounds are applied.
         session.bound_transcript(
             turns=services.options.transcript_turns,
@@ -440,9 +445,9 @@ def _state_fields(session: Session) -> tuple[Any, ...]:
 class LiveRegistry(Protocol):
     """Where other instances learn which one holds a session's socket."""
 
-    async def claim(self, session_id: str) -> None: ...
+    async def claim(self, connection: ControlConnection) -> None: ...
 
-    async def release(self, session_id: str) -> None: ...
+    async def release(self, connection: ControlConnection) -> None: ...
 
 
 class LiveConnections:
@@ -466,19 +471,21 @@ class LiveConnections:
             await previous.close(CLOSE_REPLACED, "replaced by a newer connection")
         if self.registry is not None:
             try:
-                await self.registry.claim(connection.session.id)
+                await self.registry.claim(connection)
             except Exception as exc:  # the socket works without the registry
                 connection.log.warning("live registry not updated", error=type(exc).__name__)
 
-    async def evict(self, session_id: str) -> bool:
-        """Close this process's socket for a session another instance took over.
+    async def evict(self, session_id: str, connection_id: str | None = None) -> bool:
+        """Close this process's socket for a session another instance took over
+        (only connection ``connection_id`` when given, never a newer one).
 
         The entry goes first, so the closing endpoint does not record the
         session as ended, and the registry key (now the new holder's) stays.
         """
-        connection = self._connections.pop(session_id, None)
-        if connection is None:
+        connection = self._connections.get(session_id)
+        if connection is None or connection_id not in (None, connection.id):
             return False
+        del self._connections[session_id]
         connection.log.info("taken over by another instance", code=CLOSE_REPLACED)
         await connection.close(CLOSE_REPLACED, "replaced by a newer connection")
         return True
@@ -490,7 +497,7 @@ class LiveConnections:
         del self._connections[connection.session.id]
         if self.registry is not None:
             try:
-                await self.registry.release(connection.session.id)
+                await self.registry.release(connection)
             except Exception as exc:
                 connection.log.warning("live registry not updated", error=type(exc).__name__)
         return True
