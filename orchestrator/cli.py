@@ -34,8 +34,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .handlers import HandlerLoadError, load_handler
+    from .profile_settings import ProfileSettings
 
     settings = _settings()
+    try:
+        # The workers read these too; checked here so a bad value exits 2, not in a traceback.
+        ProfileSettings.from_env(production=settings.production)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         # Checked here so that a bad name is a configuration error, not a worker traceback.
         load_handler(settings.conversation_handler)

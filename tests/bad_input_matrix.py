@@ -250,6 +250,12 @@ ROWS: list[Row] = [
      lambda p: config({"TOKEN_PROFILES": "nope"})),
     ("config", "`TOKEN_RATE_LIMIT=lots`", "refused at start-up (exit 2)",
      lambda p: config({"TOKEN_RATE_LIMIT": "lots"})),
+    ("config", "`REDIS_URL=foo`", "refused at start-up (exit 2)",
+     lambda p: config({"REDIS_URL": "foo"})),
+    ("config", "`REDIS_URL=http://host:6379`", "refused at start-up (exit 2)",
+     lambda p: config({"REDIS_URL": "http://host:6379"})),
+    ("config", "`REDIS_URL=redis://host:port/0`", "refused at start-up (exit 2)",
+     lambda p: config({"REDIS_URL": "redis://host:port/0"})),
 ]  # fmt: skip
 
 
