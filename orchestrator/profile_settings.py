@@ -65,7 +65,8 @@ def check_redis_url(url: str) -> None:
         raise SettingsError("REDIS_URL must look like redis://host:6379/0 (or rediss://)")
     try:
         # No I/O: builds the pool and one unconnected connection from the URL.
-        aioredis.ConnectionPool.from_url(url).make_connection()
+        pool = aioredis.ConnectionPool.from_url(url)
+        pool.connection_class(**pool.connection_kwargs)
     except (ValueError, TypeError) as exc:
         raise SettingsError(f"REDIS_URL is not usable: {exc}") from None
 

@@ -256,6 +256,8 @@ ROWS: list[Row] = [
      lambda p: config({"REDIS_URL": "http://host:6379"})),
     ("config", "`REDIS_URL=redis://host:port/0`", "refused at start-up (exit 2)",
      lambda p: config({"REDIS_URL": "redis://host:port/0"})),
+    ("config", "`TRUSTED_PROXY_HOPS=-1`", "refused at start-up (exit 2)",
+     lambda p: config({"TRUSTED_PROXY_HOPS": "-1"})),
 ]  # fmt: skip
 
 

@@ -63,6 +63,7 @@ CONFIG_VARIABLES = (
     "ORCHESTRATOR_API_KEY",
     "SESSION_TTL_SECONDS",
     "TRANSCRIPT_TURNS",
+    "TRUSTED_PROXY_HOPS",
     # read by orchestrator.profile_settings
     "REDIS_URL",
     "TOKEN_PROFILES",
