@@ -22,6 +22,7 @@ from .console import console_routes
 from .control import CLOSE_GOING_AWAY, ControlOptions, ControlServices
 from .control_auth import ControlAuthenticator
 from .control_endpoint import ControlEndpoint
+from .forwarded import ForwardedHeadersMiddleware
 from .handlers import load_handler
 from .logs import get_logger, level_check
 from .metrics import Metrics
@@ -141,6 +142,9 @@ def create_app(
         log.info("orchestrator stopped", closed_sockets=len(live))
 
     middleware = []
+    if settings.trusted_proxy_hops:
+        # First, so everything after it (and the access log) sees the client's address.
+        middleware.append(Middleware(ForwardedHeadersMiddleware, hops=settings.trusted_proxy_hops))
     origin_regex = settings.cors_origin_regex()
     if origin_regex is not None:
         middleware.append(

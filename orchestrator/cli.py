@@ -34,9 +34,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .handlers import HandlerLoadError, load_handler
+    from .profile_settings import ProfileSettings
     from .websocket_server import uvicorn_websocket_options
 
+    if args.trusted_proxy_hops is not None:
+        # Through the environment, like the ephemeral key: every worker reads it there.
+        os.environ["TRUSTED_PROXY_HOPS"] = str(args.trusted_proxy_hops)
     settings = _settings()
+    trusted = args.forwarded_allow_ips or os.environ.get("FORWARDED_ALLOW_IPS", "")
+    if args.proxy_headers and trusted.strip() == "*":
+        print(
+            "configuration error: --forwarded-allow-ips='*' makes uvicorn take the client's "
+            "address from the leftmost X-Forwarded-For entry, which the client writes; use "
+            "--trusted-proxy-hops N (TRUSTED_PROXY_HOPS) or list the proxies' addresses",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    try:
+        # The workers read these too; checked here so a bad value exits 2, not in a traceback.
+        ProfileSettings.from_env(production=settings.production)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         # Checked here so that a bad name is a configuration error, not a worker traceback.
         load_handler(settings.conversation_handler)
@@ -202,7 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="trust X-Forwarded-Proto/For from --forwarded-allow-ips (behind a proxy)",
     )
-    serve.add_argument("--forwarded-allow-ips", default=None, help="proxies to trust")
+    serve.add_argument(
+        "--forwarded-allow-ips", default=None, help="addresses of the proxies to trust (not '*')"
+    )
+    serve.add_argument(
+        "--trusted-proxy-hops",
+        type=int,
+        help="proxies in front that append to X-Forwarded-For (default: TRUSTED_PROXY_HOPS, or 0)",
+    )
     serve.add_argument("--graceful-timeout", type=int, default=10, help="seconds to drain")
     serve.set_defaults(func=cmd_serve)
 

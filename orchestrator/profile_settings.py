@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import limits
+import redis.asyncio as aioredis
 from dotenv import dotenv_values
 
 from tokens import MIN_KEY_BYTES, Keyring, KeyringError, SigningKey, TokenPackageError
@@ -50,6 +51,24 @@ def _csv(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     if value is None:
         return default
     return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def check_redis_url(url: str) -> None:
+    """Parse ``REDIS_URL`` as the clients will, so a typo stops start-up as a
+    configuration error rather than as a traceback from the first client.
+
+    The message never repeats the URL: it may hold a password.
+    """
+    scheme = url.partition("://")[0].lower()
+    if scheme not in ("redis", "rediss"):
+        # unix:// too: the rate limiter's storage takes redis:// and rediss:// only.
+        raise SettingsError("REDIS_URL must look like redis://host:6379/0 (or rediss://)")
+    try:
+        # No I/O: builds the pool and one unconnected connection from the URL.
+        pool = aioredis.ConnectionPool.from_url(url)
+        pool.connection_class(**pool.connection_kwargs)
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(f"REDIS_URL is not usable: {exc}") from None
 
 
 def load_resolver(spec: str) -> UserResolver:
@@ -106,6 +125,8 @@ class ProfileSettings:
                 f"TOKEN_RATE_LIMIT={self.rate_limit!r}: use e.g. 60/minute or 10/second"
             ) from None
         _secret("TOKEN_VERIFY_API_KEY", self.verify_api_key)
+        if self.redis_url is not None:
+            check_redis_url(self.redis_url)
         if CCAI in self.profiles:
             self._check_ccai()
         if VIDEOSDK in self.profiles:

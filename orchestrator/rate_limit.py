@@ -12,6 +12,11 @@ every hit; that cost ~32 µs per request at the default limit, more with a
 high one. The counter keeps two integers per IP and weights the previous
 window by its overlap, which is within a few percent of the moving window's
 answer, at ~8 µs.
+
+If Redis stops answering, requests are limited per process (a memory fallback)
+for ``STORAGE_RETRY_SECONDS`` at a time, then Redis is tried again: no 500s,
+no unlimited window, one warning when it goes and one line (with the count of
+requests that fell back) when it returns.
 """
 
 from __future__ import annotations
@@ -23,11 +28,17 @@ from collections.abc import Iterable
 from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tokens.http import error_response
 
+from .logs import get_logger
+
 NAMESPACE = "token-routes"
+STORAGE_RETRY_SECONDS = 5.0
+
+log = get_logger("orchestrator.rate_limit")
 
 
 def memory_storage() -> MemoryStorage:
@@ -53,7 +64,10 @@ async def close_storage(storage: Storage) -> None:
 
 
 class RateLimitMiddleware:
-    """ASGI middleware limiting requests to ``paths`` per client IP."""
+    """ASGI middleware limiting requests to ``paths`` per client IP.
+
+    ``fallback`` (memory) limits while ``storage`` (Redis) raises ``RedisError``.
+    """
 
     def __init__(
         self,
@@ -62,11 +76,47 @@ class RateLimitMiddleware:
         storage: Storage,
         limit: RateLimitItem,
         paths: Iterable[str],
+        fallback: Storage | None = None,
     ) -> None:
         self.app = app
         self.limiter = SlidingWindowCounterRateLimiter(storage)
+        self.fallback = SlidingWindowCounterRateLimiter(fallback) if fallback else None
         self.limit = limit
         self.paths = frozenset(paths)
+        # Monotonic time until which the fallback limits (0: storage in use).
+        self._fallback_until = 0.0
+        self._fallen_back = 0
+
+    async def _retry_after(self, limiter: SlidingWindowCounterRateLimiter, ip: str) -> int | None:
+        """``None`` if ``ip`` may go on, else seconds until it may."""
+        if await limiter.hit(self.limit, NAMESPACE, ip):
+            return None
+        stats = await limiter.get_window_stats(self.limit, NAMESPACE, ip)
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    async def _check(self, ip: str) -> int | None:
+        if self.fallback is None:
+            return await self._retry_after(self.limiter, ip)
+        if self._fallback_until and time.monotonic() < self._fallback_until:
+            self._fallen_back += 1
+            return await self._retry_after(self.fallback, ip)
+        try:
+            retry_after = await self._retry_after(self.limiter, ip)
+        except RedisError as exc:
+            if not self._fallback_until:
+                log.warning(
+                    "rate limit storage unreachable: limiting per process until it answers",
+                    error=type(exc).__name__,
+                    retry_seconds=STORAGE_RETRY_SECONDS,
+                )
+            self._fallback_until = time.monotonic() + STORAGE_RETRY_SECONDS
+            self._fallen_back += 1
+            return await self._retry_after(self.fallback, ip)
+        if self._fallback_until:
+            log.info("rate limit storage reachable again", limited_per_process=self._fallen_back)
+            self._fallback_until = 0.0
+            self._fallen_back = 0
+        return retry_after
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
@@ -74,11 +124,10 @@ class RateLimitMiddleware:
             return
         client = scope.get("client")
         ip = client[0] if client else "unknown"
-        if await self.limiter.hit(self.limit, NAMESPACE, ip):
+        retry_after = await self._check(ip)
+        if retry_after is None:
             await self.app(scope, receive, send)
             return
-        stats = await self.limiter.get_window_stats(self.limit, NAMESPACE, ip)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         response = error_response(
             429,
             "rate_limited",

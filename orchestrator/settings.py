@@ -125,6 +125,8 @@ class Settings:
     transcript_max_bytes: int = 128 * 1024
     # The developer console at /console; None: on in development, off in production.
     console_enabled: bool | None = None
+    # Reverse proxies in front that append to X-Forwarded-For (0: the TCP peer is the client).
+    trusted_proxy_hops: int = 0
 
     def __post_init__(self) -> None:
         if self.production:
@@ -172,6 +174,8 @@ class Settings:
             raise SettingsError("TRANSCRIPT_MAX_BYTES must be between 16384 and 67108864")
         if self.control_max_frame_bytes < 1024:
             raise SettingsError("CONTROL_MAX_FRAME_BYTES must be at least 1024")
+        if not 0 <= self.trusted_proxy_hops <= 10:
+            raise SettingsError("TRUSTED_PROXY_HOPS must be between 0 and 10")
         try:
             self.sm_policy()
         except PolicyError as exc:
@@ -258,6 +262,7 @@ class Settings:
             transcript_turns=_int(env, "TRANSCRIPT_TURNS", 200),
             transcript_max_bytes=_int(env, "TRANSCRIPT_MAX_BYTES", 128 * 1024),
             console_enabled=_bool(env, "CONSOLE_ENABLED", not production),
+            trusted_proxy_hops=_int(env, "TRUSTED_PROXY_HOPS", 0),
             api_keys=tuple(
                 k.strip() for k in env.get("ORCHESTRATOR_API_KEY", "").split(",") if k.strip()
             ),

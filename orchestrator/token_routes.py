@@ -38,6 +38,7 @@ from tokens.videosdk_routes import VideoSdkTokenEndpoint
 from tokens.voicegain import VoicegainProfile
 from tokens.voicegain_routes import VoicegainEndpoints
 
+from .backend import redis_client
 from .profile_settings import ProfileSettings, load_resolver
 from .rate_limit import RateLimitMiddleware, close_storage, memory_storage, redis_storage
 
@@ -51,12 +52,15 @@ class TokenProfiles:
     registry: ProfileRegistry
     rate_limit_storage: Storage
     redis: aioredis.Redis | None = None
+    rate_limit_fallback: Storage | None = None
     stores: list[TokenGenerationStore] = field(default_factory=list)
 
     async def aclose(self) -> None:
         for store in self.stores:
             await store.aclose()
         await close_storage(self.rate_limit_storage)
+        if self.rate_limit_fallback is not None:
+            await close_storage(self.rate_limit_fallback)
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -80,7 +84,7 @@ def build_token_profiles(
 ) -> TokenProfiles:
     """Routes and middleware for ``settings.profiles`` (Soul Machines' routes are
     built by the app and passed in, mounted only when that profile is enabled)."""
-    redis = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = redis_client(settings.redis_url) if settings.redis_url else None
     routes: list[Route] = []
     verifiers: list[ProfileVerifier] = []
     stores: list[TokenGenerationStore] = []
@@ -124,11 +128,14 @@ def build_token_profiles(
         if settings.redis_url and redis is not None
         else memory_storage()
     )
+    # While Redis is unreachable, each process limits on its own (see rate_limit.py).
+    fallback = memory_storage() if redis is not None else None
     limiter = Middleware(
         RateLimitMiddleware,
         storage=storage,
         limit=limits.parse(settings.rate_limit),
         paths=[route.path for route in routes],
+        fallback=fallback,
     )
     return TokenProfiles(
         routes=list(routes),
@@ -136,5 +143,6 @@ def build_token_profiles(
         registry=registry,
         rate_limit_storage=storage,
         redis=redis,
+        rate_limit_fallback=fallback,
         stores=stores,
     )

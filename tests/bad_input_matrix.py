@@ -117,6 +117,8 @@ def long_user_info(p: Probe) -> str:
     )
     session = p.client.app.state.store._sessions[p.session_id]  # type: ignore[attr-defined]
     return verdict.replace("accepted", f"accepted, {len(session.user_info)} characters kept")
+
+
 def surrogate_token(p: Probe) -> str:
     """The probe's token re-signed with the right key, a claim holding ``\\ud800`` added."""
     settings = p.client.app.state.settings  # type: ignore[attr-defined]
@@ -337,6 +339,14 @@ ROWS: list[Row] = [
      lambda p: config({"TOKEN_RATE_LIMIT": "lots"})),
     ("config", "`TRANSCRIPT_MAX_BYTES=1000`", "refused at start-up (exit 2)",
      lambda p: config({"TRANSCRIPT_MAX_BYTES": "1000"})),
+    ("config", "`REDIS_URL=foo`", "refused at start-up (exit 2)",
+     lambda p: config({"REDIS_URL": "foo"})),
+    ("config", "`REDIS_URL=http://host:6379`", "refused at start-up (exit 2)",
+     lambda p: config({"REDIS_URL": "http://host:6379"})),
+    ("config", "`REDIS_URL=redis://host:port/0`", "refused at start-up (exit 2)",
+     lambda p: config({"REDIS_URL": "redis://host:port/0"})),
+    ("config", "`TRUSTED_PROXY_HOPS=-1`", "refused at start-up (exit 2)",
+     lambda p: config({"TRUSTED_PROXY_HOPS": "-1"})),
 ]  # fmt: skip
 
 

@@ -64,6 +64,7 @@ CONFIG_VARIABLES = (
     "SESSION_TTL_SECONDS",
     "TRANSCRIPT_TURNS",
     "TRANSCRIPT_MAX_BYTES",
+    "TRUSTED_PROXY_HOPS",
     # read by orchestrator.profile_settings
     "REDIS_URL",
     "TOKEN_PROFILES",

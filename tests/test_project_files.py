@@ -52,11 +52,12 @@ def test_live_server_blanks_every_variable() -> None:
 
 
 def test_procfile_serves_on_port_behind_a_proxy() -> None:
-    """The Procfile's web process binds all interfaces on $PORT and trusts proxy headers."""
+    """The Procfile's web process binds all interfaces on $PORT behind one router hop
+    (tests/orchestrator/test_forwarded.py runs its flags against forged headers)."""
     lines = (ROOT / "Procfile").read_text().splitlines()
     web = [line for line in lines if line.startswith("web:")]
     assert len(web) == 1
-    for part in ("orchestrator serve", "--host 0.0.0.0", "--port $PORT", "--proxy-headers"):
+    for part in ("orchestrator serve", "--host 0.0.0.0", "--port $PORT", "--trusted-proxy-hops 1"):
         assert part in web[0]
 
 

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from .bearer import CHALLENGE, require_api_key
 from .errors import UnknownProfileError
+from .generation_store import StoreUnavailableError
 from .http import BadRequest, error_response, read_json_object, token_response
 from .registry import ProfileRegistry
 
@@ -58,6 +59,10 @@ class VerifyEndpoint:
             return error_response(exc.status, exc.code, exc.detail, headers=headers)
         except UnknownProfileError as exc:
             return error_response(400, exc.code, str(exc))
+        except StoreUnavailableError as exc:
+            # A Voicegain token cannot be checked against the store right now.
+            detail = f"token store unreachable: {exc}"
+            return error_response(503, "store_unavailable", detail, headers={"Retry-After": "5"})
         if result.valid:
             return token_response(
                 {"valid": True, "profile": result.profile, "claims": result.claims}

@@ -18,10 +18,18 @@ from starlette.routing import Route
 
 from .bearer import CHALLENGE, bearer_token, require_api_key
 from .errors import ClaimsError, InvalidTokenError, PolicyError, WrongAudienceError
+from .generation_store import StoreUnavailableError
 from .http import BadRequest, error_response, read_json_object, token_response
 from .voicegain import VoicegainProfile
 
 _REGENERATE_FIELDS = frozenset({"accountId", "contextId"})
+
+
+def store_unavailable_response(error: StoreUnavailableError) -> Response:
+    """503 while the token store (Redis) cannot be reached; the client may retry."""
+    return error_response(
+        503, "store_unavailable", f"token store unreachable: {error}", headers={"Retry-After": "5"}
+    )
 
 
 def token_error_response(error: InvalidTokenError) -> Response:
@@ -55,6 +63,8 @@ class VoicegainEndpoints:
             return error_response(exc.status, exc.code, exc.detail, headers=CHALLENGE)
         except ClaimsError as exc:
             return error_response(422, exc.code, str(exc))
+        except StoreUnavailableError as exc:
+            return store_unavailable_response(exc)
         return token_response({"token": token})
 
     async def short_lived(self, request: Request) -> Response:
@@ -77,6 +87,8 @@ class VoicegainEndpoints:
             return error_response(422, exc.code, str(exc))
         except ClaimsError as exc:
             return error_response(422, exc.code, str(exc))
+        except StoreUnavailableError as exc:
+            return store_unavailable_response(exc)
         return token_response({"token": issued.token, "expires_at": issued.expires_at})
 
     async def whoami(self, request: Request) -> Response:
@@ -88,6 +100,8 @@ class VoicegainEndpoints:
             return error_response(exc.status, exc.code, exc.detail, headers=CHALLENGE)
         except InvalidTokenError as exc:
             return token_error_response(exc)
+        except StoreUnavailableError as exc:
+            return store_unavailable_response(exc)
         return token_response(
             {
                 "accountId": identity.account_id,

@@ -170,8 +170,22 @@ def test_config_error_exits_2_with_a_clear_message(
             {"CONVERSATION_HANDLER": "no_such_module:handle"},
             "configuration error: cannot import 'no_such_module'",
         ),
+        ({"REDIS_URL": "foo"}, "configuration error: REDIS_URL must look like redis://"),
+        ({"REDIS_URL": "http://cache.example:6379"}, "configuration error: REDIS_URL must"),
+        (
+            {"REDIS_URL": "redis://:hunter2@cache.example:63x9/0"},
+            "configuration error: REDIS_URL is not usable: Port could not be cast",
+        ),
+        ({"TOKEN_RATE_LIMIT": "lots"}, "configuration error: TOKEN_RATE_LIMIT='lots'"),
     ],
-    ids=["production-without-key", "unusable-handler"],
+    ids=[
+        "production-without-key",
+        "unusable-handler",
+        "redis-url-without-scheme",
+        "redis-url-http",
+        "redis-url-bad-port",
+        "token-profile-setting",
+    ],
 )
 def test_serve_with_a_config_error_exits_2_before_listening(
     env: dict[str, str], message: str
@@ -190,6 +204,7 @@ def test_serve_with_a_config_error_exits_2_before_listening(
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert "Uvicorn running" not in result.stderr
+    assert "hunter2" not in result.stderr
 
 
 def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

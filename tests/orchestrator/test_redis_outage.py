@@ -7,6 +7,7 @@ import asyncio
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,5 +119,91 @@ async def test_live_socket_survives_a_redis_restart(restartable_redis: Restartab
                 assert spoken.status_code == 202
                 heard = await host.collect(settle=0.2, within=5)
                 assert any(m.envelope.body.get("text") == "back" for m in heard)
+                # The listener reconnects on its own backoff (up to 5 s), which may
+                # be after the command client (retried at once) has recovered.
+                for _ in range(100):
+                    if "cluster resumed" in server.log_text:
+                        break
+                    await asyncio.sleep(0.1)
     assert "redis unreachable" in server.log_text
     assert "cluster resumed" in server.log_text
+
+
+def token_routes_env(redis_url: str, admin_key: str) -> dict[str, str]:
+    return {
+        "JWT_PUBLIC_KEY": "outage-key",
+        "JWT_PRIVATE_KEY": random_secret(),
+        "REDIS_URL": redis_url,
+        "TOKEN_PROFILES": "soul-machines,voicegain",
+        "VOICEGAIN_SECRET": random_secret(),
+        "VOICEGAIN_ADMIN_KEY": admin_key,
+        "TOKEN_RATE_LIMIT": "3/minute",
+        # Each test client is a different address (the limit is per address).
+        "TRUSTED_PROXY_HOPS": "1",
+    }
+
+
+def as_client(address: str, **headers: str) -> dict[str, str]:
+    return {"X-Forwarded-For": address, **headers}
+
+
+def test_token_routes_never_answer_500_while_redis_is_down_and_recover_at_once(
+    restartable_redis: RestartableRedis,
+) -> None:
+    """A Redis restart between requests goes unnoticed: the first request on the
+    pooled (now stale) connections succeeds. Redis down: Soul Machines tokens still
+    issue, limited per process (one warning, no 500); Voicegain answers 503
+    store_unavailable. Redis back: requests succeed and the limiter returns to Redis."""
+    admin_key = random_secret()
+    pair = {"accountId": "acct", "contextId": "ctx"}
+
+    def admin(address: str) -> dict[str, str]:
+        return as_client(address, Authorization=f"Bearer {admin_key}")
+
+    with (
+        LiveServer(token_routes_env(restartable_redis.url, admin_key)) as server,
+        httpx.Client(base_url=server.base_url, timeout=30) as http,
+    ):
+        assert http.get("/api/jwt", headers=as_client("192.0.2.1")).status_code == 200
+        up = http.post("/voicegain/api-tokens", json=pair, headers=admin("192.0.2.2"))
+        assert up.status_code == 200
+
+        restartable_redis.kill()
+        restartable_redis.start()
+        after_restart = http.post("/voicegain/api-tokens", json=pair, headers=admin("192.0.2.6"))
+        assert after_restart.status_code == 200
+        assert http.get("/api/jwt", headers=as_client("192.0.2.6")).status_code == 200
+        assert "rate limit storage unreachable" not in server.log_text
+
+        restartable_redis.kill()
+        down = [http.get("/api/jwt", headers=as_client("192.0.2.3")) for _ in range(4)]
+        assert [r.status_code for r in down] == [200, 200, 200, 429]
+        assert down[-1].json()["error"] == "rate_limited"
+        unavailable = http.post("/voicegain/api-tokens", json=pair, headers=admin("192.0.2.4"))
+        assert unavailable.status_code == 503
+        assert unavailable.json()["error"] == "store_unavailable"
+        whoami = http.get("/voicegain/whoami", headers=as_client("192.0.2.4", **bearer(up)))
+        assert whoami.status_code == 503
+
+        restartable_redis.start()
+        regenerated = http.post("/voicegain/api-tokens", json=pair, headers=admin("192.0.2.5"))
+        assert regenerated.status_code == 200
+        whoami = http.get(
+            "/voicegain/whoami", headers=as_client("192.0.2.5", **bearer(regenerated))
+        )
+        assert whoami.status_code == 200
+        for attempt in range(100):  # the limiter tries Redis again after STORAGE_RETRY_SECONDS
+            if "rate limit storage reachable again" in server.log_text:
+                break
+            answer = http.get("/api/jwt", headers=as_client(f"198.51.100.{attempt}"))
+            assert answer.status_code == 200
+            time.sleep(0.1)
+    log = server.log_text
+    assert " 500 " not in log
+    assert "Traceback" not in log
+    assert log.count("rate limit storage unreachable") == 1
+    assert "rate limit storage reachable again" in log
+
+
+def bearer(response: httpx.Response) -> dict[str, str]:
+    return {"Authorization": f"Bearer {response.json()['token']}"}

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
+from tests.live_server import free_port
 from tests.profile_factories import secret, voicegain
 from tokens.errors import (
     ExpiredTokenError,
@@ -16,6 +20,8 @@ from tokens.errors import (
 )
 from tokens.generation_store import MemoryGenerationStore, RedisGenerationStore
 from tokens.jws import read_unverified_claims, read_unverified_header
+from tokens.registry import ProfileRegistry, VoicegainVerifier
+from tokens.verify_routes import VerifyEndpoint
 
 pytestmark = pytest.mark.anyio
 
@@ -165,3 +171,21 @@ async def test_wildcard_aud_is_allowed_with_a_warning(caplog: pytest.LogCaptureF
         issued = await profile.mint_short(api, aud="*", exp_in_sec=60)
     assert any("aud='*'" in record.getMessage() for record in caplog.records)
     assert (await profile.verify(issued.token, origin="https://any.example.org")).kind == "short"
+
+
+def test_verify_route_answers_503_while_the_token_store_is_unreachable() -> None:
+    """POST /tokens/verify of a Voicegain token with Redis unreachable: 503
+    store_unavailable in the usual error shape, not a 500."""
+    key, api_key = secret(), secret()
+    minted = asyncio.run(voicegain(key).regenerate("acct", "ctx"))
+    store = RedisGenerationStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    registry = ProfileRegistry([VoicegainVerifier(voicegain(key, store=store))])
+    app = Starlette(routes=VerifyEndpoint(registry, api_key=api_key).routes())
+    with TestClient(app) as client:
+        answer = client.post(
+            "/tokens/verify",
+            json={"token": minted},
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
+    assert answer.status_code == 503
+    assert answer.json()["error"] == "store_unavailable"
