@@ -112,7 +112,7 @@ async def test_a_host_that_stops_reading_is_dropped_not_buffered() -> None:
         async with httpx.AsyncClient(base_url=server.base_url) as http:
             issued = (await http.get("/api/jwt")).json()
             sid = issued["session_id"]
-            for index in range(12):  # ~180 KB of variables ride on every reply
+            for index in range(4):  # ~60 KB of variables (the bound is 64 KiB) on every reply
                 patch = {f"pad{index}": "x" * 15_000}
                 response = await http.patch(
                     f"/sessions/{sid}/variables", headers=BACKEND, json=patch
@@ -120,16 +120,19 @@ async def test_a_host_that_stops_reading_is_dropped_not_buffered() -> None:
                 assert response.status_code == 200
         protocol, sock = connect_without_reading(f"{server.ws_url}?access_token={issued['jwt']}")
         try:
-            for _ in range(60):  # ~11 MB of replies the host never reads
+            for _ in range(180):  # ~11 MB of replies the host never reads
                 protocol.send_text(say("hello").encode())
-                sock.sendall(b"".join(protocol.data_to_send()))
+                try:
+                    sock.sendall(b"".join(protocol.data_to_send()))
+                except (ConnectionResetError, BrokenPipeError):
+                    break  # dropped by the server: what this test waits for
                 await asyncio.sleep(0.02)  # paced under the rate limit and the turn queue
             await wait_until_no_live_sockets(app.state.backend, seconds=20)
         finally:
             sock.close()
         session = app.state.store._sessions[sid]
         assert session.status.value == "ended"
-        assert session.frames_out < 60  # what did not fit was never queued
+        assert session.frames_out < 180  # what did not fit was never queued
 
 
 def test_the_slow_peer_close_code_is_distinct() -> None:
