@@ -170,8 +170,21 @@ def test_config_error_exits_2_with_a_clear_message(
             {"CONVERSATION_HANDLER": "no_such_module:handle"},
             "configuration error: cannot import 'no_such_module'",
         ),
+        (
+            {"CONVERSATION_HANDLER": "tests.orchestrator.handlers_for_tests:sync_handle"},
+            "configuration error: CONVERSATION_HANDLER="
+            "'tests.orchestrator.handlers_for_tests:sync_handle' is a plain (not async) "
+            "function: the server awaits the handler on every turn; declare it "
+            "`async def handle(request, conversation)`",
+        ),
+        (
+            {"CONVERSATION_HANDLER": "tests.orchestrator.handlers_for_tests:one_argument"},
+            "configuration error: CONVERSATION_HANDLER="
+            "'tests.orchestrator.handlers_for_tests:one_argument' must accept two positional "
+            "arguments (request, conversation)",
+        ),
     ],
-    ids=["production-without-key", "unusable-handler"],
+    ids=["production-without-key", "unusable-handler", "sync-handler", "one-argument-handler"],
 )
 def test_serve_with_a_config_error_exits_2_before_listening(
     env: dict[str, str], message: str
