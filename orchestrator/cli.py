@@ -157,7 +157,7 @@ def cmd_token_inspect(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .simulate import interactive_lines, run_simulation
+    from .simulate import SimulationError, interactive_lines, run_simulation
 
     interactive = args.script is None and sys.stdin.isatty()
 
@@ -165,22 +165,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print("you> ", end="", flush=True)
 
     if args.script is not None:
-        with open(args.script, encoding="utf-8") as script:
-            lines: list[str] = script.readlines()
+        try:
+            with open(args.script, encoding="utf-8") as script:
+                lines: list[str] = script.readlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            print(f"error: cannot read --script {args.script!r}: {reason}", file=sys.stderr)
+            return EXIT_INVALID
         source: Any = lines
     else:
         source = interactive_lines()
-    return asyncio.run(
-        run_simulation(
-            base_url=args.url,
-            token=args.token,
-            control_url=args.control_url,
-            lines=source,
-            out=sys.stdout,
-            prompt=prompt if interactive else None,
-            settle=args.settle,
+    try:
+        return asyncio.run(
+            run_simulation(
+                base_url=args.url,
+                token=args.token,
+                control_url=args.control_url,
+                lines=source,
+                out=sys.stdout,
+                prompt=prompt if interactive else None,
+                settle=args.settle,
+            )
         )
-    )
+    except SimulationError as exc:
+        if interactive:
+            print(file=sys.stdout)  # end the "you> " prompt's line
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
 
 
 def cmd_keygen(_args: argparse.Namespace) -> int:
