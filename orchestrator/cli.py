@@ -107,7 +107,7 @@ def cmd_token_mint(args: argparse.Namespace) -> int:
         print(
             json.dumps(
                 {
-                    "url": issued.claims.session_server_url,
+                    "url": issued.session_server_url,
                     "jwt": issued.jwt,
                     "expires_at": issued.claims.expires_at,
                     "session_id": issued.claims.session_id,

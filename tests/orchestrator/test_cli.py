@@ -188,8 +188,25 @@ def test_config_error_exits_2_with_a_clear_message(
             "'tests.orchestrator.handlers_for_tests:one_argument' must accept two positional "
             "arguments (request, conversation)",
         ),
+        (
+            {
+                "ORCHESTRATOR_ENV": "production",
+                "JWT_PUBLIC_KEY": "cli-key",
+                "JWT_PRIVATE_KEY": random_secret(),
+                "SESSION_SERVER": "ws://dh.soulmachines.cloud",
+                "PUBLIC_URL": "https://orch.example.com",
+                "CORS_ORIGINS": "https://app.example.com",
+            },
+            "configuration error: SESSION_SERVER must use wss:// in production",
+        ),
     ],
-    ids=["production-without-key", "unusable-handler", "sync-handler", "one-argument-handler"],
+    ids=[
+        "production-without-key",
+        "unusable-handler",
+        "sync-handler",
+        "one-argument-handler",
+        "production-ws-session-server",
+    ],
 )
 def test_serve_with_a_config_error_exits_2_before_listening(
     env: dict[str, str], message: str
