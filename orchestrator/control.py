@@ -309,7 +309,7 @@ class ControlConnection:
             session.dp_session_state = update.session_state
         if update.user_info is not None:
             session.user_info = update.user_info
-        speech = update.speech_states.get(session.persona_id)
+        speech = update.speech_states.get(str(session.persona_id))  # JSON keys are strings
         if speech is None and update.speech_states:
             speech = next(iter(update.speech_states.values()))
         if speech is not None:
