@@ -149,9 +149,38 @@ def cmd_token_inspect(args: argparse.Namespace) -> int:
         verified = profile.verify(token)
     except InvalidTokenError as exc:
         print(f"INVALID ({exc.code}): {exc}")
+        hint = _key_hint(settings, header, claims) if exc.code in _KEY_ERRORS else None
+        if hint:
+            print(hint)
         return EXIT_INVALID
     print(f"VALID: Soul Machines token for session {verified.session_id}")
     return 0
+
+
+_KEY_ERRORS = frozenset({"bad_signature", "unknown_key", "wrong_issuer"})
+_HOW_TO_USE_THE_SERVERS_KEYS = (
+    "set JWT_PUBLIC_KEY and JWT_PRIVATE_KEY as the server has them (or run this command "
+    "where the server's .env is) and inspect again"
+)
+
+
+def _key_hint(settings: Settings, header: dict[str, Any], claims: dict[str, Any]) -> str | None:
+    """Why a signature check may have failed here and not on the server: no key is
+    configured (so a throw-away one was used), or another key name is."""
+    if settings.ephemeral_key:
+        return (
+            "note: no JWT_PRIVATE_KEY is configured, so this was verified with an ephemeral key "
+            "made for this command, not the server's (a server without one signs with its own, "
+            f"which nothing else can verify): {_HOW_TO_USE_THE_SERVERS_KEYS}"
+        )
+    configured = settings.keyring.active.kid
+    named = header.get("kid", claims.get("iss"))
+    if named != configured and named not in settings.keyring.kids:
+        return (
+            f"note: the token names key {named!r}; the key configured here is {configured!r}: "
+            f"{_HOW_TO_USE_THE_SERVERS_KEYS}"
+        )
+    return None
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

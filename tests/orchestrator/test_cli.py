@@ -139,6 +139,49 @@ def test_inspect_of_a_token_from_another_key_says_so(
     assert "INVALID (unknown_key)" in out
 
 
+def test_inspect_without_the_servers_key_says_it_used_an_ephemeral_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With no key configured, a server's token fails verification against the throw-away
+    key made for this command: the output says so and how to pass the server's key; exit 1."""
+    for name in CONFIG_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    # A server without a key signs with its own ephemeral key, under the same name.
+    server_token = run(capsys, "token", "mint")[1].strip()
+    keyring = Keyring(SigningKey.from_text("prod-key", random_secret()))
+    policy = SoulMachinesPolicy(session_server="dh.soulmachines.cloud")
+    keyed_token = SoulMachinesProfile(TokenCodec(keyring), policy).mint(
+        control_url="wss://orch.example.com/ws"
+    )
+    for token, code in ((server_token, "bad_signature"), (keyed_token.jwt, "unknown_key")):
+        status, out, _ = run(capsys, "token", "inspect", token)
+        assert status == EXIT_INVALID
+        assert f"INVALID ({code})" in out
+        assert "verified with an ephemeral key made for this command" in out
+        assert "set JWT_PUBLIC_KEY and JWT_PRIVATE_KEY as the server has them" in out
+        assert "or run this command where the server's .env is" in out
+
+
+def test_inspect_with_another_key_name_says_which_key_it_used(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    """A token signed under another key name than the configured one: both names are shown
+    with how to pass the right key; the same name with a wrong secret gets no such hint."""
+    token = run(capsys, "token", "mint")[1].strip()
+    monkeypatch.setenv("JWT_PUBLIC_KEY", "other-key")
+    monkeypatch.setenv("JWT_PRIVATE_KEY", random_secret())
+    code, out, _ = run(capsys, "token", "inspect", token)
+    assert code == EXIT_INVALID
+    assert "INVALID (unknown_key)" in out
+    assert "the token names key 'cli-key'; the key configured here is 'other-key'" in out
+    assert "set JWT_PUBLIC_KEY and JWT_PRIVATE_KEY as the server has them" in out
+    monkeypatch.setenv("JWT_PUBLIC_KEY", "cli-key")
+    code, out, _ = run(capsys, "token", "inspect", token)
+    assert code == EXIT_INVALID
+    assert out.rstrip().endswith("INVALID (bad_signature): signature does not match")
+
+
 @pytest.mark.usefixtures("secret")
 def test_inspect_of_garbage_says_malformed(capsys: pytest.CaptureFixture[str]) -> None:
     """Text that is not a JWT prints ``INVALID (malformed)``; exit 1."""
