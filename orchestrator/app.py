@@ -121,7 +121,7 @@ def create_app(
             key_name=settings.keyring.active.kid,
             verify_keys=len(settings.keyring.kids),
             control_url=settings.control_url or f"derived from each request (path {CONTROL_PATH})",
-            session_server=settings.session_server,
+            session_server=sm_profile.policy.session_server_url,
             backend=backend.name,
             control_via_browser=settings.control_via_browser,
         )

@@ -124,7 +124,7 @@ def cmd_token_mint(args: argparse.Namespace) -> int:
         print(
             json.dumps(
                 {
-                    "url": issued.claims.session_server_url,
+                    "url": issued.session_server_url,
                     "jwt": issued.jwt,
                     "expires_at": issued.claims.expires_at,
                     "session_id": issued.claims.session_id,
@@ -166,15 +166,44 @@ def cmd_token_inspect(args: argparse.Namespace) -> int:
         verified = profile.verify(token)
     except InvalidTokenError as exc:
         print(f"INVALID ({exc.code}): {exc}")
+        hint = _key_hint(settings, header, claims) if exc.code in _KEY_ERRORS else None
+        if hint:
+            print(hint)
         return EXIT_INVALID
     print(f"VALID: Soul Machines token for session {verified.session_id}")
     return 0
 
 
+_KEY_ERRORS = frozenset({"bad_signature", "unknown_key", "wrong_issuer"})
+_HOW_TO_USE_THE_SERVERS_KEYS = (
+    "set JWT_PUBLIC_KEY and JWT_PRIVATE_KEY as the server has them (or run this command "
+    "where the server's .env is) and inspect again"
+)
+
+
+def _key_hint(settings: Settings, header: dict[str, Any], claims: dict[str, Any]) -> str | None:
+    """Why a signature check may have failed here and not on the server: no key is
+    configured (so a throw-away one was used), or another key name is."""
+    if settings.ephemeral_key:
+        return (
+            "note: no JWT_PRIVATE_KEY is configured, so this was verified with an ephemeral key "
+            "made for this command, not the server's (a server without one signs with its own, "
+            f"which nothing else can verify): {_HOW_TO_USE_THE_SERVERS_KEYS}"
+        )
+    configured = settings.keyring.active.kid
+    named = header.get("kid", claims.get("iss"))
+    if named != configured and named not in settings.keyring.kids:
+        return (
+            f"note: the token names key {named!r}; the key configured here is {configured!r}: "
+            f"{_HOW_TO_USE_THE_SERVERS_KEYS}"
+        )
+    return None
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .simulate import interactive_lines, run_simulation
+    from .simulate import SimulationError, interactive_lines, run_simulation
 
     interactive = args.script is None and sys.stdin.isatty()
 
@@ -182,22 +211,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print("you> ", end="", flush=True)
 
     if args.script is not None:
-        with open(args.script, encoding="utf-8") as script:
-            lines: list[str] = script.readlines()
+        try:
+            with open(args.script, encoding="utf-8") as script:
+                lines: list[str] = script.readlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            print(f"error: cannot read --script {args.script!r}: {reason}", file=sys.stderr)
+            return EXIT_INVALID
         source: Any = lines
     else:
         source = interactive_lines()
-    return asyncio.run(
-        run_simulation(
-            base_url=args.url,
-            token=args.token,
-            control_url=args.control_url,
-            lines=source,
-            out=sys.stdout,
-            prompt=prompt if interactive else None,
-            settle=args.settle,
+    try:
+        return asyncio.run(
+            run_simulation(
+                base_url=args.url,
+                token=args.token,
+                control_url=args.control_url,
+                lines=source,
+                out=sys.stdout,
+                prompt=prompt if interactive else None,
+                settle=args.settle,
+            )
         )
-    )
+    except SimulationError as exc:
+        if interactive:
+            print(file=sys.stdout)  # end the "you> " prompt's line
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
 
 
 def cmd_keygen(_args: argparse.Namespace) -> int:

@@ -333,7 +333,7 @@ class ControlConnection:
             session.dp_session_state = clip(update.session_state, MAX_STATE_CHARS)
         if update.user_info is not None:
             session.user_info = clip(update.user_info, MAX_STATE_CHARS)
-        speech = update.speech_states.get(session.persona_id)
+        speech = update.speech_states.get(str(session.persona_id))  # JSON keys are strings
         if speech is None and update.speech_states:
             speech = next(iter(update.speech_states.values()))
         if speech is not None:

@@ -1,7 +1,7 @@
 """The conversation handler API: how users plug their logic in.
 
 A handler is an async callable chosen by the ``CONVERSATION_HANDLER`` setting
-(``module:callable``)::
+(``module:callable``), checked at start-up (``load_handler``)::
 
     from orchestrator.handlers import Conversation, ConversationRequest, Reply
 
@@ -20,7 +20,9 @@ apology; the socket stays open.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -135,6 +137,46 @@ def load_handler(spec: str) -> Handler:
         if target is None:
             raise HandlerLoadError(f"{module_name!r} has no attribute {attribute!r}")
     if not callable(target):
-        raise HandlerLoadError(f"{spec!r} is not callable")
+        raise HandlerLoadError(f"CONVERSATION_HANDLER={spec!r} is not callable")
+    _check_handler(f"CONVERSATION_HANDLER={spec!r}", target)
     handler: Handler = target
     return handler
+
+
+def _check_handler(setting: str, target: Any) -> None:
+    """Refuse at start-up what would fail every turn: the server awaits
+    ``handler(request, conversation)``, so a plain ``def`` (whose result is not
+    awaitable) or a signature that cannot take those two arguments would only
+    show up as a ``TypeError`` and the apology on each turn."""
+    fix = "declare it `async def handle(request, conversation)`"
+    if isinstance(target, type):
+        raise HandlerLoadError(
+            f"{setting} is a class, not a handler: name an `async def` function or an "
+            "instance whose __call__ is `async def`"
+        )
+    inner = target
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    if not (
+        inspect.iscoroutinefunction(inner)
+        or (
+            not inspect.isroutine(inner)
+            and not isinstance(inner, type)
+            and inspect.iscoroutinefunction(type(inner).__call__)
+        )
+    ):
+        kind = "a plain (not async) function" if inspect.isroutine(inner) else "not async"
+        raise HandlerLoadError(
+            f"{setting} is {kind}: the server awaits the handler on every turn; {fix}"
+        )
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):  # no signature to read (some C callables): trust it
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise HandlerLoadError(
+            f"{setting} must accept two positional arguments (request, conversation); "
+            f"its signature is {signature}"
+        ) from None

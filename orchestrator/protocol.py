@@ -22,6 +22,8 @@ DEFAULT_MAX_FRAME_BYTES = 64 * 1024
 SpeechState = Literal["idle", "animating", "speaking"]
 SPEECH_STATES: frozenset[str] = frozenset({"idle", "animating", "speaking"})
 Transaction = int | str | None
+# The DP sends personaId as 1 or "1"; it goes back with the type the DP used.
+PersonaId = int | str
 
 KNOWN_INBOUND = frozenset(
     {"conversationRequest", "state", "recognizeResults", "conversationResult", "speechMarker"}
@@ -130,10 +132,24 @@ def envelope_from_dict(message: Mapping[str, Any]) -> Envelope:
 # --- typed views of inbound bodies --------------------------------------------
 
 
-def _persona_id(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int | str):
+MAX_PERSONA_ID_CHARS = 64
+MAX_PERSONA_ID_INT = 2**53  # JavaScript's safe integers: the DP's side of the wire
+
+
+def _persona_id(value: Any) -> PersonaId | None:
+    """``value`` if it is a persona id (an int or a string, kept as is), else ``None``.
+
+    The session keeps it and sends it back on every speech request, so an id
+    past a sane size is ignored (the session keeps the one it had), not cut:
+    a shortened id would name another persona.
+    """
+    if isinstance(value, bool):
         return None
-    return str(value)
+    if isinstance(value, int):
+        return value if abs(value) < MAX_PERSONA_ID_INT else None
+    if isinstance(value, str):
+        return value if len(value) <= MAX_PERSONA_ID_CHARS else None
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +159,7 @@ class ConversationRequestBody:
     text: str
     variables: Mapping[str, Any]
     optional_args: Mapping[str, Any]
-    persona_id: str | None
+    persona_id: PersonaId | None
 
     @property
     def is_init(self) -> bool:
@@ -257,16 +273,17 @@ def conversation_response(
 
 def start_speaking(
     *,
-    persona_id: str | int,
+    persona_id: PersonaId,
     text: str,
     can_be_interrupted: bool | None = None,
     filter_commands: bool | None = None,
-    context: Mapping[str, Any] | None = None,
+    context: str | None = None,
     transaction: Transaction = None,
 ) -> Envelope:
+    """``context`` is a string in the Web SDK's types."""
     body: dict[str, Any] = {"personaId": persona_id, "text": text}
     if context is not None:
-        body["context"] = dict(context)
+        body["context"] = context
     optional: dict[str, Any] = {}
     if can_be_interrupted is not None:
         optional["canBeInterrupted"] = can_be_interrupted
@@ -277,12 +294,12 @@ def start_speaking(
     return Envelope("request", "startSpeaking", body, transaction)
 
 
-def stop_speaking(*, persona_id: str | int, transaction: Transaction = None) -> Envelope:
+def stop_speaking(*, persona_id: PersonaId, transaction: Transaction = None) -> Envelope:
     return Envelope("request", "stopSpeaking", {"personaId": persona_id}, transaction)
 
 
 def conversation_set_variables(
-    *, persona_id: str | int, variables: Mapping[str, Any], transaction: Transaction = None
+    *, persona_id: PersonaId, variables: Mapping[str, Any], transaction: Transaction = None
 ) -> Envelope:
     body = {"personaId": persona_id, "variables": dict(variables)}
     return Envelope("request", "conversationSetVariables", body, transaction)
@@ -290,7 +307,7 @@ def conversation_set_variables(
 
 def conversation_send(
     *,
-    persona_id: str | int,
+    persona_id: PersonaId,
     text: str,
     variables: Mapping[str, Any] | None = None,
     optional_args: Mapping[str, Any] | None = None,

@@ -97,7 +97,7 @@ class Session:
     dp_session_state: str | None = None
     user_info: str | None = None
     key_name: str | None = None
-    persona_id: str = "1"
+    persona_id: int | str = "1"  # as the DP sent it (1 or "1"): replies use the same type
     variables: dict[str, Any] = field(default_factory=dict)
     speech_state: str = "idle"
     recognizing: bool = False
@@ -249,7 +249,7 @@ class Session:
             dp_session_state=data.get("dp_session_state"),
             user_info=data.get("user_info"),
             key_name=data.get("key_name"),
-            persona_id=str(data.get("persona_id", "1")),
+            persona_id=_persona_id(data.get("persona_id")),
             variables=dict(data.get("variables", {})),
             speech_state=str(data.get("speech_state", "idle")),
             recognizing=bool(data.get("recognizing", False)),
@@ -273,3 +273,10 @@ class Session:
         if data.get("events"):
             session.events.extend(data["events"])
         return session
+
+
+def _persona_id(value: Any) -> int | str:
+    """A stored persona id with its type (JSON keeps int and str apart); else "1"."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return "1"
+    return value

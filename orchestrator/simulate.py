@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import secrets
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from typing import Any, TextIO
+from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 from urllib.request import Request, urlopen
 
@@ -38,14 +41,61 @@ from . import protocol
 _CARD_MARKER = re.compile(r"@showcards\(([^)]*)\)")
 
 
+class SimulationError(Exception):
+    """A failure the ``simulate`` command reports as one line on stderr (exit 1)."""
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a short phrase: ``Connection refused``, not ``[Errno 111] ...``."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionError) and exc.errno:
+        return os.strerror(exc.errno)  # asyncio's says "Connect call failed (host, port)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def fetch_token(base_url: str, timeout: float = 10.0) -> dict[str, Any]:
-    """``GET {base_url}/api/jwt`` -> ``{"url", "jwt", ...}``."""
+    """``GET {base_url}/api/jwt`` -> ``{"url", "jwt", ...}``, or ``SimulationError``."""
     parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"--url must be http(s)://, not {base_url!r}")
-    request = Request(base_url.rstrip("/") + "/api/jwt", headers={"Accept": "application/json"})  # noqa: S310
-    with urlopen(request, timeout=timeout) as response:  # noqa: S310 (scheme checked above)
-        body: dict[str, Any] = json.loads(response.read())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SimulationError(
+            "--url must be an http(s):// URL with a host, such as http://127.0.0.1:8080, "
+            f"not {base_url!r}"
+        )
+    url = base_url.rstrip("/") + "/api/jwt"
+    request = Request(url, headers={"Accept": "application/json"})  # noqa: S310
+    try:
+        with urlopen(request, timeout=timeout) as response:  # noqa: S310 (scheme checked above)
+            raw = response.read()
+    except HTTPError as exc:
+        detail = _one_line(exc.read().decode("utf-8", "replace")) if exc.fp else ""
+        raise SimulationError(
+            f"GET {url} answered HTTP {exc.code}: {detail or exc.reason}"
+        ) from None
+    except URLError as exc:
+        reason = exc.reason if isinstance(exc.reason, BaseException) else OSError(exc.reason)
+        raise SimulationError(
+            f"cannot reach {url}: {_reason(reason)} (is `orchestrator serve` running there?)"
+        ) from None
+    except (OSError, HTTPException, ValueError) as exc:
+        # Timeouts and resets while reading; a peer that does not speak HTTP; a bad port.
+        raise SimulationError(f"cannot reach {url}: {_reason(exc)}") from None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("jwt"), str):
+        raise SimulationError(
+            f'GET {url} answered no token (expected JSON with a "jwt"): is {base_url} an '
+            "orchestrator server?"
+        )
     return body
 
 
@@ -235,8 +285,7 @@ async def run_simulation(
         token = str(issued["jwt"])
     target = control_url or _unverified_claims(token).get("sm-control")
     if not isinstance(target, str):
-        print("the token has no sm-control URL; pass --control-url", file=out)
-        return 1
+        raise SimulationError("the token has no sm-control URL; pass --control-url")
     try:
         async with HostSimulator.connect(target, token) as host:
             print(f"connected to {target} (DP session {host.dp_session_id})", file=out)
@@ -248,7 +297,7 @@ async def run_simulation(
             # Reading the next line in a thread keeps the socket served while a user types.
             while (line := await asyncio.to_thread(next, pending, None)) is not None:
                 if line.startswith("/sleep"):
-                    await asyncio.sleep(float(line.split(maxsplit=1)[1]))
+                    await asyncio.sleep(_sleep_seconds(line))
                 elif line.startswith("/raw "):
                     await host.send_raw(line[5:])
                     for message in await host.collect(settle=settle, within=settle):
@@ -259,17 +308,32 @@ async def run_simulation(
                         print(message.describe(), file=out)
                 if prompt is not None:
                     prompt()
+    except websockets.InvalidURI as exc:
+        raise SimulationError(f"bad control URL {target!r}: {exc}") from None
     except websockets.InvalidStatus as exc:
         body = exc.response.body.decode("utf-8", "replace") if exc.response.body else ""
-        print(f"refused: HTTP {exc.response.status_code} {body}".strip(), file=out)
-        return 1
+        raise SimulationError(
+            f"the control socket at {target} refused: HTTP {exc.response.status_code} "
+            f"{_one_line(body)}".strip()
+        ) from None
+    except websockets.InvalidHandshake as exc:
+        raise SimulationError(f"{target} is not a control socket: {_reason(exc)}") from None
     except websockets.ConnectionClosed as exc:
-        print(f"connection closed: {exc}", file=out)
-        return 1
+        raise SimulationError(f"connection closed: {exc}") from None
     except OSError as exc:
-        print(f"cannot connect: {exc}", file=out)
-        return 1
+        raise SimulationError(f"cannot connect to {target}: {_reason(exc)}") from None
     return 0
+
+
+def _sleep_seconds(line: str) -> float:
+    _, _, value = line.partition(" ")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise SimulationError(f"script line {line!r}: use /sleep SECONDS")
+    return seconds
 
 
 def interactive_lines() -> Iterable[str]:

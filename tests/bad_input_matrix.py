@@ -18,6 +18,7 @@ from typing import Any
 from starlette.testclient import TestClient, WebSocketDenialResponse, WebSocketTestSession
 
 from orchestrator.app import create_app
+from orchestrator.handlers import HandlerLoadError, load_handler
 from orchestrator.logs import configure_logging
 from orchestrator.profile_settings import ProfileSettings
 from orchestrator.protocol import FrameError, conversation_request, parse_frame
@@ -97,9 +98,23 @@ def config(env: dict[str, str]) -> str:
     try:
         settings = Settings.from_env(environ=env, env_file=None)
         ProfileSettings.from_env(environ=env, production=settings.production, env_file=None)
-    except SettingsError:
+        load_handler(settings.conversation_handler)  # as `orchestrator serve` does
+    except (SettingsError, HandlerLoadError):
         return "refused at start-up (exit 2)"
     return "accepted"
+
+
+def production(**env: str) -> dict[str, str]:
+    """A production configuration that starts, with ``env`` on top."""
+    return {
+        "ORCHESTRATOR_ENV": "production",
+        "JWT_PUBLIC_KEY": "k",
+        "JWT_PRIVATE_KEY": random_secret(),
+        "SESSION_SERVER": "dh.soulmachines.cloud",
+        "PUBLIC_URL": "https://orch.example.com",
+        "CORS_ORIGINS": "https://app.example.com",
+        **env,
+    }
 
 
 def expired(p: Probe) -> str:
@@ -152,6 +167,7 @@ def stored_surrogate(p: Probe) -> str:
 JSON = {"Content-Type": "application/json"}
 TEXT = {"Content-Type": "text/plain"}
 SHORT_KEY = "too-short"
+TEST_HANDLERS = "tests.orchestrator.handlers_for_tests"
 ANSWERS = ", socket open, answers"
 Row = tuple[str, str, str, Callable[[Probe], str]]
 
@@ -347,6 +363,14 @@ ROWS: list[Row] = [
      lambda p: config({"REDIS_URL": "redis://host:port/0"})),
     ("config", "`TRUSTED_PROXY_HOPS=-1`", "refused at start-up (exit 2)",
      lambda p: config({"TRUSTED_PROXY_HOPS": "-1"})),
+    ("config", "`CONVERSATION_HANDLER` naming a plain `def`", "refused at start-up (exit 2)",
+     lambda p: config({"CONVERSATION_HANDLER": f"{TEST_HANDLERS}:sync_handle"})),
+    ("config", "`CONVERSATION_HANDLER` taking one argument", "refused at start-up (exit 2)",
+     lambda p: config({"CONVERSATION_HANDLER": f"{TEST_HANDLERS}:one_argument"})),
+    ("config", "`SESSION_SERVER=ws://…` in production", "refused at start-up (exit 2)",
+     lambda p: config(production(SESSION_SERVER="ws://dh.soulmachines.cloud"))),
+    ("config", "`SESSION_SERVER=wss://…` in production", "accepted",
+     lambda p: config(production(SESSION_SERVER="wss://dh.soulmachines.cloud"))),
 ]  # fmt: skip
 
 

@@ -90,3 +90,15 @@ def test_tokens_never_imports_orchestrator() -> None:
     """The dependency runs one way: no module in ``tokens`` imports ``orchestrator``."""
     for path in (ROOT / "tokens").glob("*.py"):
         assert not re.search(r"^\s*(from|import)\s+orchestrator", path.read_text(), re.MULTILINE)
+
+
+def test_readme_shows_the_web_sdk_connect_calls_current_sdks_accept() -> None:
+    """SDK 14.2+ refuse a bare ``scene.connect()``: every ``connect(...)`` the README shows
+    passes a ``tokenServer``, and any bare one is in a paragraph that says it is 14.1 only."""
+    readme = (ROOT / "README.md").read_text()
+    calls = re.findall(r"scene\.connect\(([^)]*)\)", readme)
+    assert any("tokenServer: { uri: '/api/jwt'" in args for args in calls)
+    assert any("tokenServer: { uri: url, token: jwt }" in args for args in calls)
+    for paragraph in readme.split("\n\n"):
+        if "connect()`" in paragraph:
+            assert "14.1 and older" in paragraph and "refuse" in paragraph, paragraph

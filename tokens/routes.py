@@ -59,7 +59,7 @@ def token_body(issued: IssuedToken, *, vendor_success_flag: bool) -> bytes:
     claims = issued.claims
     success = '"success":true,' if vendor_success_flag else ""
     return (
-        f'{{{success}"url":{_json_string(claims.session_server_url)},"jwt":"{issued.jwt}",'
+        f'{{{success}"url":{_json_string(issued.session_server_url)},"jwt":"{issued.jwt}",'
         f'"expires_at":{claims.expires_at},"session_id":"{claims.session_id}"}}'
     ).encode()
 

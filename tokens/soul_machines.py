@@ -83,7 +83,8 @@ def new_session_id() -> str:
 
 
 def normalise_session_server(value: str) -> str:
-    """``wss://dh.soulmachines.cloud/`` and ``dh.soulmachines.cloud`` both give the host."""
+    """``wss://dh.soulmachines.cloud/`` and ``dh.soulmachines.cloud`` both give the host
+    (the ``sm-session-server`` claim, as the vendor's sample puts it)."""
     value = value.strip()
     if "://" in value:
         value = urlsplit(value).netloc
@@ -91,6 +92,22 @@ def normalise_session_server(value: str) -> str:
     if not value or "/" in value or " " in value:
         raise PolicyError(f"session server {value!r} is not a host name")
     return value
+
+
+# The scheme of the URL the SDK connects to, by the scheme SESSION_SERVER was given with.
+_SESSION_SERVER_SCHEMES = {"wss": "wss", "ws": "ws", "https": "wss", "http": "ws"}
+
+
+def session_server_scheme(value: str) -> str:
+    """``ws`` or ``wss``: an explicit scheme is kept (a local or staging session
+    server may be plain ``ws://``); a bare host gets ``wss``, as in the vendor's sample."""
+    value = value.strip()
+    if "://" not in value:
+        return "wss"
+    scheme = urlsplit(value).scheme.lower()
+    if scheme not in _SESSION_SERVER_SCHEMES:
+        raise PolicyError(f"session server {value!r}: use a host name or a ws:// or wss:// URL")
+    return _SESSION_SERVER_SCHEMES[scheme]
 
 
 def check_control_url(url: str, *, production: bool) -> str:
@@ -115,9 +132,18 @@ class SoulMachinesPolicy:
     ttl_seconds: int = DEFAULT_TTL_SECONDS
     control_cookie_name: str | None = None
     max_custom_claims_bytes: int = DEFAULT_MAX_CUSTOM_CLAIMS_BYTES
+    # "ws" or "wss", from how session_server was given (see session_server_scheme).
+    session_server_scheme: str = field(default="wss", init=False)
 
     def __post_init__(self) -> None:
+        scheme = session_server_scheme(self.session_server)
+        object.__setattr__(self, "session_server_scheme", scheme)
         object.__setattr__(self, "session_server", normalise_session_server(self.session_server))
+        if self.production and scheme != "wss":
+            raise PolicyError(
+                "SESSION_SERVER must use wss:// in production (a plain ws:// session server "
+                "is for local or staging work)"
+            )
         if self.control_via_browser and self.production:
             raise PolicyError(
                 "sm-control-via-browser is for development only: refusing it in production "
@@ -135,7 +161,8 @@ class SoulMachinesPolicy:
 
     @property
     def session_server_url(self) -> str:
-        return f"wss://{self.session_server}"
+        """Where the SDK connects (the ``url`` of ``/api/jwt``)."""
+        return f"{self.session_server_scheme}://{self.session_server}"
 
 
 def _is_cookie_name(name: str) -> bool:
@@ -156,10 +183,6 @@ class SoulMachinesClaims:
     cookie_header: str | None
     session_id: str
     custom: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def session_server_url(self) -> str:
-        return f"wss://{self.session_server}"
 
     @classmethod
     def _trusted(cls, **fields: Any) -> SoulMachinesClaims:
@@ -203,10 +226,12 @@ class SoulMachinesClaims:
 
 @dataclass(frozen=True)
 class IssuedToken:
-    """A freshly minted token and what it says."""
+    """A freshly minted token, what it says, and the session server URL to use it at
+    (the policy's: the claim holds only the host)."""
 
     jwt: str
     claims: SoulMachinesClaims
+    session_server_url: str
 
 
 class SoulMachinesProfile:
@@ -274,7 +299,7 @@ class SoulMachinesProfile:
             session_id=session_id,
             custom=custom,
         )
-        return IssuedToken(jwt=token, claims=claims)
+        return IssuedToken(jwt=token, claims=claims, session_server_url=policy.session_server_url)
 
     def _payload_json(
         self,

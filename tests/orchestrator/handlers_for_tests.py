@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from orchestrator.handlers import Conversation, ConversationRequest, Reply
 
@@ -44,3 +45,51 @@ async def bad_variable(request: ConversationRequest, conversation: Conversation)
     if request.text == "break":
         await conversation.set_variables({"when": object()})
     return Reply(f"echo {request.text}")
+
+
+def sync_handle(request: ConversationRequest, conversation: Conversation) -> Reply | None:
+    """A plain ``def``: the server would await its Reply and fail every turn."""
+    return Reply(request.text)
+
+
+sync_lambda = lambda request, conversation: Reply(request.text)  # noqa: E731
+
+
+class SyncCallable:
+    def __call__(self, request: ConversationRequest, conversation: Conversation) -> Reply:
+        return Reply(request.text)
+
+
+sync_object = SyncCallable()
+
+
+class AsyncCallable:
+    """An object whose ``__call__`` is ``async def``: a usable handler."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+
+    async def __call__(self, request: ConversationRequest, conversation: Conversation) -> Reply:
+        return Reply(f"{self.prefix}{request.text}")
+
+
+async_object = AsyncCallable("object: ")
+
+
+async def _prefixed(
+    prefix: str, request: ConversationRequest, conversation: Conversation
+) -> Reply | None:
+    return Reply(f"{prefix}{request.text}")
+
+
+async_partial = functools.partial(_prefixed, "partial: ")
+partial_of_object = functools.partial(AsyncCallable())
+
+
+async def one_argument(request: ConversationRequest) -> Reply | None:
+    """Forgets the conversation argument."""
+    return Reply(request.text)
+
+
+async def keyword_only(*, request: ConversationRequest, conversation: Conversation) -> Reply:
+    return Reply(request.text)

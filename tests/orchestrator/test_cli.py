@@ -11,10 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from orchestrator.cli import EXIT_CONFIG, EXIT_INVALID, main
 from tests.conftest import random_secret
-from tests.live_server import CONFIG_VARIABLES, REPO_ROOT, server_environment
+from tests.live_server import CONFIG_VARIABLES, REPO_ROOT, free_port, server_environment
+from tests.uvicorn_thread import ThreadedServer
 from tokens import Keyring, SigningKey, SoulMachinesPolicy, SoulMachinesProfile, TokenCodec
 from tokens.keyring import MIN_KEY_BYTES
 
@@ -134,6 +139,49 @@ def test_inspect_of_a_token_from_another_key_says_so(
     assert "INVALID (unknown_key)" in out
 
 
+def test_inspect_without_the_servers_key_says_it_used_an_ephemeral_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With no key configured, a server's token fails verification against the throw-away
+    key made for this command: the output says so and how to pass the server's key; exit 1."""
+    for name in CONFIG_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    # A server without a key signs with its own ephemeral key, under the same name.
+    server_token = run(capsys, "token", "mint")[1].strip()
+    keyring = Keyring(SigningKey.from_text("prod-key", random_secret()))
+    policy = SoulMachinesPolicy(session_server="dh.soulmachines.cloud")
+    keyed_token = SoulMachinesProfile(TokenCodec(keyring), policy).mint(
+        control_url="wss://orch.example.com/ws"
+    )
+    for token, code in ((server_token, "bad_signature"), (keyed_token.jwt, "unknown_key")):
+        status, out, _ = run(capsys, "token", "inspect", token)
+        assert status == EXIT_INVALID
+        assert f"INVALID ({code})" in out
+        assert "verified with an ephemeral key made for this command" in out
+        assert "set JWT_PUBLIC_KEY and JWT_PRIVATE_KEY as the server has them" in out
+        assert "or run this command where the server's .env is" in out
+
+
+def test_inspect_with_another_key_name_says_which_key_it_used(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    """A token signed under another key name than the configured one: both names are shown
+    with how to pass the right key; the same name with a wrong secret gets no such hint."""
+    token = run(capsys, "token", "mint")[1].strip()
+    monkeypatch.setenv("JWT_PUBLIC_KEY", "other-key")
+    monkeypatch.setenv("JWT_PRIVATE_KEY", random_secret())
+    code, out, _ = run(capsys, "token", "inspect", token)
+    assert code == EXIT_INVALID
+    assert "INVALID (unknown_key)" in out
+    assert "the token names key 'cli-key'; the key configured here is 'other-key'" in out
+    assert "set JWT_PUBLIC_KEY and JWT_PRIVATE_KEY as the server has them" in out
+    monkeypatch.setenv("JWT_PUBLIC_KEY", "cli-key")
+    code, out, _ = run(capsys, "token", "inspect", token)
+    assert code == EXIT_INVALID
+    assert out.rstrip().endswith("INVALID (bad_signature): signature does not match")
+
+
 @pytest.mark.usefixtures("secret")
 def test_inspect_of_garbage_says_malformed(capsys: pytest.CaptureFixture[str]) -> None:
     """Text that is not a JWT prints ``INVALID (malformed)``; exit 1."""
@@ -177,6 +225,30 @@ def test_config_error_exits_2_with_a_clear_message(
             "configuration error: REDIS_URL is not usable: Port could not be cast",
         ),
         ({"TOKEN_RATE_LIMIT": "lots"}, "configuration error: TOKEN_RATE_LIMIT='lots'"),
+        (
+            {"CONVERSATION_HANDLER": "tests.orchestrator.handlers_for_tests:sync_handle"},
+            "configuration error: CONVERSATION_HANDLER="
+            "'tests.orchestrator.handlers_for_tests:sync_handle' is a plain (not async) "
+            "function: the server awaits the handler on every turn; declare it "
+            "`async def handle(request, conversation)`",
+        ),
+        (
+            {"CONVERSATION_HANDLER": "tests.orchestrator.handlers_for_tests:one_argument"},
+            "configuration error: CONVERSATION_HANDLER="
+            "'tests.orchestrator.handlers_for_tests:one_argument' must accept two positional "
+            "arguments (request, conversation)",
+        ),
+        (
+            {
+                "ORCHESTRATOR_ENV": "production",
+                "JWT_PUBLIC_KEY": "cli-key",
+                "JWT_PRIVATE_KEY": random_secret(),
+                "SESSION_SERVER": "ws://dh.soulmachines.cloud",
+                "PUBLIC_URL": "https://orch.example.com",
+                "CORS_ORIGINS": "https://app.example.com",
+            },
+            "configuration error: SESSION_SERVER must use wss:// in production",
+        ),
     ],
     ids=[
         "production-without-key",
@@ -185,6 +257,9 @@ def test_config_error_exits_2_with_a_clear_message(
         "redis-url-http",
         "redis-url-bad-port",
         "token-profile-setting",
+        "sync-handler",
+        "one-argument-handler",
+        "production-ws-session-server",
     ],
 )
 def test_serve_with_a_config_error_exits_2_before_listening(
@@ -213,3 +288,150 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["frobnicate"])
     assert caught.value.code == 2
     assert "usage: orchestrator" in capsys.readouterr().err
+
+
+# --- simulate: each failure is one line on stderr and exit 1, never a traceback ----------
+
+
+def simulate(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code, out, err = run(capsys, "simulate", "--settle", "0.05", *argv)
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> str:
+    path = tmp_path / "lines.txt"
+    path.write_text("hello\n")
+    return str(path)
+
+
+def test_simulate_with_no_server_running_says_so(
+    capsys: pytest.CaptureFixture[str], script: str
+) -> None:
+    """Nothing listening at --url: which URL could not be reached and why, exit 1."""
+    port = free_port()
+    code, out, err = simulate(capsys, "--url", f"http://127.0.0.1:{port}", "--script", script)
+    assert code == EXIT_INVALID
+    assert out == ""
+    line = one_error_line(err)
+    assert f"cannot reach http://127.0.0.1:{port}/api/jwt: Connection refused" in line
+    assert "orchestrator serve" in line
+
+
+def test_simulate_with_a_missing_script_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """--script naming no file: the file and the reason, exit 1, before any connection."""
+    code, out, err = simulate(capsys, "--script", "/no/such/script.txt")
+    assert code == EXIT_INVALID
+    assert out == ""
+    assert one_error_line(err) == (
+        "error: cannot read --script '/no/such/script.txt': No such file or directory"
+    )
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8080", "ftp://127.0.0.1", "http://"])
+def test_simulate_with_a_bad_url_says_so(
+    capsys: pytest.CaptureFixture[str], script: str, url: str
+) -> None:
+    """--url that is not an http(s) URL with a host is refused with the value, exit 1."""
+    code, out, err = simulate(capsys, "--url", url, "--script", script)
+    assert code == EXIT_INVALID
+    assert out == ""
+    assert one_error_line(err) == (
+        f"error: --url must be an http(s):// URL with a host, such as "
+        f"http://127.0.0.1:8080, not {url!r}"
+    )
+
+
+def _answering(status: int, body: str, media_type: str) -> Starlette:
+    async def api_jwt(_request: Request) -> Response:
+        return Response(body, status_code=status, media_type=media_type)
+
+    return Starlette(routes=[Route("/api/jwt", api_jwt)])
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "media_type", "expected"),
+    [
+        (
+            503,
+            '{"error": "unavailable", "detail": "try later"}',
+            "application/json",
+            '/api/jwt answered HTTP 503: {"error": "unavailable", "detail": "try later"}',
+        ),
+        (404, "Not Found", "text/plain", "/api/jwt answered HTTP 404: Not Found"),
+        (
+            200,
+            "<html>\n<body>a web page</body>\n</html>",
+            "text/html",
+            '/api/jwt answered no token (expected JSON with a "jwt"): is',
+        ),
+    ],
+    ids=["error-json", "not-found", "not-a-token"],
+)
+def test_simulate_with_a_server_answering_an_error_says_so(
+    capsys: pytest.CaptureFixture[str],
+    script: str,
+    status: int,
+    body: str,
+    media_type: str,
+    expected: str,
+) -> None:
+    """A server whose /api/jwt answers an error (or no token): its status and reason, exit 1."""
+    with ThreadedServer(_answering(status, body, media_type)) as server:
+        code, out, err = simulate(capsys, "--url", server.base_url, "--script", script)
+    assert code == EXIT_INVALID
+    assert out == ""
+    line = one_error_line(err)
+    assert f"error: GET {server.base_url}{expected}" in line
+
+
+@pytest.mark.parametrize(
+    ("control_url", "expected"),
+    [
+        (
+            "ws://127.0.0.1:{port}/ws",
+            "cannot connect to ws://127.0.0.1:{port}/ws: Connection refused",
+        ),
+        ("http://127.0.0.1:{port}/ws", "bad control URL 'http://127.0.0.1:{port}/ws'"),
+    ],
+    ids=["refused", "not-ws"],
+)
+def test_simulate_with_an_unreachable_control_url_says_so(
+    capsys: pytest.CaptureFixture[str], script: str, control_url: str, expected: str
+) -> None:
+    """A control URL that refuses connections, or is not ws(s)://: one line, exit 1."""
+    port = free_port()
+    code, out, err = simulate(
+        capsys,
+        "--token",
+        "x.y.z",
+        "--control-url",
+        control_url.format(port=port),
+        "--script",
+        script,
+    )
+    assert code == EXIT_INVALID
+    assert out == ""
+    assert one_error_line(err).startswith(f"error: {expected.format(port=port)}")
+
+
+def test_simulate_reaching_a_web_server_that_is_not_a_control_socket_says_so(
+    capsys: pytest.CaptureFixture[str], script: str
+) -> None:
+    """A control URL served by plain HTTP (no WebSocket): refused with its status, exit 1."""
+    with ThreadedServer(_answering(200, "hello", "text/plain")) as server:
+        control_url = f"ws://127.0.0.1:{server.port}/api/jwt"
+        code, out, err = simulate(
+            capsys, "--token", "x.y.z", "--control-url", control_url, "--script", script
+        )
+    assert code == EXIT_INVALID
+    assert out == ""
+    assert one_error_line(err).startswith(f"error: the control socket at {control_url} refused")

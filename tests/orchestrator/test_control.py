@@ -300,7 +300,7 @@ def test_the_handler_can_respond_several_times_speak_and_set_variables() -> None
             ]
             assert output_text(frames[0]) == "one"
             assert frames[1]["body"] == {
-                "personaId": "1",
+                "personaId": 1,  # the type say() used
                 "text": "two",
                 "optionalArgs": {"canBeInterrupted": False},
             }

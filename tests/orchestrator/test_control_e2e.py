@@ -130,7 +130,7 @@ def test_simulate_command_runs_a_script(tmp_path: Path) -> None:
 
 
 def test_simulate_command_reports_a_refusal(tmp_path: Path) -> None:
-    """A refused handshake prints the server's reason and exits 1."""
+    """A refused handshake prints the server's reason on stderr and exits 1."""
     with ThreadedServer(make_app()) as server:
         result = subprocess.run(
             [sys.executable, "-m", "orchestrator", "simulate", "--token", "x.y.z",
@@ -138,7 +138,24 @@ def test_simulate_command_reports_a_refusal(tmp_path: Path) -> None:
             cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
     assert result.returncode == 1
-    assert "refused: HTTP 403" in result.stdout
+    assert result.stderr.startswith(
+        f"error: the control socket at {server.ws_url} refused: HTTP 403"
+    )
+    assert '"error":"malformed"' in result.stderr
+
+
+def test_simulate_command_reports_a_bad_script_line(tmp_path: Path) -> None:
+    """A `/sleep` without a number in a script is one error line and exit 1, no traceback."""
+    script = tmp_path / "bad.txt"
+    script.write_text("/sleep soon\n")
+    with ThreadedServer(make_app()) as server:
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "simulate", "--url", server.base_url,
+             "--script", str(script), "--settle", "0.1"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == "error: script line '/sleep soon': use /sleep SECONDS\n"
 
 
 @pytest.mark.anyio

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from orchestrator.default_handler import ABOUT_CARD, handle
-from orchestrator.handlers import Card, ConversationRequest, Reply, load_handler
+from orchestrator.handlers import (
+    Card,
+    ConversationRequest,
+    HandlerLoadError,
+    Reply,
+    load_handler,
+)
 from orchestrator.sessions import Session
 
 
@@ -62,6 +68,62 @@ def test_cards_append_their_marker_and_variable() -> None:
 def test_load_handler_imports_module_colon_callable() -> None:
     """The setting's module:callable form resolves to the function."""
     assert load_handler("orchestrator.default_handler:handle") is handle
+
+
+HANDLERS = "tests.orchestrator.handlers_for_tests"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("name", "answer"),
+    [("async_object", "object: hi"), ("async_partial", "partial: hi"), ("partial_of_object", "hi")],
+)
+async def test_load_handler_accepts_async_callables(name: str, answer: str) -> None:
+    """Objects with an ``async def __call__`` and partials of async callables are handlers."""
+    handler = load_handler(f"{HANDLERS}:{name}")
+    session = Session(id="s", issuer="k", expires_at=2**40)
+    conversation = RecordingConversation(session)
+    request = ConversationRequest(
+        text="hi", variables={}, is_init=False, optional_args={}, session=session
+    )
+    assert await handler(request, conversation) == Reply(answer)
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("sync_handle", "is a plain (not async) function"),
+        ("sync_lambda", "is a plain (not async) function"),
+        ("sync_object", "is not async"),
+        ("SyncCallable", "is a class"),
+        ("AsyncCallable", "is a class"),
+    ],
+)
+def test_load_handler_refuses_a_synchronous_handler(name: str, reason: str) -> None:
+    """A handler that does not return an awaitable is refused at load, naming the fix,
+    instead of failing every turn with ``TypeError: ... awaitable is required``."""
+    with pytest.raises(HandlerLoadError) as refused:
+        load_handler(f"{HANDLERS}:{name}")
+    message = str(refused.value)
+    assert message.startswith(f"CONVERSATION_HANDLER='{HANDLERS}:{name}' ")
+    assert reason in message
+    assert "`async def" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "signature"),
+    [("one_argument", "(request: "), ("keyword_only", "(*, request: ")],
+)
+def test_load_handler_refuses_a_handler_that_cannot_take_request_and_conversation(
+    name: str, signature: str
+) -> None:
+    """The handler is called with two positional arguments: other signatures are refused."""
+    with pytest.raises(HandlerLoadError) as refused:
+        load_handler(f"{HANDLERS}:{name}")
+    message = str(refused.value)
+    assert message.startswith(f"CONVERSATION_HANDLER='{HANDLERS}:{name}' ")
+    assert "two positional arguments (request, conversation)" in message
+    assert signature in message
 
 
 @pytest.mark.anyio

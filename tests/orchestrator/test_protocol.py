@@ -33,7 +33,46 @@ def test_parses_a_conversation_request_with_init() -> None:
     assert request.is_init
     assert request.text == ""
     assert request.variables == {"Turn_Id": "x"}
-    assert request.persona_id == "1"
+    assert request.persona_id == 1
+
+
+@pytest.mark.parametrize(
+    ("persona_id", "parsed"),
+    [
+        (1, 1),
+        ("1", "1"),
+        ("avatar-2", "avatar-2"),
+        ("p" * 64, "p" * 64),
+        ("p" * 65, None),
+        (2**53 - 1, 2**53 - 1),
+        (10**300, None),
+        (True, None),
+        (1.0, None),
+        (None, None),
+    ],
+    ids=["int", "str", "name", "longest", "too-long", "largest", "huge", "bool", "float", "null"],
+)
+def test_persona_id_keeps_the_type_the_dp_used(persona_id: object, parsed: object) -> None:
+    """personaId 1 stays the int 1 and "1" the string "1" (the server sends it back as is);
+    anything else, and an id past 64 characters or JavaScript's safe integers (kept in
+    the session and sent back on every speech request), is no persona id."""
+    envelope = parse_frame(frame(name="conversationRequest", body={"personaId": persona_id}))
+    request = protocol.conversation_request(envelope)
+    assert request.persona_id == parsed
+    assert type(request.persona_id) is type(parsed)
+
+
+@pytest.mark.parametrize("persona_id", [1, "1"], ids=["int", "str"])
+def test_speech_requests_carry_the_persona_id_with_its_type(persona_id: int | str) -> None:
+    """startSpeaking and stopSpeaking send personaId exactly as given; context is a string."""
+    speak = protocol.start_speaking(persona_id=persona_id, text="hey", context="greeting")
+    stop = protocol.stop_speaking(persona_id=persona_id)
+    assert json.loads(speak.to_json())["body"] == {
+        "personaId": persona_id,
+        "text": "hey",
+        "context": "greeting",
+    }
+    assert json.loads(stop.to_json())["body"] == {"personaId": persona_id}
 
 
 @pytest.mark.parametrize("transaction", [7, "scene_12", None])

@@ -100,7 +100,7 @@ def test_the_example_runs_a_conversation(example_module: Path) -> None:
             assert second["body"]["optionalArgs"] == {"canBeInterrupted": False}
 
             ws.send_text(say("stop"))
-            assert next_named(ws, "stopSpeaking")["body"] == {"personaId": "1"}
+            assert next_named(ws, "stopSpeaking")["body"] == {"personaId": 1}  # as the DP sent it
 
             ws.send_text(say("what is the meaning of life"))
             fallback = next_named(ws, "conversationResponse")

@@ -207,3 +207,26 @@ def test_app_factory_in_process() -> None:
         assert client.get("/ping").json() == {"status": "ok"}
         token = client.get("/api/jwt").json()["jwt"]
         assert client.app.state.sm_profile.verify(token).control_url == "ws://testserver/ws"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("session_server", "url"),
+    [
+        ("ws://127.0.0.1:9000", "ws://127.0.0.1:9000"),
+        ("wss://staging.example:8443", "wss://staging.example:8443"),
+        ("dh.soulmachines.cloud", "wss://dh.soulmachines.cloud"),
+    ],
+)
+def test_api_jwt_url_keeps_the_session_servers_scheme(
+    secret: str, session_server: str, url: str
+) -> None:
+    """SESSION_SERVER=ws://host:port (a local or staging session server) is answered as ws://,
+    not rewritten to wss://; a bare host becomes wss://. The start-up log names the same URL."""
+    with LiveServer({**dev_env(secret), "SESSION_SERVER": session_server}) as live:
+        api_jwt = httpx.get(live.base_url + "/api/jwt").json()
+        authorize = httpx.get(live.base_url + "/auth/authorize").json()
+    assert api_jwt["url"] == url
+    assert authorize["url"] == url
+    assert verifier(secret).verify(api_jwt["jwt"]).session_server == url.split("://")[1]
+    started = next(line for line in live.log_text.splitlines() if "orchestrator started" in line)
+    assert f"session_server={url}" in started

@@ -3,8 +3,11 @@ the bounds on what it keeps."""
 
 from __future__ import annotations
 
+import json
 import sys
 import tracemalloc
+
+import pytest
 
 from orchestrator.sessions import (
     DEFAULT_EVENT_LOG,
@@ -105,3 +108,22 @@ def test_a_session_flooded_with_the_largest_input_stays_within_its_bytes() -> No
         tracemalloc.stop()
     assert len(session.transcript) > 1
     assert held < DEFAULT_TRANSCRIPT_MAX_BYTES + 32 * 1024, held
+
+
+@pytest.mark.parametrize("persona_id", [1, "1", "avatar-2"], ids=["int", "str", "name"])
+def test_the_persona_id_keeps_its_type_through_the_stored_json(persona_id: int | str) -> None:
+    """The persona id the DP used (int or string) survives to_dict -> JSON -> from_dict,
+    as in the Redis store, so replies after a reload still send it with the DP's type."""
+    session = _issued()
+    session.persona_id = persona_id
+    again = Session.from_dict(json.loads(json.dumps(session.to_dict())))
+    assert again.persona_id == persona_id
+    assert type(again.persona_id) is type(persona_id)
+
+
+@pytest.mark.parametrize("stored", [None, True, 1.5, [1]])
+def test_a_stored_persona_id_of_another_type_reads_as_the_default(stored: object) -> None:
+    """A record whose persona_id is not an int or a string reads back as "1"."""
+    data = _issued().to_dict()
+    data["persona_id"] = stored
+    assert Session.from_dict(data).persona_id == "1"

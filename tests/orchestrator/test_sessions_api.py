@@ -14,7 +14,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from orchestrator.control import CLOSE_NORMAL
 
-from .control_helpers import initial_state, make_app, next_named, output_text, say
+from .control_helpers import envelope, initial_state, make_app, next_named, output_text, say
 
 API_KEY = secrets.token_urlsafe(32)
 
@@ -166,6 +166,39 @@ def test_speak_send_and_stop_reach_the_live_socket(client: TestClient) -> None:
         assert next_named(ws, "stopSpeaking")["body"] == {"personaId": "1"}
         transcript = client.get(f"/sessions/{sid}", headers=headers).json()["transcript"]
         assert [t["text"] for t in transcript] == ["Hi!", "Unprompted"]
+
+
+@pytest.mark.parametrize("persona_id", [1, "1"], ids=["int", "str"])
+def test_speech_commands_use_the_persona_id_type_the_dp_used(
+    client: TestClient, persona_id: int | str
+) -> None:
+    """The DP said personaId 1 (or "1"): the API's speak and stop-speaking send it back with
+    that type, and the state event's speech for that persona is the one recorded."""
+    issued = issue(client)
+    sid, headers = issued["session_id"], ui(issued["jwt"])
+    with client.websocket_connect(f"/ws?access_token={issued['jwt']}") as ws:
+        ws.send_text(initial_state())
+        request = {"personaId": persona_id, "input": {"text": "hi"}, "optionalArgs": {}}
+        ws.send_text(envelope("conversationRequest", request))
+        next_named(ws, "conversationResponse")
+        assert client.post(
+            f"/sessions/{sid}/speak", headers=headers, json={"text": "Hi!"}
+        ).is_success
+        speak = next_named(ws, "startSpeaking")["body"]
+        assert speak["personaId"] == persona_id
+        assert type(speak["personaId"]) is type(persona_id)
+        assert client.post(f"/sessions/{sid}/stop-speaking", headers=headers).is_success
+        stop = next_named(ws, "stopSpeaking")["body"]
+        assert stop == {"personaId": persona_id}
+        assert type(stop["personaId"]) is type(persona_id)
+        # JSON object keys are strings: persona "1" is this persona, listed after another.
+        personas = {"2": {"speechState": "idle"}, "1": {"speechState": "speaking"}}
+        ws.send_text(envelope("state", {"persona": personas}))
+        ws.send_text(envelope("conversationRequest", request))  # a round trip: state applied
+        next_named(ws, "conversationResponse")
+        record = client.get(f"/sessions/{sid}", headers=headers).json()
+    assert record["speech_state"] == "speaking"
+    assert record["persona_id"] == persona_id
 
 
 def test_patched_variables_reach_the_next_reply_and_the_handler(client: TestClient) -> None:

@@ -188,7 +188,7 @@ def test_token_body_is_the_json_encoding_of_the_token_fields(
     issued = profile.mint(control_url="ws://localhost:8080/ws", custom_claims={"note": 'é"\\'})
     fields: dict[str, Any] = {"success": True} if vendor_success_flag else {}
     fields.update(
-        url=issued.claims.session_server_url,
+        url=issued.session_server_url,
         jwt=issued.jwt,
         expires_at=issued.claims.expires_at,
         session_id=issued.claims.session_id,

@@ -83,7 +83,7 @@ def test_issued_token_reports_what_it_says(keyring: Keyring) -> None:
     payload = read_unverified_claims(issued.jwt)
     assert issued.claims.session_id == payload["session_id"]
     assert issued.claims.expires_at == payload["exp"]
-    assert issued.claims.session_server_url == "wss://dh.soulmachines.cloud"
+    assert issued.session_server_url == "wss://dh.soulmachines.cloud"
 
 
 def test_round_trip_returns_typed_claims(keyring: Keyring) -> None:
@@ -227,11 +227,43 @@ def test_session_server_is_normalised_to_a_host(value: str) -> None:
     assert normalise_session_server(value) == "dh.soulmachines.cloud"
 
 
-@pytest.mark.parametrize("value", ["", "host/with/path", "two words"])
+@pytest.mark.parametrize(
+    ("value", "url", "host"),
+    [
+        ("dh.soulmachines.cloud", "wss://dh.soulmachines.cloud", "dh.soulmachines.cloud"),
+        ("ws://127.0.0.1:9000", "ws://127.0.0.1:9000", "127.0.0.1:9000"),
+        ("WS://localhost:9000/", "ws://localhost:9000", "localhost:9000"),
+        ("wss://staging.example:8443", "wss://staging.example:8443", "staging.example:8443"),
+        ("https://dh.soulmachines.cloud", "wss://dh.soulmachines.cloud", "dh.soulmachines.cloud"),
+    ],
+)
+def test_session_server_url_keeps_an_explicit_ws_scheme(
+    keyring: Keyring, value: str, url: str, host: str
+) -> None:
+    """A SESSION_SERVER given as ws:// (a local or staging server) stays ws:// in the URL the
+    SDK connects to; a bare host becomes wss://. The claim carries the host, as before."""
+    issued = profile_for(keyring, session_server=value).mint()
+    assert issued.session_server_url == url
+    assert read_unverified_claims(issued.jwt)["sm-session-server"] == host
+
+
+def test_plain_ws_session_server_is_refused_in_production() -> None:
+    """Production tokens send users to the session server over wss:// only."""
+    with pytest.raises(PolicyError, match=r"SESSION_SERVER must use wss:// in production"):
+        SoulMachinesPolicy(
+            session_server="ws://dh.soulmachines.cloud", control_url=CONTROL, production=True
+        )
+    policy = SoulMachinesPolicy(
+        session_server="wss://dh.soulmachines.cloud", control_url=CONTROL, production=True
+    )
+    assert policy.session_server_url == "wss://dh.soulmachines.cloud"
+
+
+@pytest.mark.parametrize("value", ["", "host/with/path", "two words", "ftp://dh.example"])
 def test_bad_session_servers_are_refused(value: str) -> None:
     """Empty values, paths and spaces are not host names."""
     with pytest.raises(PolicyError):
-        normalise_session_server(value)
+        SoulMachinesPolicy(session_server=value)
 
 
 def test_expired_and_not_yet_valid_tokens_are_refused(keyring: Keyring) -> None:
