@@ -2,7 +2,7 @@
 so a test can drive it over real sockets and still look at the app's state.
 
 It runs the same WebSocket stack as ``orchestrator serve``, with the limits
-of the app's own settings."""
+of the app's own settings (the defaults for an app not made by ``create_app``)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ class ThreadedServer:
     def __init__(self, app: Starlette, *, graceful_seconds: int = 5) -> None:
         self.app = app
         self.port = free_port()
+        # The WebSocket limits of the app's own settings (create_app), else the defaults.
         settings = getattr(app.state, "settings", None)
         if not isinstance(settings, Settings):
-            raise TypeError("ThreadedServer serves apps from create_app (app.state.settings)")
+            settings = Settings()
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
