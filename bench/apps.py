@@ -30,10 +30,10 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from orchestrator import protocol
 from orchestrator.asgi import configured_app as orchestrator_app
-from orchestrator.rate_limit import RateLimitMiddleware
-from tokens.http import NO_STORE
+from orchestrator.control import protocol
+from orchestrator.http.rate_limit import RateLimitMiddleware
+from tokens.web.http import NO_STORE
 
 CONSTANT_PATH = "/bench/constant"
 JWT_PATH = "/api/jwt"

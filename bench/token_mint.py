@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
 
 from tokens import Keyring, SigningKey, SoulMachinesPolicy, SoulMachinesProfile  # noqa: E402
 from tokens.jws import ALGORITHM, TokenCodec, read_unverified_claims  # noqa: E402
-from tokens.soul_machines import TYP  # noqa: E402
+from tokens.profiles.soul_machines import TYP  # noqa: E402
 
 MINT_TARGET = 2.0
 CONTROL_URL = "ws://127.0.0.1:8080/ws"

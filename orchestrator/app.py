@@ -12,25 +12,24 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.routing import WebSocketRoute
 
+from orchestrator.backend.factory import build_backend
+from orchestrator.control.connection import CLOSE_GOING_AWAY, ControlOptions, ControlServices
+from orchestrator.control.endpoint import ControlEndpoint
+from orchestrator.control.handshake import ControlAuthenticator
+from orchestrator.handlers.loader import load_handler
+from orchestrator.http import ops
+from orchestrator.http.api_keys import ApiKeys
+from orchestrator.http.console import console_routes
+from orchestrator.http.sessions_api import SessionsApi
+from orchestrator.http.tokens import build_token_profiles
+from orchestrator.logs import get_logger, level_check
+from orchestrator.metrics import Metrics
+from orchestrator.profile_settings import ProfileSettings
+from orchestrator.server.forwarded import ForwardedHeadersMiddleware
+from orchestrator.sessions.store import StoreUnavailable
+from orchestrator.settings import CONTROL_PATH, Settings
 from tokens import IssuedToken, SoulMachinesProfile, TokenCodec
-from tokens.routes import SoulMachinesTokenEndpoints
-
-from . import health
-from .api_keys import ApiKeys
-from .backend import build_backend
-from .console import console_routes
-from .control import CLOSE_GOING_AWAY, ControlOptions, ControlServices
-from .control_auth import ControlAuthenticator
-from .control_endpoint import ControlEndpoint
-from .forwarded import ForwardedHeadersMiddleware
-from .handlers import load_handler
-from .logs import get_logger, level_check
-from .metrics import Metrics
-from .profile_settings import ProfileSettings
-from .sessions_api import SessionsApi
-from .settings import CONTROL_PATH, Settings
-from .store import StoreUnavailable
-from .token_routes import build_token_profiles
+from tokens.web.soul_machines import SoulMachinesTokenEndpoints
 
 LOGGER_NAME = "orchestrator.app"
 log = get_logger(LOGGER_NAME)
@@ -158,8 +157,8 @@ def create_app(
         )
     app = Starlette(
         routes=[
-            *health.routes,
-            health.readiness_route(backend.name, backend.check_ready),
+            *ops.routes,
+            ops.readiness_route(backend.name, backend.check_ready),
             metrics.route(ApiKeys(settings.api_keys), production=settings.production),
             *token_profiles.routes,
             *sessions_api.routes(),

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from .app import create_app
-from .logs import configure_logging
-from .profile_settings import ProfileSettings
-from .settings import Settings
+from orchestrator.app import create_app
+from orchestrator.logs import configure_logging
+from orchestrator.profile_settings import ProfileSettings
+from orchestrator.settings import Settings
 
 
 def configured_app() -> Starlette:

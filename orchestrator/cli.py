@@ -11,12 +11,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.logs import configure_logging, get_logger
+from orchestrator.settings import (
+    CONTROL_PATH,
+    EPHEMERAL_FLAG,
+    EPHEMERAL_KEY_NAME,
+    Settings,
+    SettingsError,
+)
 from tokens import InvalidTokenError, SoulMachinesProfile, TokenCodec, TokenPackageError
 from tokens.jws import humanize_seconds, read_unverified_claims, read_unverified_header
 from tokens.keyring import generate_secret
-
-from .logs import configure_logging, get_logger
-from .settings import CONTROL_PATH, EPHEMERAL_FLAG, EPHEMERAL_KEY_NAME, Settings, SettingsError
 
 EXIT_INVALID = 1
 EXIT_CONFIG = 2
@@ -33,9 +38,9 @@ def _settings() -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .handlers import HandlerLoadError, load_handler
-    from .profile_settings import ProfileSettings
-    from .websocket_server import uvicorn_websocket_options
+    from orchestrator.handlers.loader import HandlerLoadError, load_handler
+    from orchestrator.profile_settings import ProfileSettings
+    from orchestrator.server.websocket import uvicorn_websocket_options
 
     if args.trusted_proxy_hops is not None:
         # Through the environment, like the ephemeral key: every worker reads it there.
@@ -203,7 +208,7 @@ def _key_hint(settings: Settings, header: dict[str, Any], claims: dict[str, Any]
 def cmd_simulate(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .simulate import SimulationError, interactive_lines, run_simulation
+    from orchestrator.simulate import SimulationError, interactive_lines, run_simulation
 
     interactive = args.script is None and sys.stdin.isatty()
 

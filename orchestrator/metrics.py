@@ -22,9 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tokens.http import error_response
-
-from .api_keys import ApiKeys
+from orchestrator.http.api_keys import ApiKeys
+from tokens.web.http import error_response
 
 
 class Metrics:

@@ -19,17 +19,16 @@ import limits
 import redis.asyncio as aioredis
 from dotenv import dotenv_values
 
+from orchestrator.settings import SettingsError
 from tokens import MIN_KEY_BYTES, Keyring, KeyringError, SigningKey, TokenPackageError
-from tokens.ccai import DEFAULT_TTL_SECONDS as CCAI_DEFAULT_TTL
-from tokens.ccai import CcaiPolicy
-from tokens.ccai_routes import DEFAULT_ANONYMOUS_COOKIE, UserResolver
 from tokens.durations import parse_duration
+from tokens.profiles.ccai import DEFAULT_TTL_SECONDS as CCAI_DEFAULT_TTL
+from tokens.profiles.ccai import CcaiPolicy
+from tokens.profiles.videosdk import DEFAULT_TTL_SECONDS as VIDEOSDK_DEFAULT_TTL
+from tokens.profiles.videosdk import VideoSdkPolicy
+from tokens.profiles.voicegain import MAX_EXP_IN_SEC, MIN_EXP_IN_SEC
 from tokens.registry import CCAI, VIDEOSDK, VOICEGAIN, parse_profile_names
-from tokens.videosdk import DEFAULT_TTL_SECONDS as VIDEOSDK_DEFAULT_TTL
-from tokens.videosdk import VideoSdkPolicy
-from tokens.voicegain import MAX_EXP_IN_SEC, MIN_EXP_IN_SEC
-
-from .settings import SettingsError
+from tokens.web.ccai import DEFAULT_ANONYMOUS_COOKIE, UserResolver
 
 DEFAULT_RATE_LIMIT = "60/minute"
 

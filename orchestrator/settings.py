@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from tokens import Keyring, KeyringError, PolicyError, SigningKey, SoulMachinesPolicy
-from tokens.soul_machines import DEFAULT_TTL_SECONDS
+from tokens.profiles.soul_machines import DEFAULT_TTL_SECONDS
 
 DEFAULT_SESSION_SERVER = "dh.soulmachines.cloud"
 DEFAULT_PORT = 8080
@@ -30,7 +30,7 @@ EPHEMERAL_KEY_NAME = "dev-ephemeral"
 # worker process shares it and says so in its log.
 EPHEMERAL_FLAG = "ORCHESTRATOR_EPHEMERAL_KEY"
 MIN_API_KEY_BYTES = 32
-DEFAULT_HANDLER = "orchestrator.default_handler:handle"
+DEFAULT_HANDLER = "orchestrator.handlers.default:handle"
 DEFAULT_APOLOGY = "Sorry, something went wrong on my side. Could you say that again?"
 DEV_CORS_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "https://localhost:*")
 

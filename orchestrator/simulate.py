@@ -33,10 +33,9 @@ from urllib.request import Request, urlopen
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from orchestrator.control import protocol
 from tokens import InvalidTokenError
 from tokens.jws import read_unverified_claims
-
-from . import protocol
 
 _CARD_MARKER = re.compile(r"@showcards\(([^)]*)\)")
 

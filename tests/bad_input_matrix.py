@@ -18,10 +18,10 @@ from typing import Any
 from starlette.testclient import TestClient, WebSocketDenialResponse, WebSocketTestSession
 
 from orchestrator.app import create_app
-from orchestrator.handlers import HandlerLoadError, load_handler
+from orchestrator.control.protocol import FrameError, conversation_request, parse_frame
+from orchestrator.handlers.loader import HandlerLoadError, load_handler
 from orchestrator.logs import configure_logging
 from orchestrator.profile_settings import ProfileSettings
-from orchestrator.protocol import FrameError, conversation_request, parse_frame
 from orchestrator.settings import Settings, SettingsError
 from tests.conftest import random_secret
 from tests.orchestrator.control_helpers import make_settings, next_named, say

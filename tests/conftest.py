@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from tests.redis_server import redis_server
+from tests.redis_server import RestartableRedis, redis_server
 from tokens import Keyring, SigningKey
 
 
@@ -60,3 +61,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for name, count in sorted(CASES.items()):
         terminalreporter.write_line(f"{count:7d}  {name}")
     terminalreporter.write_line(f"{sum(CASES.values()):7d}  total")
+
+
+@pytest.fixture
+def restartable_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
+    """A redis-server of the test's own, which the test may kill and start again."""
+    server = RestartableRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import secrets
 
 from tokens import Keyring, SigningKey, SoulMachinesPolicy, SoulMachinesProfile, TokenCodec
-from tokens.ccai import CcaiPolicy, CcaiProfile
 from tokens.generation_store import MemoryGenerationStore, TokenGenerationStore
 from tokens.jws import Clock
-from tokens.videosdk import VideoSdkPolicy, VideoSdkProfile
-from tokens.voicegain import VoicegainProfile
+from tokens.profiles.ccai import CcaiPolicy, CcaiProfile
+from tokens.profiles.videosdk import VideoSdkPolicy, VideoSdkProfile
+from tokens.profiles.voicegain import VoicegainProfile
 
 COMPANY = "ACME"
 VIDEOSDK_API_KEY = "videosdk-api-key"

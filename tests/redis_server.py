@@ -37,28 +37,62 @@ def _wait_until_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("redis-server did not start in time")
 
 
-@contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    """Run ``redis-server`` in ``workdir``; yield its ``redis://`` URL; stop it afterwards."""
+def _redis_binary() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("REQUIRE_REDIS") == "1":
             pytest.fail("REQUIRE_REDIS=1 but redis-server is not on PATH")
         pytest.skip("redis-server is not on PATH")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return binary
+
+
+class RestartableRedis:
+    """A redis-server on a free loopback port that can be killed and started again
+    on the same port (skips, or fails under ``REQUIRE_REDIS=1``, without the binary)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.binary = _redis_binary()
+        self.workdir = workdir
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        _wait_until_listening(self.port, self.process)
+
+    def kill(self) -> None:
+        """Stop it at once (SIGKILL), as a crash would."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def stop(self) -> None:
+        """Stop it gracefully (SIGTERM), then by force."""
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """Run ``redis-server`` in ``workdir``; yield its ``redis://`` URL; stop it afterwards."""
+    server = RestartableRedis(workdir)
     try:
-        _wait_until_listening(port, process)
-        yield f"redis://127.0.0.1:{port}/0"
+        server.start()
+        yield server.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()

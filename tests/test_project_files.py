@@ -53,7 +53,7 @@ def test_live_server_blanks_every_variable() -> None:
 
 def test_procfile_serves_on_port_behind_a_proxy() -> None:
     """The Procfile's web process binds all interfaces on $PORT behind one router hop
-    (tests/orchestrator/test_forwarded.py runs its flags against forged headers)."""
+    (tests/orchestrator/server/test_forwarded.py runs its flags against forged headers)."""
     lines = (ROOT / "Procfile").read_text().splitlines()
     web = [line for line in lines if line.startswith("web:")]
     assert len(web) == 1

@@ -4,7 +4,7 @@ Pure logic with no web framework in its core; ``tokens.routes`` holds the
 Starlette endpoints. Never imports ``orchestrator``.
 """
 
-from .errors import (
+from tokens.errors import (
     BadSignatureError,
     ClaimsError,
     ClaimsTooLargeError,
@@ -25,9 +25,9 @@ from .errors import (
     WrongIssuerError,
     WrongTypeError,
 )
-from .jws import TokenCodec
-from .keyring import MIN_KEY_BYTES, Keyring, SigningKey, generate_secret
-from .soul_machines import (
+from tokens.jws import TokenCodec
+from tokens.keyring import MIN_KEY_BYTES, Keyring, SigningKey, generate_secret
+from tokens.profiles.soul_machines import (
     IssuedToken,
     SoulMachinesClaims,
     SoulMachinesPolicy,

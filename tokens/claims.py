@@ -6,8 +6,8 @@ import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from .errors import ClaimsError, ClaimsTooLargeError, ReservedClaimError
-from .jsonsafe import check_plain
+from tokens.errors import ClaimsError, ClaimsTooLargeError, ReservedClaimError
+from tokens.jsonsafe import check_plain
 
 REGISTERED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})
 MAX_CLAIM_NAME_LENGTH = 64

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import PolicyError
+from tokens.errors import PolicyError
 
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhd]?)\s*$", re.IGNORECASE)

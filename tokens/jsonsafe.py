@@ -8,7 +8,7 @@ nests at most ``MAX_JSON_DEPTH`` deep (deeper, re-encoding it can exhaust the
 recursion limit). Accepted, any of these would make every later read of the
 session fail; so the boundaries refuse them, and the read side copes anyway.
 
-Standard library only: ``orchestrator.protocol`` (sans I/O) uses it too.
+Standard library only: ``orchestrator.control.protocol`` (sans I/O) uses it too.
 """
 
 from __future__ import annotations

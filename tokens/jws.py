@@ -24,7 +24,7 @@ from typing import Any
 import jwt
 from jwt.algorithms import HMACAlgorithm
 
-from .errors import (
+from tokens.errors import (
     BadSignatureError,
     DisallowedAlgorithmError,
     ExpiredTokenError,
@@ -34,8 +34,8 @@ from .errors import (
     UnknownKeyError,
     WrongTypeError,
 )
-from .jsonsafe import check_parsed, finite_float
-from .keyring import Keyring, SigningKey
+from tokens.jsonsafe import check_parsed, finite_float
+from tokens.keyring import Keyring, SigningKey
 
 ALGORITHM = "HS256"
 DEFAULT_LEEWAY_SECONDS = 10

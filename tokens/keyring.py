@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .errors import KeyringError
+from tokens.errors import KeyringError
 
 MIN_KEY_BYTES = 32
 _KID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")

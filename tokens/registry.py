@@ -11,12 +11,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .ccai import CcaiProfile
-from .errors import InvalidTokenError, UnknownProfileError, WrongTypeError
-from .jws import read_unverified_claims, read_unverified_header
-from .soul_machines import SoulMachinesProfile
-from .videosdk import VideoSdkProfile, failure_body
-from .voicegain import VoicegainProfile
+from tokens.errors import InvalidTokenError, UnknownProfileError, WrongTypeError
+from tokens.jws import read_unverified_claims, read_unverified_header
+from tokens.profiles.ccai import CcaiProfile
+from tokens.profiles.soul_machines import SoulMachinesProfile
+from tokens.profiles.videosdk import VideoSdkProfile, failure_body
+from tokens.profiles.voicegain import VoicegainProfile
 
 SOUL_MACHINES = "soul-machines"
 CCAI = "ccai"

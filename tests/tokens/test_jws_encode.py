@@ -10,11 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import random_secret
 from tokens import Keyring, SigningKey, TokenCodec
 from tokens.claims import REGISTERED_CLAIMS
-from tokens.soul_machines import TYP
-
-from ..conftest import random_secret
+from tokens.profiles.soul_machines import TYP
 
 SM_CLAIMS: dict[str, Any] = {
     "iss": "test-key",

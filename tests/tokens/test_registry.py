@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests import profile_factories as make
-from tokens.ccai import CcaiUser
 from tokens.errors import UnknownProfileError, WrongTypeError
+from tokens.profiles.ccai import CcaiUser
+from tokens.profiles.videosdk import GENERIC_FAILURE, VideoSdkGrant
 from tokens.registry import (
     CcaiVerifier,
     ProfileRegistry,
@@ -15,7 +16,6 @@ from tokens.registry import (
     VoicegainVerifier,
     parse_profile_names,
 )
-from tokens.videosdk import GENERIC_FAILURE, VideoSdkGrant
 
 pytestmark = pytest.mark.anyio
 

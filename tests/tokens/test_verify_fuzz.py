@@ -20,6 +20,7 @@ from tests import profile_factories
 from tests.fuzz_stats import record
 from tokens import InvalidTokenError
 from tokens.jws import MAX_TOKEN_BYTES
+from tokens.profiles.voicegain import VoicegainIdentity
 from tokens.registry import (
     CcaiVerifier,
     ProfileRegistry,
@@ -28,7 +29,6 @@ from tokens.registry import (
     VideoSdkVerifier,
     VoicegainVerifier,
 )
-from tokens.voicegain import VoicegainIdentity
 
 FUZZ = settings(
     max_examples=150,
@@ -54,8 +54,8 @@ def _build_targets() -> list[Target]:
     ccai = profile_factories.ccai()
     videosdk = profile_factories.videosdk()
     voicegain = profile_factories.voicegain()
-    from tokens.ccai import CcaiUser
-    from tokens.videosdk import VideoSdkGrant
+    from tokens.profiles.ccai import CcaiUser
+    from tokens.profiles.videosdk import VideoSdkGrant
 
     api_token = asyncio.run(voicegain.regenerate("acct-1", "ctx-1"))
     identity = asyncio.run(voicegain.verify_api_token(api_token))

@@ -1,0 +1,1 @@
+"""Where sessions live: memory (embedded default) or Redis, and routing between instances."""

@@ -1,0 +1,2 @@
+"""The control socket: wire protocol, transactions, flood limits, handshake, the
+live connection and the commands run on it."""

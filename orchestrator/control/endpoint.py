@@ -1,0 +1,98 @@
+"""The WebSocket route that ``sm-control`` names: authenticate, correlate, converse."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+from orchestrator.control.connection import ControlConnection, ControlServices
+from orchestrator.control.handshake import (
+    ControlAuthenticator,
+    ControlIdentity,
+    ControlRefused,
+    session_from_claims,
+)
+from orchestrator.logs import get_logger
+from orchestrator.sessions.model import Session, SessionStatus
+from orchestrator.sessions.store import StoreUnavailable
+
+log = get_logger("orchestrator.control")
+
+ANONYMOUS_ISSUER = "anonymous"
+ANONYMOUS_TTL_SECONDS = 3600
+
+
+class ControlEndpoint:
+    """One instance serves every control socket; route it as ``endpoint.handle``."""
+
+    def __init__(self, authenticator: ControlAuthenticator, services: ControlServices) -> None:
+        self.authenticator = authenticator
+        self.services = services
+
+    async def handle(self, websocket: WebSocket) -> None:
+        client = websocket.client.host if websocket.client else None
+        try:
+            identity = await self.authenticator.identify(websocket)
+        except ControlRefused as refusal:
+            log.warning(
+                "control handshake refused",
+                reason=refusal.code,
+                detail=refusal.detail,
+                client=client,
+            )
+            if self.services.metrics is not None:
+                self.services.metrics.tokens_refused.labels("control", refusal.code).inc()
+            await self._deny(websocket, refusal)
+            return
+        session = await self._session_for(identity)
+        await websocket.accept()
+        connection = ControlConnection(
+            websocket, session, self.services, verified=identity.claims is not None
+        )
+        session.status = SessionStatus.CONNECTED
+        session.connected_at = time.time()
+        session.ended_at = None
+        try:
+            await self.services.live.attach(connection)
+            connection.log.info("control socket connected", source=identity.source, client=client)
+            await connection.persist()
+            await connection.publish("connected", {"source": identity.source})
+            await connection.run()
+        finally:
+            if await self.services.live.detach(connection):
+                session.mark_ended()
+                await connection.persist()
+                await connection.publish("ended", {})
+
+    async def _session_for(self, identity: ControlIdentity) -> Session:
+        store = self.services.store
+        try:
+            session = await store.get(identity.session_id)
+        except StoreUnavailable:
+            log.warning("session store unreachable; conversing on local state")
+            session = None
+        if session is not None:
+            return session
+        if identity.claims is not None:
+            session = session_from_claims(identity.claims)
+        else:
+            session = Session(
+                id=identity.session_id,
+                issuer=ANONYMOUS_ISSUER,
+                expires_at=int(time.time()) + ANONYMOUS_TTL_SECONDS,
+            )
+        try:
+            await store.create(session)
+        except StoreUnavailable:
+            log.warning("session not recorded: store unreachable", session_id=session.id)
+        return session
+
+    @staticmethod
+    async def _deny(websocket: WebSocket, refusal: ControlRefused) -> None:
+        if "websocket.http.response" in websocket.scope.get("extensions", {}):
+            body = {"error": refusal.code, "detail": refusal.detail}
+            await websocket.send_denial_response(JSONResponse(body, status_code=refusal.status))
+        else:
+            await websocket.close(1008)

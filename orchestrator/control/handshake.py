@@ -1,0 +1,142 @@
+"""Who is on the other end of a control socket, decided before the handshake.
+
+The token is looked for in ``?access_token=`` (how the Web SDK and the video
+host present it), then ``Authorization: Bearer``. The cookie named by
+``SM_CONTROL_COOKIE`` (sent by the video host from ``sm-control-cookie-header``)
+carries the session id: with a token it must name the token's own session;
+alone it is accepted only for a session this deployment issued and that has
+not expired or been terminated. Nobody gets in without one of these, except,
+when explicitly allowed in development, a client on the loopback interface.
+
+Origin: the video host connects server to server and sends no ``Origin``; a
+browser (via-browser mode) always sends its page's. So when the handshake
+carries an ``Origin``, it must be one of ``CORS_ORIGINS`` (none in production
+by default), or the handshake is refused: another site's page cannot open a
+control socket with a token it got hold of (cross-site WebSocket hijacking).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from orchestrator.sessions.model import Session
+from orchestrator.sessions.store import SessionStore, StoreUnavailable
+from tokens import InvalidTokenError, SoulMachinesClaims, SoulMachinesProfile
+from tokens.profiles.soul_machines import new_session_id
+
+
+class ControlRefused(Exception):
+    """The handshake is refused (HTTP ``status``, 403 by default) for ``code``: ``detail``."""
+
+    def __init__(self, code: str, detail: str, status: int = 403) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class ControlIdentity:
+    session_id: str
+    source: str  # "query" | "bearer" | "cookie" | "anonymous"
+    claims: SoulMachinesClaims | None = None
+
+
+def presented_token(connection: HTTPConnection) -> tuple[str | None, str]:
+    """The token and where it came from (``query`` or ``bearer``), if any."""
+    values = connection.query_params.getlist("access_token")
+    if len(set(values)) > 1:
+        raise ControlRefused("malformed", "more than one access_token")
+    if values and values[0]:
+        return values[0], "query"
+    authorization = connection.headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip(), "bearer"
+    return None, ""
+
+
+def _is_loopback(connection: HTTPConnection) -> bool:
+    client = connection.client
+    if client is None:
+        return False
+    try:
+        return ipaddress.ip_address(client.host).is_loopback
+    except ValueError:
+        return client.host in ("testclient", "localhost")
+
+
+class ControlAuthenticator:
+    """Turns a handshake into a ``ControlIdentity`` or ``ControlRefused``."""
+
+    def __init__(
+        self,
+        profile: SoulMachinesProfile,
+        store: SessionStore,
+        *,
+        cookie_name: str | None,
+        allow_unauthenticated: bool,
+        origin_regex: str | None = None,
+    ) -> None:
+        self.profile = profile
+        self.store = store
+        self.cookie_name = cookie_name
+        self.allow_unauthenticated = allow_unauthenticated
+        self.origin_pattern = re.compile(origin_regex) if origin_regex is not None else None
+
+    async def identify(self, connection: HTTPConnection) -> ControlIdentity:
+        origin = connection.headers.get("origin")
+        if origin is not None and (
+            self.origin_pattern is None or not self.origin_pattern.fullmatch(origin)
+        ):
+            raise ControlRefused("origin_not_allowed", "this Origin may not open a control socket")
+        token, source = presented_token(connection)
+        cookie_session = connection.cookies.get(self.cookie_name) if self.cookie_name else None
+        if token is not None:
+            try:
+                claims = self.profile.verify(token)
+            except InvalidTokenError as exc:
+                raise ControlRefused(exc.code, str(exc)) from None
+            if cookie_session is not None and cookie_session != claims.session_id:
+                raise ControlRefused("wrong_session", "the token is for another session")
+            await self._check_not_terminated(claims.session_id)
+            return ControlIdentity(claims.session_id, source, claims)
+        if cookie_session:
+            try:
+                session = await self.store.get(cookie_session)
+            except StoreUnavailable:
+                raise ControlRefused(
+                    "store_unavailable", "cannot check the session cookie now", status=503
+                ) from None
+            if session is None or session.is_expired():
+                raise ControlRefused("unknown_session", "no live session for that cookie")
+            await self._check_not_terminated(cookie_session)
+            return ControlIdentity(cookie_session, "cookie")
+        if self.allow_unauthenticated and _is_loopback(connection):
+            return ControlIdentity(new_session_id(), "anonymous")
+        raise ControlRefused("no_token", "no access_token, bearer token or session cookie")
+
+    async def _check_not_terminated(self, session_id: str) -> None:
+        try:
+            session = await self.store.get(session_id)
+        except StoreUnavailable:
+            # A valid token still gets in while the shared store is away; the
+            # conversation runs on local state until it returns.
+            return
+        if session is not None and session.terminated:
+            raise ControlRefused("session_ended", "the session was ended")
+
+
+def session_from_claims(claims: SoulMachinesClaims) -> Session:
+    """The record for a valid token whose session this store does not hold yet
+    (minted by another instance or by ``orchestrator token mint``)."""
+    return Session(
+        id=claims.session_id,
+        issuer=claims.issuer,
+        expires_at=claims.expires_at,
+        claims=dict(claims.custom),
+    )

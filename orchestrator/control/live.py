@@ -1,0 +1,75 @@
+"""This process's live control sockets by session id, and the registry other instances read."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from orchestrator.control.connection import CLOSE_REPLACED, ControlConnection
+
+
+class LiveRegistry(Protocol):
+    """Where other instances learn which one holds a session's socket."""
+
+    async def claim(self, connection: ControlConnection) -> None: ...
+
+    async def release(self, connection: ControlConnection) -> None: ...
+
+
+class LiveConnections:
+    """This process's live control sockets by session id; the newest wins."""
+
+    def __init__(self, registry: LiveRegistry | None = None) -> None:
+        self._connections: dict[str, ControlConnection] = {}
+        self.registry = registry
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def get(self, session_id: str) -> ControlConnection | None:
+        return self._connections.get(session_id)
+
+    async def attach(self, connection: ControlConnection) -> None:
+        previous = self._connections.get(connection.session.id)
+        self._connections[connection.session.id] = connection
+        if previous is not None and previous is not connection:
+            previous.log.info("replaced by a newer connection", code=CLOSE_REPLACED)
+            await previous.close(CLOSE_REPLACED, "replaced by a newer connection")
+        if self.registry is not None:
+            try:
+                await self.registry.claim(connection)
+            except Exception as exc:  # the socket works without the registry
+                connection.log.warning("live registry not updated", error=type(exc).__name__)
+
+    async def evict(self, session_id: str, connection_id: str | None = None) -> bool:
+        """Close this process's socket for a session another instance took over
+        (only connection ``connection_id`` when given, never a newer one).
+
+        The entry goes first, so the closing endpoint does not record the
+        session as ended, and the registry key (now the new holder's) stays.
+        """
+        connection = self._connections.get(session_id)
+        if connection is None or connection_id not in (None, connection.id):
+            return False
+        del self._connections[session_id]
+        connection.log.info("taken over by another instance", code=CLOSE_REPLACED)
+        await connection.close(CLOSE_REPLACED, "replaced by a newer connection")
+        return True
+
+    async def detach(self, connection: ControlConnection) -> bool:
+        """Forget ``connection``; ``False`` when a newer one already took its place."""
+        if self._connections.get(connection.session.id) is not connection:
+            return False
+        del self._connections[connection.session.id]
+        if self.registry is not None:
+            try:
+                await self.registry.release(connection)
+            except Exception as exc:
+                connection.log.warning("live registry not updated", error=type(exc).__name__)
+        return True
+
+    def all(self) -> list[ControlConnection]:
+        return list(self._connections.values())
+
+    async def close_all(self, code: int, reason: str) -> None:
+        await asyncio.gather(*(c.close(code, reason) for c in self.all()), return_exceptions=True)

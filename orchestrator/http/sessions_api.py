@@ -1,0 +1,347 @@
+"""The sessions API: the UI and the backend read and steer one session.
+
+Auth: the UI presents the very token it got from ``/api/jwt`` (``Bearer``) and
+may touch only its own session; the backend presents ``ORCHESTRATOR_API_KEY``
+and may touch all. ``GET /sessions/{id}/events`` also takes the token as
+``?access_token=`` because a browser's EventSource cannot set headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from orchestrator.control.commands import CommandFailed, CommandRouter, SessionNotLive
+from orchestrator.control.handshake import ControlRefused, presented_token
+from orchestrator.http.api_keys import ApiKeys
+from orchestrator.metrics import Metrics
+from orchestrator.sessions.events import EventHub
+from orchestrator.sessions.model import Session, apply_merge_patch
+from orchestrator.sessions.store import SessionStore, StoreUnavailable
+from tokens import InvalidTokenError, SoulMachinesProfile
+from tokens.jsonsafe import dumps
+from tokens.web.http import BadRequest, SafeJSONResponse, error_response, read_json_object
+
+MAX_TEXT_CHARS = 4000
+# All of a session's variables together (as JSON, and counting every value and
+# member name: parsed, each costs up to ~80 bytes however short its JSON).
+MAX_SESSION_VARIABLES_BYTES = 64 * 1024
+MAX_SESSION_VARIABLES_VALUES = 1024
+KEEPALIVE_SECONDS = 15.0
+ENDED_GRACE_SECONDS = 1.0
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the backend (all sessions) or one session's UI."""
+
+    backend: bool
+    session_id: str | None = None
+    expires_at: int | None = None  # the UI token's ``exp``; the API key has none
+
+    def may_touch(self, session_id: str) -> bool:
+        # Bytes: compare_digest raises TypeError for non-ASCII str (a path like /sessions/é).
+        return self.backend or (
+            self.session_id is not None
+            and hmac.compare_digest(_utf8(self.session_id), _utf8(session_id))
+        )
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+class SessionsApi:
+    def __init__(
+        self,
+        *,
+        store: SessionStore,
+        router: CommandRouter,
+        events: EventHub,
+        profile: SoulMachinesProfile,
+        api_keys: tuple[str, ...],
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store = store
+        self.router = router
+        self.events = events
+        self.profile = profile
+        self.api_keys = ApiKeys(api_keys)
+        self.metrics = metrics
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/sessions", self._wrap(self.list_sessions), methods=["GET"]),
+            Route("/sessions/{session_id}", self._wrap(self.get_session), methods=["GET"]),
+            Route("/sessions/{session_id}", self._wrap(self.end_session), methods=["DELETE"]),
+            Route(
+                "/sessions/{session_id}/variables",
+                self._wrap(self.patch_variables),
+                methods=["PATCH"],
+            ),
+            Route("/sessions/{session_id}/speak", self._wrap(self.speak), methods=["POST"]),
+            Route(
+                "/sessions/{session_id}/stop-speaking",
+                self._wrap(self.stop_speaking),
+                methods=["POST"],
+            ),
+            Route("/sessions/{session_id}/send", self._wrap(self.send), methods=["POST"]),
+            Route("/sessions/{session_id}/events", self._wrap(self.follow), methods=["GET"]),
+        ]
+
+    # --- plumbing ------------------------------------------------------------------
+
+    def _wrap(
+        self, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+                return error_response(exc.status, exc.code, exc.detail, headers)
+            except BadRequest as exc:
+                return error_response(exc.status, exc.code, exc.detail)
+            except ControlRefused as exc:  # e.g. two different access_token values
+                return error_response(400, exc.code, exc.detail)
+            except StoreUnavailable as exc:
+                return error_response(503, "store_unavailable", f"session store unreachable: {exc}")
+            except CommandFailed as exc:
+                return error_response(504, "instance_timeout", str(exc))
+
+        return endpoint
+
+    def caller(self, request: Request, *, query_token: bool = False) -> Caller:
+        token, source = presented_token(request)
+        if token is None:
+            raise ApiError(401, "no_credentials", "send Authorization: Bearer <token or API key>")
+        if source == "query" and not query_token:
+            raise ApiError(401, "no_credentials", "send the token as Authorization: Bearer")
+        if self.api_keys.matches(token):
+            if source == "query":
+                # URLs end up in proxy logs and browser history: keys go in headers.
+                raise ApiError(401, "key_in_url", "send the API key as Authorization: Bearer")
+            return Caller(backend=True)
+        try:
+            claims = self.profile.verify(token)
+        except InvalidTokenError as exc:
+            if self.metrics is not None:
+                self.metrics.tokens_refused.labels("api", exc.code).inc()
+            raise ApiError(401, exc.code, f"credentials refused: {exc}") from None
+        return Caller(backend=False, session_id=claims.session_id, expires_at=claims.expires_at)
+
+    async def session_for(self, request: Request, *, query_token: bool = False) -> Session:
+        return await self._session(self.caller(request, query_token=query_token), request)
+
+    async def _session(self, caller: Caller, request: Request) -> Session:
+        session_id = request.path_params["session_id"]
+        if not caller.may_touch(session_id):
+            raise ApiError(403, "forbidden", "this token is for another session")
+        session = await self.store.get(session_id)
+        if session is None:
+            raise ApiError(404, "not_found", "no such session (unknown or expired)")
+        return session
+
+    async def command(self, session: Session, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        if session.terminated:
+            raise ApiError(409, "session_ended", "the session was ended")
+        try:
+            return await self.router.run(session.id, op, args)
+        except SessionNotLive:
+            raise ApiError(
+                409, "not_connected", f"no live control socket for this session ({session.status})"
+            ) from None
+
+    # --- endpoints -----------------------------------------------------------------
+
+    async def list_sessions(self, request: Request) -> Response:
+        if not self.caller(request).backend:
+            raise ApiError(403, "forbidden", "listing sessions needs the backend API key")
+        sessions = await self.store.list()
+        return SafeJSONResponse({"sessions": [summary(s) for s in sessions]})
+
+    async def get_session(self, request: Request) -> Response:
+        session = await self.session_for(request)
+        return SafeJSONResponse(session.to_dict())
+
+    async def end_session(self, request: Request) -> Response:
+        session = await self.session_for(request)
+        if session.terminated:
+            return SafeJSONResponse({"id": session.id, "status": "ended"})
+        try:
+            await self.router.run(session.id, "terminate", {})
+        except SessionNotLive:
+            session.mark_ended(terminated=True)
+            await self.store.save(session)
+        await self.events.publish_event(session.id, "terminated", {})
+        return SafeJSONResponse({"id": session.id, "status": "ended"})
+
+    async def patch_variables(self, request: Request) -> Response:
+        session = await self.session_for(request)
+        # The body is a JSON merge patch (RFC 7396) of the variables: null removes one.
+        variables = await read_json_object(request)
+        if session.terminated:
+            raise ApiError(409, "session_ended", "the session was ended")
+        merged = dict(session.variables)
+        apply_merge_patch(merged, variables)
+        if (
+            len(json.dumps(merged)) > MAX_SESSION_VARIABLES_BYTES
+            or _json_values(merged, MAX_SESSION_VARIABLES_VALUES) > MAX_SESSION_VARIABLES_VALUES
+        ):
+            raise BadRequest(
+                413,
+                "too_large",
+                f"the session's variables would exceed {MAX_SESSION_VARIABLES_BYTES} bytes "
+                f"or {MAX_SESSION_VARIABLES_VALUES} values",
+            )
+        try:
+            result = await self.router.run(session.id, "set_variables", {"patch": variables})
+        except SessionNotLive:
+            # Nobody holds the socket: change the record; the next connection sends them.
+            apply_merge_patch(session.variables, variables)
+            await self.store.save(session)
+            await self.events.publish_event(
+                session.id, "variables", {"variables": session.variables}
+            )
+            result = {"variables": session.variables}
+        return SafeJSONResponse(result)
+
+    async def speak(self, request: Request) -> Response:
+        session = await self.session_for(request)
+        body = await read_json_object(request)
+        text = _text(body)
+        interruptible = body.get("can_be_interrupted", True)
+        if not isinstance(interruptible, bool):
+            raise BadRequest(400, "invalid_body", "can_be_interrupted must be true or false")
+        result = await self.command(
+            session, "speak", {"text": text, "can_be_interrupted": interruptible}
+        )
+        return SafeJSONResponse(result, status_code=202)
+
+    async def stop_speaking(self, request: Request) -> Response:
+        session = await self.session_for(request)
+        return SafeJSONResponse(await self.command(session, "stop_speaking", {}), status_code=202)
+
+    async def send(self, request: Request) -> Response:
+        session = await self.session_for(request)
+        body = await read_json_object(request)
+        text = _text(body)
+        variables = body.get("variables", {})
+        if variables is None:
+            variables = {}
+        fallback = body.get("fallback", False)
+        if not isinstance(variables, dict) or not isinstance(fallback, bool):
+            raise BadRequest(400, "invalid_body", "variables must be an object, fallback a bool")
+        args = {"text": text, "variables": variables, "fallback": fallback}
+        return SafeJSONResponse(await self.command(session, "send", args), status_code=202)
+
+    async def follow(self, request: Request) -> Response:
+        caller = self.caller(request, query_token=True)
+        session = await self._session(caller, request)
+        deadline = None
+        if caller.expires_at is not None:
+            # A UI token's stream ends when the token expires: it grants no more.
+            remaining = caller.expires_at - self.profile.codec.clock()
+            deadline = asyncio.get_running_loop().time() + remaining
+        return StreamingResponse(
+            self._stream(session, deadline),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def _stream(self, session: Session, deadline: float | None) -> AsyncIterator[str]:
+        """The session's events; ``deadline`` (event-loop time) ends the stream
+        before any event it has not sent by then."""
+        loop = asyncio.get_running_loop()
+
+        def left(cap: float) -> float:
+            # Seconds to wait for an event, at most ``cap``; <= 0 once past the deadline.
+            return cap if deadline is None else min(cap, deadline - loop.time())
+
+        async with self.events.subscribe(session.id) as queue:
+            fresh = None
+            with contextlib.suppress(StoreUnavailable):  # headers are sent: no 503 now
+                fresh = await self.store.get(session.id)
+            if left(1) <= 0:
+                return
+            yield sse("snapshot", (fresh or session).to_dict())
+            while (timeout := left(KEEPALIVE_SECONDS)) > 0:
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout)
+                except TimeoutError:
+                    if left(1) > 0:
+                        yield ": keepalive\n\n"
+                    continue
+                if left(1) <= 0:
+                    return
+                yield sse(event.type, event.to_dict())
+                if event.type == "terminated":
+                    # The socket's "ended" may follow from another task or instance.
+                    with contextlib.suppress(TimeoutError):
+                        while (timeout := left(ENDED_GRACE_SECONDS)) > 0:
+                            late = await asyncio.wait_for(queue.get(), timeout)
+                            if left(1) <= 0:
+                                return
+                            yield sse(late.type, late.to_dict())
+                            if late.type == "ended":
+                                break
+                    return
+
+
+def _text(body: dict[str, Any]) -> str:
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise BadRequest(400, "invalid_body", "text must be a non-empty string")
+    if len(text) > MAX_TEXT_CHARS:
+        raise BadRequest(413, "too_large", f"text exceeds {MAX_TEXT_CHARS} characters")
+    return text
+
+
+def _json_values(value: Any, limit: int) -> int:
+    """Values and member names in parsed JSON, counted up to just past ``limit``."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            count += len(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def sse(event: str, data: Any) -> str:
+    """One Server-Sent Event; the JSON payload has no raw newlines, and
+    ``dumps`` cannot fail on what the session holds."""
+    return f"event: {event}\ndata: {dumps(data)}\n\n"
+
+
+def summary(session: Session) -> dict[str, Any]:
+    return {
+        "id": session.id,
+        "status": session.status.value,
+        "terminated": session.terminated,
+        "dp_session_id": session.dp_session_id,
+        "created_at": session.created_at,
+        "connected_at": session.connected_at,
+        "ended_at": session.ended_at,
+        "expires_at": session.expires_at,
+        "speech_state": session.speech_state,
+        "turns": session.turns,
+    }

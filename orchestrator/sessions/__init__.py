@@ -1,0 +1,1 @@
+"""The session: its model, the store interface and the live event hub."""

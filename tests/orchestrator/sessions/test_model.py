@@ -1,0 +1,129 @@
+"""The session record: lazily made transcript and event log, its serialised form, and
+the bounds on what it keeps."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tracemalloc
+
+import pytest
+
+from orchestrator.sessions.model import (
+    DEFAULT_EVENT_LOG,
+    DEFAULT_TRANSCRIPT_MAX_BYTES,
+    DEFAULT_TRANSCRIPT_TURNS,
+    MAX_EVENT_NAME_CHARS,
+    MAX_TURN_CHARS,
+    Session,
+)
+
+
+def _issued() -> Session:
+    return Session(id="s", issuer="k", expires_at=2_000)
+
+
+def test_an_issued_session_holds_no_transcript_or_event_log_until_used() -> None:
+    """A record for a token whose host never connects stays small: no deques are made
+    by creating it, serialising it or reading it back."""
+    session = _issued()
+    data = session.to_dict()
+    again = Session.from_dict(data)
+    assert data["transcript"] == [] and data["events"] == []
+    for record in (session, again):
+        assert record._transcript is None and record._events is None
+    assert sys.getsizeof(session) < 512
+
+
+def test_transcript_and_events_appear_on_first_use_and_survive_a_round_trip() -> None:
+    """The first turn or event makes its deque; to_dict/from_dict keep both."""
+    session = _issued()
+    session.add_turn("user", "hello")
+    session.events.append({"name": "custom", "kind": "event", "at": 1.0})
+    assert session.transcript.maxlen == DEFAULT_TRANSCRIPT_TURNS
+    again = Session.from_dict(session.to_dict())
+    assert [t.text for t in again.transcript] == ["hello"]
+    assert list(again.events) == [{"name": "custom", "kind": "event", "at": 1.0}]
+
+
+def test_a_long_entry_keeps_its_start_and_says_it_was_cut() -> None:
+    """Past MAX_TURN_CHARS a transcript entry keeps the first characters and the
+    original length; the mark survives a round trip; shorter entries carry no mark."""
+    session = _issued()
+    session.add_turn("user", "x" * (MAX_TURN_CHARS + 500))
+    session.add_turn("dp", "short")
+    long_entry, short_entry = session.to_dict()["transcript"]
+    assert long_entry["text"] == "x" * MAX_TURN_CHARS
+    assert long_entry["truncated"] is True
+    assert long_entry["original_length"] == MAX_TURN_CHARS + 500
+    assert "truncated" not in short_entry and "original_length" not in short_entry
+    again = Session.from_dict(session.to_dict())
+    assert again.to_dict()["transcript"] == session.to_dict()["transcript"]
+
+
+def test_the_transcript_drops_its_oldest_entries_past_its_byte_budget() -> None:
+    """Entries count their text's size against the budget (the default or the one
+    bound_transcript sets); the oldest go first and the newest always stays."""
+    session = _issued()
+    emoji = "\U0001f600" * MAX_TURN_CHARS  # 4 bytes a character: the dearest entry
+    for index in range(DEFAULT_TRANSCRIPT_TURNS):
+        session.add_turn("user", f"{index}{emoji}")
+    assert session.transcript_bytes <= DEFAULT_TRANSCRIPT_MAX_BYTES
+    assert session.transcript_bytes == sum(turn.cost for turn in session.transcript)
+    assert len(session.transcript) == DEFAULT_TRANSCRIPT_MAX_BYTES // session.transcript[0].cost
+    assert session.transcript[-1].text.startswith(str(DEFAULT_TRANSCRIPT_TURNS - 1))
+    session.bound_transcript(turns=DEFAULT_TRANSCRIPT_TURNS, max_bytes=20_000)
+    assert [t.text[:3] for t in session.transcript] == ["199"]
+    session.bound_transcript(turns=2, max_bytes=DEFAULT_TRANSCRIPT_MAX_BYTES)
+    for text in ("a", "b", "c"):
+        session.add_turn("dp", text)
+    assert [t.text for t in session.transcript] == ["b", "c"]
+    assert session.transcript_bytes == sum(turn.cost for turn in session.transcript)
+
+
+def test_the_event_log_keeps_names_cut_short() -> None:
+    """An unhandled message's name is kept to MAX_EVENT_NAME_CHARS, 50 entries at most."""
+    session = _issued()
+    for _ in range(DEFAULT_EVENT_LOG + 10):
+        session.add_event("n" * 60_000, "event")
+    assert len(session.events) == DEFAULT_EVENT_LOG
+    assert {event["name"] for event in session.events} == {"n" * MAX_EVENT_NAME_CHARS}
+
+
+def test_a_session_flooded_with_the_largest_input_stays_within_its_bytes() -> None:
+    """Whatever a peer sends (max-size turns of 4-byte characters, long message
+    names), a session's transcript and event log stay near the transcript budget
+    plus a fixed few KiB, not TRANSCRIPT_TURNS times the frame size."""
+    big = "\U0001f600" * 16_000  # a 64 KiB frame's worth of text
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        session = _issued()
+        for _ in range(DEFAULT_TRANSCRIPT_TURNS * 2):
+            session.add_turn("user", big)
+            session.add_turn("dp", f"You said: {big}")
+            session.add_event("n" * 60_000, "event")
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(session.transcript) > 1
+    assert held < DEFAULT_TRANSCRIPT_MAX_BYTES + 32 * 1024, held
+
+
+@pytest.mark.parametrize("persona_id", [1, "1", "avatar-2"], ids=["int", "str", "name"])
+def test_the_persona_id_keeps_its_type_through_the_stored_json(persona_id: int | str) -> None:
+    """The persona id the DP used (int or string) survives to_dict -> JSON -> from_dict,
+    as in the Redis store, so replies after a reload still send it with the DP's type."""
+    session = _issued()
+    session.persona_id = persona_id
+    again = Session.from_dict(json.loads(json.dumps(session.to_dict())))
+    assert again.persona_id == persona_id
+    assert type(again.persona_id) is type(persona_id)
+
+
+@pytest.mark.parametrize("stored", [None, True, 1.5, [1]])
+def test_a_stored_persona_id_of_another_type_reads_as_the_default(stored: object) -> None:
+    """A record whose persona_id is not an int or a string reads back as "1"."""
+    data = _issued().to_dict()
+    data["persona_id"] = stored
+    assert Session.from_dict(data).persona_id == "1"

@@ -1,0 +1,1 @@
+"""Platform token profiles: pure policy, minting and verification, one module each."""
