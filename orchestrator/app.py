@@ -18,9 +18,8 @@ from orchestrator.control.endpoint import ControlEndpoint
 from orchestrator.control.handshake import ControlAuthenticator
 from orchestrator.handlers.loader import load_handler
 from orchestrator.http import ops
-from orchestrator.http.api_keys import ApiKeys
 from orchestrator.http.console import console_routes
-from orchestrator.http.sessions_api import SessionsApi
+from orchestrator.http.sessions_api import SESSIONS_API_ERRORS, SessionsApi
 from orchestrator.http.tokens import build_token_profiles
 from orchestrator.logs import get_logger, level_check
 from orchestrator.metrics import Metrics
@@ -29,6 +28,8 @@ from orchestrator.server.forwarded import ForwardedHeadersMiddleware
 from orchestrator.sessions.store import StoreUnavailable
 from orchestrator.settings import CONTROL_PATH, Settings
 from tokens import IssuedToken, SoulMachinesProfile, TokenCodec
+from tokens.web.auth import ApiKeys
+from tokens.web.errors import TOKEN_ERRORS, exception_handlers
 from tokens.web.soul_machines import SoulMachinesTokenEndpoints
 
 LOGGER_NAME = "orchestrator.app"
@@ -168,6 +169,7 @@ def create_app(
             WebSocketRoute("/", control_endpoint.handle),
         ],
         middleware=[*middleware, *token_profiles.middleware],
+        exception_handlers=exception_handlers({**TOKEN_ERRORS, **SESSIONS_API_ERRORS}),
         lifespan=lifespan,
     )
     app.state.settings = settings

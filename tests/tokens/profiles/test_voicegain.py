@@ -22,6 +22,7 @@ from tokens.errors import (
 from tokens.generation_store import MemoryGenerationStore
 from tokens.jws import read_unverified_claims, read_unverified_header
 from tokens.registry import ProfileRegistry, ProfileVerifier
+from tokens.web.errors import EXCEPTION_HANDLERS
 from tokens.web.verify import VerifyEndpoint
 
 pytestmark = pytest.mark.anyio
@@ -181,7 +182,8 @@ def test_verify_route_answers_503_while_the_token_store_is_unreachable() -> None
     minted = asyncio.run(voicegain(key).regenerate("acct", "ctx"))
     store = RedisGenerationStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
     registry = ProfileRegistry([ProfileVerifier(voicegain(key, store=store))])
-    app = Starlette(routes=VerifyEndpoint(registry, api_key=api_key).routes())
+    routes = VerifyEndpoint(registry, api_key=api_key).routes()
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     with TestClient(app) as client:
         answer = client.post(
             "/tokens/verify",
