@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.routing import WebSocketRoute
 
 from orchestrator.backend.factory import build_backend
+from orchestrator.config import CONTROL_PATH, Settings
 from orchestrator.control.connection import CLOSE_GOING_AWAY, ControlOptions, ControlServices
 from orchestrator.control.endpoint import ControlEndpoint
 from orchestrator.control.handshake import ControlAuthenticator
@@ -24,10 +25,8 @@ from orchestrator.http.sessions_api import SessionsApi
 from orchestrator.http.tokens import build_token_profiles
 from orchestrator.logs import get_logger, level_check
 from orchestrator.metrics import Metrics
-from orchestrator.profile_settings import ProfileSettings
 from orchestrator.server.forwarded import ForwardedHeadersMiddleware
 from orchestrator.sessions.store import StoreUnavailable
-from orchestrator.settings import CONTROL_PATH, Settings
 from tokens import IssuedToken, SoulMachinesProfile, TokenCodec
 from tokens.web.soul_machines import SoulMachinesTokenEndpoints
 
@@ -36,18 +35,12 @@ log = get_logger(LOGGER_NAME)
 log_enabled_for = level_check(LOGGER_NAME)
 
 
-def create_app(
-    settings: Settings | None = None, profile_settings: ProfileSettings | None = None
-) -> Starlette:
+def create_app(settings: Settings | None = None) -> Starlette:
     """Build the app from ``settings`` (default: the environment and ``.env``)."""
     settings = settings if settings is not None else Settings.from_env()
-    if profile_settings is None:
-        profile_settings = ProfileSettings.from_env(production=settings.production)
     codec = TokenCodec(settings.keyring)
     sm_profile = SoulMachinesProfile(codec, settings.sm_policy())
-    backend = build_backend(
-        profile_settings.redis_url, grace_seconds=settings.session_grace_seconds
-    )
+    backend = build_backend(settings.redis_url, grace_seconds=settings.session_grace_seconds)
     store, events = backend.store, backend.events
     metrics = Metrics(lambda: len(backend.live))
     services = ControlServices(
@@ -110,7 +103,7 @@ def create_app(
     sm_endpoints = SoulMachinesTokenEndpoints(
         sm_profile, control_path=CONTROL_PATH, on_issued=on_issued
     )
-    token_profiles = build_token_profiles(profile_settings, sm_profile, sm_endpoints.routes())
+    token_profiles = build_token_profiles(settings, sm_profile, sm_endpoints.routes())
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
