@@ -124,6 +124,7 @@ class ProductionRule:
 
     text: str
     refused: tuple[str, ...] = ()
+    refusal: bool = True  # False: a note (allowed, with a warning), not a refusal
 
 
 class _Same:

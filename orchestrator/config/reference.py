@@ -87,7 +87,7 @@ def render_markdown() -> str:
     lines += [
         f"- `{variable.name}`: {variable.production.text};"
         for variable in VARIABLES
-        if variable.production is not None and variable.production.refused
+        if variable.production is not None and variable.production.refusal
     ]
     lines[-1] = lines[-1].rstrip(";") + "."
     return "\n".join(lines) + "\n"

@@ -96,7 +96,8 @@ SECTIONS = (
         Variable("ORCHESTRATION_SERVER", TEXT, "The vendor's alternative to `PUBLIC_URL`: a "
                  "bare host becomes `sm-control: wss://HOST` (no path added), a `ws(s)://` URL "
                  "is used as is. Not together with `PUBLIC_URL`.",
-                 production=ProductionRule("must be `wss://`")),
+                 production=ProductionRule("must be `wss://`",
+                                           refused=("ws://orch.example.com",))),
         Variable("CONTROL_VIA_BROWSER", BOOLEAN, "Development only: `sm-control-via-browser`, "
                  "the browser opens the control socket, so a localhost orchestrator works.",
                  default=False, production=REFUSED_WHEN_TRUE),
@@ -111,7 +112,8 @@ SECTIONS = (
                  production=ProductionRule("`*` is refused", refused=("*",))),
         Variable("CONSOLE_ENABLED", BOOLEAN, "Serve the developer console at `/console`.",
                  default=True, production_default=False,
-                 production=ProductionRule("allowed when `true`, with a warning in the log")),
+                 production=ProductionRule("allowed when `true`, with a warning in the log",
+                                           refusal=False)),
     )),
     Section("Logging", (
         Variable("LOG_LEVEL", LOWERCASE, "`debug`, `info`, `warning` or `error`.",
