@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import WebSocketRoute
 
 from orchestrator.backend.factory import build_backend
+from orchestrator.config import CONTROL_PATH, Settings
 from orchestrator.control.connection import CLOSE_GOING_AWAY, ControlOptions, ControlServices
 from orchestrator.control.endpoint import ControlEndpoint
 from orchestrator.control.handshake import ControlAuthenticator
@@ -22,9 +23,7 @@ from orchestrator.http.sessions_api import SESSIONS_API_ERRORS, SessionsApi
 from orchestrator.http.tokens import build_token_profiles
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Metrics
-from orchestrator.profile_settings import ProfileSettings
 from orchestrator.server.forwarded import ForwardedHeadersMiddleware
-from orchestrator.settings import CONTROL_PATH, Settings
 from tokens import SoulMachinesProfile, TokenCodec
 from tokens.web.auth import ApiKeys
 from tokens.web.errors import TOKEN_ERRORS, exception_handlers
@@ -33,18 +32,12 @@ from tokens.web.soul_machines import SoulMachinesTokenEndpoints
 log = get_logger("orchestrator.app")
 
 
-def create_app(
-    settings: Settings | None = None, profile_settings: ProfileSettings | None = None
-) -> Starlette:
+def create_app(settings: Settings | None = None) -> Starlette:
     """Build the app from ``settings`` (default: the environment and ``.env``)."""
     settings = settings if settings is not None else Settings.from_env()
-    if profile_settings is None:
-        profile_settings = ProfileSettings.from_env(production=settings.production)
     codec = TokenCodec(settings.keyring)
     sm_profile = SoulMachinesProfile(codec, settings.sm_policy())
-    backend = build_backend(
-        profile_settings.redis_url, grace_seconds=settings.session_grace_seconds
-    )
+    backend = build_backend(settings.redis_url, grace_seconds=settings.session_grace_seconds)
     store, events = backend.store, backend.events
     metrics = Metrics(lambda: len(backend.live))
     services = ControlServices(
@@ -86,7 +79,7 @@ def create_app(
     sm_endpoints = SoulMachinesTokenEndpoints(
         sm_profile, control_path=CONTROL_PATH, on_issued=on_issued
     )
-    token_profiles = build_token_profiles(profile_settings, sm_profile, sm_endpoints.routes())
+    token_profiles = build_token_profiles(settings, sm_profile, sm_endpoints.routes())
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

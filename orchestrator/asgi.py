@@ -9,17 +9,14 @@ from __future__ import annotations
 from starlette.applications import Starlette
 
 from orchestrator.app import create_app
+from orchestrator.config import Settings
 from orchestrator.logs import configure_logging
-from orchestrator.profile_settings import ProfileSettings
-from orchestrator.settings import Settings
 
 
 def configured_app() -> Starlette:
     settings = Settings.from_env()
-    profiles = ProfileSettings.from_env(production=settings.production)
-    secrets = (*settings.secrets, *profiles.secrets)
-    configure_logging(json=settings.log_json, level=settings.log_level, secrets=secrets)
-    return create_app(settings, profiles)
+    configure_logging(json=settings.log_json, level=settings.log_level, secrets=settings.secrets)
+    return create_app(settings)
 
 
 def __getattr__(name: str) -> Starlette:

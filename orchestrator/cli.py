@@ -11,14 +11,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.logs import configure_logging, get_logger
-from orchestrator.settings import (
+from orchestrator.config import (
     CONTROL_PATH,
     EPHEMERAL_FLAG,
     EPHEMERAL_KEY_NAME,
     Settings,
     SettingsError,
 )
+from orchestrator.logs import configure_logging, get_logger
 from tokens import InvalidTokenError, SoulMachinesProfile, TokenCodec, TokenPackageError
 from tokens.jws import humanize_seconds, read_unverified_claims, read_unverified_header
 from tokens.keyring import generate_secret
@@ -39,7 +39,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from orchestrator.handlers.loader import HandlerLoadError, load_handler
-    from orchestrator.profile_settings import ProfileSettings
     from orchestrator.server.websocket import uvicorn_websocket_options
 
     if args.trusted_proxy_hops is not None:
@@ -56,12 +55,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return EXIT_CONFIG
     try:
-        # The workers read these too; checked here so a bad value exits 2, not in a traceback.
-        ProfileSettings.from_env(production=settings.production)
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    try:
         # Checked here so that a bad name is a configuration error, not a worker traceback.
         load_handler(settings.conversation_handler)
     except HandlerLoadError as exc:
@@ -74,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ[EPHEMERAL_FLAG] = "true"
         settings = _settings()
     configure_logging(json=settings.log_json, level=settings.log_level, secrets=settings.secrets)
-    if args.workers > 1 and not os.environ.get("REDIS_URL"):
+    if args.workers > 1 and not settings.redis_url:
         get_logger("orchestrator.cli").warning(
             "several workers without REDIS_URL: each worker keeps its own sessions, so the "
             "sessions API may not find a session whose socket another worker holds; set "

@@ -18,11 +18,10 @@ from typing import Any
 from starlette.testclient import TestClient, WebSocketDenialResponse, WebSocketTestSession
 
 from orchestrator.app import create_app
+from orchestrator.config import Settings, SettingsError
 from orchestrator.control.protocol import FrameError, conversation_request, parse_frame
 from orchestrator.handlers.loader import HandlerLoadError, load_handler
 from orchestrator.logs import configure_logging
-from orchestrator.profile_settings import ProfileSettings
-from orchestrator.settings import Settings, SettingsError
 from tests.conftest import random_secret
 from tests.orchestrator.control_helpers import make_settings, next_named, say
 from tokens import SoulMachinesProfile, TokenCodec
@@ -97,7 +96,6 @@ ALG_NONE = f"{b64({'alg': 'none', 'typ': 'sm-control+jwt'})}.{b64({'iss': 'test-
 def config(env: dict[str, str]) -> str:
     try:
         settings = Settings.from_env(environ=env, env_file=None)
-        ProfileSettings.from_env(environ=env, production=settings.production, env_file=None)
         load_handler(settings.conversation_handler)  # as `orchestrator serve` does
     except (SettingsError, HandlerLoadError):
         return "refused at start-up (exit 2)"
@@ -378,8 +376,8 @@ ROWS: list[Row] = [
 def probe() -> Iterator[Probe]:
     """The app with every route mounted, a UI token, and the secrets to look for."""
     api_key, verify_key, admin_key = random_secret(), random_secret(), random_secret()
-    settings = make_settings(api_keys=(api_key,))
-    profiles = ProfileSettings(
+    settings = make_settings(
+        api_keys=(api_key,),
         profiles=("soul-machines", "ccai", "videosdk", "voicegain"),
         verify_api_key=verify_key,
         ccai_company_name="ACME",
@@ -390,8 +388,8 @@ def probe() -> Iterator[Probe]:
         voicegain_admin_key=admin_key,
         rate_limit="100000/minute",
     )
-    secrets = [api_key, verify_key, admin_key, *settings.secrets, *profiles.secrets]
-    with TestClient(create_app(settings, profiles)) as client:
+    secrets = [api_key, verify_key, admin_key, *settings.secrets]
+    with TestClient(create_app(settings)) as client:
         issued = client.get("/api/jwt").json()
         yield Probe(client, secrets, issued["jwt"], issued["session_id"])
 

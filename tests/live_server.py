@@ -32,50 +32,14 @@ from typing import IO
 
 import httpx
 
+from orchestrator.config import VARIABLES
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 
-# Every variable orchestrator.settings reads; blanked unless the test sets it
+# Every variable the settings read (the table); blanked unless the test sets it
 # (the settings treat an empty value as unset, and the environment wins over .env).
-CONFIG_VARIABLES = (
-    "ORCHESTRATOR_ENV",
-    "PRODUCTION_PERSONA",
-    "HOST",
-    "PORT",
-    "SESSION_SERVER",
-    "JWT_PUBLIC_KEY",
-    "JWT_PRIVATE_KEY",
-    "JWT_PREVIOUS_KEYS",
-    "PUBLIC_URL",
-    "ORCHESTRATION_SERVER",
-    "CONTROL_VIA_BROWSER",
-    "SM_CONTROL_COOKIE",
-    "TOKEN_TTL_SECONDS",
-    "CORS_ORIGINS",
-    "CONVERSATION_HANDLER",
-    "HANDLER_TIMEOUT_SECONDS",
-    "HANDLER_APOLOGY",
-    "ALLOW_UNAUTHENTICATED_CONTROL",
-    "CONTROL_MAX_FRAME_BYTES",
-    "CONTROL_MAX_FRAMES_PER_SECOND",
-    "CONTROL_SEND_TIMEOUT_SECONDS",
-    "TRANSACTION_TIMEOUT_SECONDS",
-    "ORCHESTRATOR_API_KEY",
-    "SESSION_TTL_SECONDS",
-    "TRANSCRIPT_TURNS",
-    "TRANSCRIPT_MAX_BYTES",
-    "TRUSTED_PROXY_HOPS",
-    # read by orchestrator.profile_settings
-    "REDIS_URL",
-    "TOKEN_PROFILES",
-    "TOKEN_RATE_LIMIT",
-    "TOKEN_VERIFY_API_KEY",
-    "CONSOLE_ENABLED",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "ORCHESTRATOR_EPHEMERAL_KEY",
-    "REDIS_URL",
-)
+CONFIG_VARIABLES = tuple(variable.name for variable in VARIABLES)
 
 
 class ServerFailedToStart(RuntimeError):

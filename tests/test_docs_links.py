@@ -20,15 +20,6 @@ FENCE = re.compile(r"^```.*?^```", flags=re.MULTILINE | re.DOTALL)
 # generator replaces with docs/configuration.md; they pointed at README sections
 # that now live under docs/. The test below fails once the section is replaced,
 # so this list goes with it.
-PENDING_CONFIGURATION_LINKS = {
-    "#deploying-behind-a-proxy",
-    "#key-rotation",
-    "#cors",
-    "#conversation-handlers",
-    "#memory-per-session-and-per-client-address",
-    "#several-instances-redis",
-    "#developer-console",
-}
 
 
 def slug(heading: str) -> str:
@@ -75,16 +66,8 @@ def test_the_slug_is_githubs() -> None:
 @pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(ROOT).as_posix() for p in PAGES])
 def test_every_relative_link_resolves(page: Path) -> None:
     """Each link to a local file or anchor names a file that exists and a heading in it."""
-    pending = PENDING_CONFIGURATION_LINKS if page.name == "README.md" else set()
-    links = [link for link in local_links(page) if link not in pending]
-    broken = [link for link in links if not link_resolves(page, link)]
+    broken = [link for link in local_links(page) if not link_resolves(page, link)]
     assert broken == [], f"broken links in {page.name}: {broken}"
-
-
-def test_the_pending_configuration_links_are_still_pending() -> None:
-    """Once README's Configuration section no longer links to them, drop the exemption."""
-    readme_links = set(local_links(ROOT / "README.md"))
-    assert readme_links >= PENDING_CONFIGURATION_LINKS
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(ROOT).as_posix() for p in PAGES])

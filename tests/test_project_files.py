@@ -1,4 +1,4 @@
-"""The project files agree with the code: documented variables, .env.example, Procfile, README."""
+"""The project files agree with the code: .env.example, Procfile, pyproject, README."""
 
 from __future__ import annotations
 
@@ -8,47 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.settings import EPHEMERAL_FLAG, Settings
+from orchestrator.config import VARIABLES, Settings
 from tests.live_server import CONFIG_VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
-INTERNAL = {EPHEMERAL_FLAG}
 
 
-def variables_read_by_settings() -> set[str]:
-    """Every NAME in ``env.get("NAME"``, ``_bool(env, "NAME"`` or ``_int(env, "NAME"``."""
-    source = (ROOT / "orchestrator" / "settings.py").read_text()
-    found = set(re.findall(r'(?:env\.get\(|_bool\(env, |_int\(env, )"([A-Z_]+)"', source))
-    return found - INTERNAL
-
-
-def test_the_variable_scan_finds_the_known_variables() -> None:
-    """The scan sees the vendor's variables, so the checks below are not vacuous."""
-    assert {"SESSION_SERVER", "JWT_PRIVATE_KEY", "CONTROL_VIA_BROWSER", "PORT"} <= (
-        variables_read_by_settings()
-    )
-
-
-def test_every_variable_is_in_the_readme_table() -> None:
-    """The README's configuration table has a row for each variable the settings read."""
-    readme = (ROOT / "README.md").read_text()
-    rows = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.MULTILINE))
-    assert variables_read_by_settings() <= rows
-
-
-def test_env_example_lists_every_variable_and_loads_as_is() -> None:
-    """.env.example names every variable and, copied to .env unchanged, starts development."""
-    path = ROOT / ".env.example"
-    names = set(re.findall(r"^([A-Z_]+)=", path.read_text(), flags=re.MULTILINE))
-    assert variables_read_by_settings() <= names
-    settings = Settings.from_env(environ={}, env_file=path)
+def test_env_example_loads_as_is() -> None:
+    """.env.example (generated from the table, see tests/orchestrator/config), copied to
+    .env unchanged, starts development."""
+    settings = Settings.from_env(environ={}, env_file=ROOT / ".env.example")
     assert settings.production is False
     assert settings.ephemeral_key is True
 
 
 def test_live_server_blanks_every_variable() -> None:
     """The live-server helper blanks every variable, so tests stay hermetic."""
-    assert variables_read_by_settings() <= set(CONFIG_VARIABLES)
+    assert {variable.name for variable in VARIABLES} <= set(CONFIG_VARIABLES)
 
 
 def test_procfile_serves_on_port_behind_a_proxy() -> None:

@@ -15,7 +15,6 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from orchestrator.app import create_app
-from orchestrator.profile_settings import ProfileSettings
 from tests.conftest import random_secret
 from tests.orchestrator.control_helpers import make_settings, next_named, say
 from tokens import Keyring, SigningKey, SoulMachinesPolicy, SoulMachinesProfile, TokenCodec
@@ -38,25 +37,25 @@ PUBLIC = {
 }
 
 
-def full_profile_settings() -> ProfileSettings:
-    return ProfileSettings(
-        profiles=ALL_PROFILES,
-        verify_api_key=random_secret(),
-        ccai_company_name="ACME",
-        ccai_secret=random_secret(),
-        videosdk_api_key="videosdk-api-key",
-        videosdk_secret=random_secret(),
-        voicegain_secret=random_secret(),
-        voicegain_admin_key=random_secret(),
-        rate_limit="100000/minute",
-    )
+def full_profile_values() -> dict[str, Any]:
+    return {
+        "profiles": ALL_PROFILES,
+        "verify_api_key": random_secret(),
+        "ccai_company_name": "ACME",
+        "ccai_secret": random_secret(),
+        "videosdk_api_key": "videosdk-api-key",
+        "videosdk_secret": random_secret(),
+        "voicegain_secret": random_secret(),
+        "voicegain_admin_key": random_secret(),
+        "rate_limit": "100000/minute",
+    }
 
 
 def full_app(**settings: Any) -> Starlette:
     """Every route this server can mount: all profiles, /tokens/verify and the API key."""
-    values: dict[str, Any] = {"api_keys": (random_secret(),)}
+    values: dict[str, Any] = {"api_keys": (random_secret(),), **full_profile_values()}
     values.update(settings)
-    return create_app(make_settings(**values), full_profile_settings())
+    return create_app(make_settings(**values))
 
 
 def walk(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -213,8 +212,8 @@ def test_api_keys_are_compared_with_hmac_compare_digest(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(hmac, "compare_digest", recording)
     api_key = random_secret()
-    profiles = full_profile_settings()
-    app = create_app(make_settings(api_keys=(api_key,)), profiles)
+    profiles = make_settings(api_keys=(api_key,), **full_profile_values())
+    app = create_app(profiles)
     presented = secrets.token_urlsafe(48)
     with TestClient(app) as client:
         for path, method, key in (

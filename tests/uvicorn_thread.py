@@ -13,8 +13,8 @@ from types import TracebackType
 import uvicorn
 from starlette.applications import Starlette
 
+from orchestrator.config import Settings
 from orchestrator.server.websocket import uvicorn_websocket_options
-from orchestrator.settings import Settings
 from tests.live_server import free_port
 
 

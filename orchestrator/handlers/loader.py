@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 from typing import Any
 
+from orchestrator.config.parsing import import_object, split_spec
 from orchestrator.handlers.api import Handler
 
 
@@ -16,18 +16,18 @@ class HandlerLoadError(ImportError):
 
 def load_handler(spec: str) -> Handler:
     """Import ``module:callable`` and check it is callable."""
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise HandlerLoadError(f"CONVERSATION_HANDLER={spec!r}: use 'package.module:callable'")
     try:
-        module = importlib.import_module(module_name)
+        module_name, attribute = split_spec(spec)
+    except ValueError:
+        raise HandlerLoadError(
+            f"CONVERSATION_HANDLER={spec!r}: use 'package.module:callable'"
+        ) from None
+    try:
+        target: Any = import_object(module_name, attribute)
     except ImportError as exc:
         raise HandlerLoadError(f"cannot import {module_name!r}: {exc}") from None
-    target: Any = module
-    for part in attribute.split("."):
-        target = getattr(target, part, None)
-        if target is None:
-            raise HandlerLoadError(f"{module_name!r} has no attribute {attribute!r}")
+    except AttributeError:
+        raise HandlerLoadError(f"{module_name!r} has no attribute {attribute!r}") from None
     if not callable(target):
         raise HandlerLoadError(f"CONVERSATION_HANDLER={spec!r} is not callable")
     _check_handler(f"CONVERSATION_HANDLER={spec!r}", target)

@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from orchestrator.config import CONTROL_PATH, Settings
 from orchestrator.logs import get_logger
-from orchestrator.settings import CONTROL_PATH, Settings
 from tokens.web.soul_machines import control_url_from_request
 
 log = get_logger("orchestrator.console")

@@ -14,13 +14,13 @@ from starlette.routing import BaseRoute, Route
 
 from orchestrator.backend.redis_client import redis_client
 from orchestrator.backend.token_generations import RedisGenerationStore
+from orchestrator.config import Settings, load_resolver
 from orchestrator.http.rate_limit import (
     RateLimitMiddleware,
     close_storage,
     memory_storage,
     redis_storage,
 )
-from orchestrator.profile_settings import ProfileSettings, load_resolver
 from tokens import SoulMachinesProfile, TokenCodec
 from tokens.generation_store import MemoryGenerationStore, TokenGenerationStore
 from tokens.profiles.ccai import CcaiProfile
@@ -62,7 +62,7 @@ class TokenProfiles:
             await self.redis.aclose()
 
 
-def _ccai_resolver(settings: ProfileSettings) -> UserResolver | None:
+def _ccai_resolver(settings: Settings) -> UserResolver | None:
     if settings.ccai_user_resolver:
         return load_resolver(settings.ccai_user_resolver)
     if settings.ccai_user_id_header:
@@ -75,7 +75,7 @@ def _ccai_resolver(settings: ProfileSettings) -> UserResolver | None:
 
 
 def build_token_profiles(
-    settings: ProfileSettings,
+    settings: Settings,
     sm_profile: SoulMachinesProfile,
     sm_routes: Sequence[Route],
 ) -> TokenProfiles:

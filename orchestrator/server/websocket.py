@@ -40,9 +40,9 @@ from websockets.frames import Frame
 from websockets.http11 import Response
 from websockets.streams import StreamReader
 
+from orchestrator.config import Settings
 from orchestrator.control.flood import TokenBucket
 from orchestrator.logs import get_logger
-from orchestrator.settings import Settings
 from tokens.jws import MAX_TOKEN_BYTES
 
 log = get_logger("orchestrator.websocket")

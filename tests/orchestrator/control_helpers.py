@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.testclient import WebSocketTestSession
 
 from orchestrator.app import create_app
-from orchestrator.settings import Settings
+from orchestrator.config import Settings
 from tests.conftest import random_secret
 from tokens import Keyring, SigningKey
 

@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 from websockets.sync.client import connect
 
 from orchestrator.app import create_app
+from orchestrator.config import Settings
 from orchestrator.logs import (
     FIELD_LIMIT,
     MESSAGE_LIMIT,
@@ -28,7 +29,6 @@ from orchestrator.logs import (
     configure_logging,
     level_check,
 )
-from orchestrator.settings import Settings
 from tests.conftest import random_secret
 from tests.live_server import LiveServer
 from tokens import Keyring, SigningKey, SoulMachinesPolicy, SoulMachinesProfile, TokenCodec

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from websockets.sync.client import connect
 
 from orchestrator.app import create_app
-from orchestrator.settings import Settings
+from orchestrator.config import Settings
 from tests.conftest import random_secret
 from tests.live_server import LiveServer
 from tokens import Keyring, SigningKey, SoulMachinesPolicy, SoulMachinesProfile, TokenCodec

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.settings import DEFAULT_HANDLER, Settings, SettingsError
+from orchestrator.config import DEFAULT_HANDLER, Settings, SettingsError
 from tests.conftest import random_secret
 
 PRODUCTION = {

@@ -11,8 +11,8 @@ import pytest
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
+from orchestrator.config import Settings
 from orchestrator.http.console import STATIC_DIR, console_enabled
-from orchestrator.settings import Settings
 from tests.conftest import random_secret
 from tests.orchestrator.control_helpers import make_app
 

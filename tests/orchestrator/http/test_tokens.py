@@ -14,8 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 
 from orchestrator.app import create_app
-from orchestrator.profile_settings import ProfileSettings
-from orchestrator.settings import Settings
+from orchestrator.config import Settings
 from tokens.jws import read_unverified_claims
 from tokens.profiles.ccai import CcaiUser
 from tokens.profiles.videosdk import GENERIC_FAILURE
@@ -32,7 +31,7 @@ def resolve_user(request: Request) -> CcaiUser | None:
     return None
 
 
-def profile_settings(**overrides: Any) -> ProfileSettings:
+def profile_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "profiles": ALL,
         "verify_api_key": secrets.token_urlsafe(48),
@@ -45,7 +44,7 @@ def profile_settings(**overrides: Any) -> ProfileSettings:
         "rate_limit": "1000/minute",
     }
     values.update(overrides)
-    return ProfileSettings(**values)
+    return Settings(**values)
 
 
 @asynccontextmanager
@@ -63,7 +62,7 @@ def bearer(value: str) -> dict[str, str]:
 
 async def test_default_deployment_mounts_soul_machines_only() -> None:
     """With the default profiles, only the Soul Machines routes answer."""
-    app = create_app(Settings(), ProfileSettings())
+    app = create_app(Settings())
     async with running(app) as client:
         assert (await client.get("/api/jwt")).status_code == 200
         for path in ("/auth/token", "/videosdk/token", "/voicegain/whoami", "/tokens/verify"):
@@ -72,7 +71,7 @@ async def test_default_deployment_mounts_soul_machines_only() -> None:
 
 async def test_soul_machines_routes_can_be_disabled() -> None:
     """A deployment that leaves soul-machines out of TOKEN_PROFILES does not serve /api/jwt."""
-    app = create_app(Settings(), profile_settings(profiles=("videosdk",)))
+    app = create_app(profile_settings(profiles=("videosdk",)))
     async with running(app) as client:
         assert (await client.get("/api/jwt")).status_code == 404
         assert (await client.get("/videosdk/token")).status_code == 200
@@ -83,7 +82,7 @@ async def test_soul_machines_routes_can_be_disabled() -> None:
 
 async def test_ccai_anonymous_visitor_keeps_a_stable_identifier() -> None:
     """An anonymous visitor gets {"token"} and a cookie that keeps their identifier stable."""
-    async with running(create_app(Settings(), profile_settings())) as client:
+    async with running(create_app(profile_settings())) as client:
         first = await client.get("/auth/token")
         assert set(first.json()) == {"token"}
         assert "ccai_anon" in first.cookies
@@ -98,7 +97,7 @@ async def test_ccai_anonymous_visitor_keeps_a_stable_identifier() -> None:
 
 async def test_ccai_request_parameters_never_name_the_user() -> None:
     """identifier/name/email in the query string are ignored; the visitor stays anonymous."""
-    async with running(create_app(Settings(), profile_settings())) as client:
+    async with running(create_app(profile_settings())) as client:
         response = await client.get("/auth/token?identifier=admin&name=Admin&email=a@b.c")
     claims = read_unverified_claims(response.json()["token"])
     assert claims["identifier"].startswith("anon-")
@@ -113,9 +112,9 @@ async def test_ccai_trusted_headers_are_honoured_only_when_configured() -> None:
         ccai_user_name_header="X-User-Name",
         ccai_user_email_header="X-User-Email",
     )
-    async with running(create_app(Settings(), configured)) as client:
+    async with running(create_app(configured)) as client:
         trusted = (await client.get("/auth/token", headers=headers)).json()["token"]
-    async with running(create_app(Settings(), profile_settings())) as client:
+    async with running(create_app(profile_settings())) as client:
         ignored = (await client.get("/auth/token", headers=headers)).json()["token"]
     claims = read_unverified_claims(trusted)
     assert (claims["identifier"], claims["name"], claims["email"]) == (
@@ -129,7 +128,7 @@ async def test_ccai_trusted_headers_are_honoured_only_when_configured() -> None:
 async def test_ccai_user_resolver_setting_names_the_user() -> None:
     """A module:callable resolver decides who the user is."""
     settings = profile_settings(ccai_user_resolver=f"{__name__}:resolve_user")
-    async with running(create_app(Settings(), settings)) as client:
+    async with running(create_app(settings)) as client:
         client.cookies.set("site_session", "ada")
         response = await client.get("/auth/token")
     claims = read_unverified_claims(response.json()["token"])
@@ -142,7 +141,7 @@ async def test_ccai_user_resolver_setting_names_the_user() -> None:
 
 async def test_videosdk_get_and_post_return_a_token() -> None:
     """GET with query parameters and POST with JSON both answer {"token"} with those claims."""
-    async with running(create_app(Settings(), profile_settings())) as client:
+    async with running(create_app(profile_settings())) as client:
         got = await client.get(
             "/videosdk/token", params={"roomId": "room-1", "roles": "rtc", "expiresIn": "10m"}
         )
@@ -170,7 +169,7 @@ async def test_videosdk_get_and_post_return_a_token() -> None:
 )
 async def test_videosdk_refusals_say_why(query: dict[str, str], status: int, code: str) -> None:
     """Unknown permissions, ungranted ones, bad expiry and unknown fields are refused clearly."""
-    async with running(create_app(Settings(), profile_settings())) as client:
+    async with running(create_app(profile_settings())) as client:
         response = await client.get("/videosdk/token", params=query)
     assert (response.status_code, response.json()["error"]) == (status, code)
 
@@ -193,7 +192,7 @@ async def _regenerate(client: httpx.AsyncClient, admin_key: str) -> str:
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-the-admin-key"}])
 async def test_voicegain_generation_needs_the_admin_key(headers: dict[str, str]) -> None:
     """Generating an API token without the admin key is refused with 401."""
-    async with running(create_app(Settings(), profile_settings())) as client:
+    async with running(create_app(profile_settings())) as client:
         response = await client.post(
             "/voicegain/api-tokens", json={"accountId": "a", "contextId": "c"}, headers=headers
         )
@@ -203,7 +202,7 @@ async def test_voicegain_generation_needs_the_admin_key(headers: dict[str, str])
 async def test_voicegain_regeneration_revokes_over_http() -> None:
     """The old API token is refused with code revoked once a new one is generated."""
     settings = profile_settings()
-    async with running(create_app(Settings(), settings)) as client:
+    async with running(create_app(settings)) as client:
         old = await _regenerate(client, settings.voicegain_admin_key or "")
         new = await _regenerate(client, settings.voicegain_admin_key or "")
         refused = await client.get("/voicegain/whoami", headers=bearer(old))
@@ -217,7 +216,7 @@ async def test_voicegain_revocation_holds_across_two_instances(fresh_redis_url: 
     """Two app instances sharing Redis: regenerating on one revokes the old token on the other."""
     settings = profile_settings(redis_url=fresh_redis_url)
     admin = settings.voicegain_admin_key or ""
-    first, second = create_app(Settings(), settings), create_app(Settings(), settings)
+    first, second = create_app(settings), create_app(settings)
     async with running(first) as client_a, running(second) as client_b:
         old = await _regenerate(client_a, admin)
         assert (await client_b.get("/voicegain/whoami", headers=bearer(old))).status_code == 200
@@ -231,7 +230,7 @@ async def test_voicegain_revocation_holds_across_two_instances(fresh_redis_url: 
 async def test_voicegain_short_lived_token_and_origin_check() -> None:
     """/security/jwt mints {token, expires_at}; whoami checks Origin against aud when sent."""
     settings = profile_settings()
-    async with running(create_app(Settings(), settings)) as client:
+    async with running(create_app(settings)) as client:
         api = await _regenerate(client, settings.voicegain_admin_key or "")
         minted = await client.get(
             "/voicegain/security/jwt",
@@ -256,7 +255,7 @@ async def test_voicegain_short_lived_token_and_origin_check() -> None:
 async def test_voicegain_exp_in_sec_is_bounded(exp_in_sec: str) -> None:
     """expInSec outside 1..86400 (or not a number) gets no token."""
     settings = profile_settings()
-    async with running(create_app(Settings(), settings)) as client:
+    async with running(create_app(settings)) as client:
         api = await _regenerate(client, settings.voicegain_admin_key or "")
         response = await client.get(
             "/voicegain/security/jwt",
@@ -272,7 +271,7 @@ async def test_voicegain_exp_in_sec_is_bounded(exp_in_sec: str) -> None:
 
 async def test_verify_needs_the_api_key() -> None:
     """Introspection without the configured API key is refused with 401."""
-    async with running(create_app(Settings(), profile_settings())) as client:
+    async with running(create_app(profile_settings())) as client:
         response = await client.post("/tokens/verify", json={"token": "x.y.z"})
     assert (response.status_code, response.json()["error"]) == (401, "unauthorized")
 
@@ -281,7 +280,7 @@ async def test_verify_reports_valid_tokens_and_why_others_fail() -> None:
     """A valid token comes back with its profile and claims; a refused one with code and detail."""
     settings = profile_settings()
     key = bearer(settings.verify_api_key or "")
-    async with running(create_app(Settings(), settings)) as client:
+    async with running(create_app(settings)) as client:
         token = (await client.get("/videosdk/token")).json()["token"]
         valid = await client.post("/tokens/verify", json={"token": token}, headers=key)
         as_ccai = await client.post(
@@ -310,7 +309,7 @@ async def test_verify_reports_valid_tokens_and_why_others_fail() -> None:
 
 async def test_token_routes_answer_429_with_retry_after_over_the_limit() -> None:
     """Past the per-IP limit a token route answers 429, Retry-After and a JSON error."""
-    app = create_app(Settings(), profile_settings(rate_limit="2/minute"))
+    app = create_app(profile_settings(rate_limit="2/minute"))
     async with running(app) as client:
         statuses = [(await client.get("/videosdk/token")).status_code for _ in range(2)]
         limited = await client.get("/auth/token")
@@ -328,7 +327,7 @@ async def test_rate_limit_is_shared_across_instances_through_redis(fresh_redis_u
     settings = dataclasses.replace(
         profile_settings(rate_limit="2/minute"), redis_url=fresh_redis_url
     )
-    first, second = create_app(Settings(), settings), create_app(Settings(), settings)
+    first, second = create_app(settings), create_app(settings)
     async with running(first) as client_a, running(second) as client_b:
         assert (await client_a.get("/videosdk/token")).status_code == 200
         assert (await client_b.get("/videosdk/token")).status_code == 200
@@ -340,7 +339,7 @@ async def test_rate_limit_is_shared_across_instances_through_redis(fresh_redis_u
 async def test_rate_limit_state_per_address_does_not_grow_with_requests() -> None:
     """The limiter keeps two counters per address, not one entry per request, so a
     high limit under heavy traffic costs neither memory nor time per hit."""
-    app = create_app(Settings(), profile_settings(rate_limit="100000/minute"))
+    app = create_app(profile_settings(rate_limit="100000/minute"))
     async with running(app) as client:
         for _ in range(300):
             assert (await client.get("/api/jwt")).status_code == 200

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.settings import (
+from orchestrator.config import (
     CONTROL_PATH,
     DEFAULT_PORT,
     DEFAULT_SESSION_SERVER,

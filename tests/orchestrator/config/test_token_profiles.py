@@ -6,8 +6,8 @@ import secrets
 
 import pytest
 
-from orchestrator.profile_settings import ProfileSettings
-from orchestrator.settings import SettingsError
+from orchestrator.config import Settings, SettingsError
+from tests.conftest import random_secret
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -23,16 +23,28 @@ def _env(**extra: str) -> dict[str, str]:
     }
 
 
+def _production(**extra: str) -> dict[str, str]:
+    """Every profile configured, in a production setup that is otherwise complete."""
+    return _env(
+        ORCHESTRATOR_ENV="production",
+        JWT_PUBLIC_KEY="prod-key",
+        JWT_PRIVATE_KEY=random_secret(),
+        SESSION_SERVER="dh.soulmachines.cloud",
+        PUBLIC_URL="https://orch.example.com",
+        **extra,
+    )
+
+
 def test_default_is_soul_machines_only() -> None:
     """With nothing set, only the Soul Machines profile is enabled."""
-    settings = ProfileSettings.from_env({}, env_file=None)
+    settings = Settings.from_env({}, env_file=None)
     assert settings.profiles == ("soul-machines",)
     assert settings.rate_limit == "60/minute"
 
 
 def test_every_profile_configured_is_accepted() -> None:
     """A complete configuration enables all four profiles and reads each setting."""
-    settings = ProfileSettings.from_env(
+    settings = Settings.from_env(
         _env(VIDEOSDK_TOKEN_TTL="30m", TOKEN_RATE_LIMIT="10/second"), env_file=None
     )
     assert settings.profiles == ("soul-machines", "ccai", "videosdk", "voicegain")
@@ -53,7 +65,7 @@ def test_every_profile_configured_is_accepted() -> None:
 def test_short_secret_is_refused_naming_the_variable(variable: str) -> None:
     """A secret under 32 bytes stops start-up with a message naming its variable."""
     with pytest.raises(SettingsError, match=variable):
-        ProfileSettings.from_env(_env(**{variable: secrets.token_urlsafe(16)}), env_file=None)
+        Settings.from_env(_env(**{variable: secrets.token_urlsafe(16)}), env_file=None)
 
 
 @pytest.mark.parametrize(
@@ -64,7 +76,7 @@ def test_enabled_profile_without_its_settings_is_refused(variable: str) -> None:
     env = _env()
     del env[variable]
     with pytest.raises(SettingsError, match=variable):
-        ProfileSettings.from_env(env, env_file=None)
+        Settings.from_env(env, env_file=None)
 
 
 @pytest.mark.parametrize(
@@ -83,28 +95,31 @@ def test_enabled_profile_without_its_settings_is_refused(variable: str) -> None:
 def test_unusable_values_are_refused(extra: dict[str, str], variable: str) -> None:
     """Each unusable value stops start-up with a message naming the variable."""
     with pytest.raises(SettingsError, match=variable):
-        ProfileSettings.from_env(_env(**extra), env_file=None)
+        Settings.from_env(_env(**extra), env_file=None)
 
 
 def test_voicegain_in_production_needs_redis() -> None:
     """In production the voicegain profile needs REDIS_URL, or a restart would revoke all."""
     with pytest.raises(SettingsError, match="REDIS_URL"):
-        ProfileSettings.from_env(_env(), production=True, env_file=None)
-    settings = ProfileSettings.from_env(
-        _env(REDIS_URL="redis://127.0.0.1:6379/0"), production=True, env_file=None
-    )
+        Settings.from_env(_production(), env_file=None)
+    settings = Settings.from_env(_production(REDIS_URL="redis://127.0.0.1:6379/0"), env_file=None)
     assert settings.redis_url is not None
 
 
 def test_secrets_are_listed_for_the_log_redactor() -> None:
-    """Every configured secret is handed to the log redactor."""
-    env = _env(TOKEN_VERIFY_API_KEY=secrets.token_urlsafe(48))
-    settings = ProfileSettings.from_env(env, env_file=None)
+    """Every configured secret is handed to the log redactor (with the signing key)."""
+    env = _env(
+        TOKEN_VERIFY_API_KEY=secrets.token_urlsafe(48),
+        JWT_PUBLIC_KEY="key",
+        JWT_PRIVATE_KEY=random_secret(),
+    )
+    settings = Settings.from_env(env, env_file=None)
     names = (
         "CCAI_COMPANY_SECRET",
         "VIDEOSDK_SECRET",
         "VOICEGAIN_SECRET",
         "VOICEGAIN_ADMIN_KEY",
         "TOKEN_VERIFY_API_KEY",
+        "JWT_PRIVATE_KEY",
     )
     assert set(settings.secrets) == {env[name] for name in names}

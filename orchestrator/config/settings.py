@@ -1,0 +1,191 @@
+"""``Settings``: the one configuration object, validated once at start-up.
+
+Each field names its variable in the table (``setting("PORT")``), which gives
+its development default; ``from_env`` reads every such field the same way.
+The few values several variables make together (mode, keyring, control URL,
+log format) are read in ``environment``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config.environment import (
+    control_url_from,
+    ephemeral_keyring,
+    keyring_from,
+    production_mode,
+    read_environment,
+)
+from orchestrator.config.parsing import SettingsError
+from orchestrator.config.table import VARIABLE
+from orchestrator.config.validation import ENV, check_settings, origin_pattern
+from tokens import (
+    Keyring,
+    KeyringError,
+    SigningKey,
+    SoulMachinesPolicy,
+    TokenPackageError,
+)
+from tokens.durations import parse_duration
+from tokens.profiles.ccai import CcaiPolicy
+from tokens.profiles.videosdk import VideoSdkPolicy
+from tokens.registry import parse_profile_names
+
+
+def setting(name: str, **default: Any) -> Any:
+    """A field read from variable ``name``, defaulting to its development default
+    (or to ``default=``); a secret stays out of the repr."""
+    variable = VARIABLE[name]
+    value = default.get("default", variable.default)
+    return field(default=value, repr=not variable.kind.secret, metadata={ENV: name})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app needs; ``Settings()`` is a development setup with an ephemeral key."""
+
+    production: bool = False  # ORCHESTRATOR_ENV, PRODUCTION_PERSONA
+    host: str = setting("HOST")
+    port: int = setting("PORT")
+    trusted_proxy_hops: int = setting("TRUSTED_PROXY_HOPS")
+    # JWT_PUBLIC_KEY, JWT_PRIVATE_KEY, JWT_PREVIOUS_KEYS, ORCHESTRATOR_EPHEMERAL_KEY
+    keyring: Keyring = field(default_factory=ephemeral_keyring)
+    ephemeral_key: bool = True
+    session_server: str = setting("SESSION_SERVER")
+    token_ttl_seconds: int = setting("TOKEN_TTL_SECONDS")
+    control_url: str | None = None  # PUBLIC_URL, ORCHESTRATION_SERVER
+    control_via_browser: bool = setting("CONTROL_VIA_BROWSER")
+    control_cookie_name: str | None = setting("SM_CONTROL_COOKIE")
+    cors_origins: tuple[str, ...] = setting("CORS_ORIGINS")
+    # None: on in development, off in production.
+    console_enabled: bool | None = setting("CONSOLE_ENABLED", default=None)
+    log_level: str = setting("LOG_LEVEL")
+    log_json: bool = False  # LOG_FORMAT
+    conversation_handler: str = setting("CONVERSATION_HANDLER")
+    handler_timeout_seconds: float = setting("HANDLER_TIMEOUT_SECONDS")
+    handler_apology: str = setting("HANDLER_APOLOGY")
+    allow_unauthenticated_control: bool = setting("ALLOW_UNAUTHENTICATED_CONTROL")
+    control_max_frame_bytes: int = setting("CONTROL_MAX_FRAME_BYTES")
+    control_max_frames_per_second: float = setting("CONTROL_MAX_FRAMES_PER_SECOND")
+    control_send_timeout_seconds: float = setting("CONTROL_SEND_TIMEOUT_SECONDS")
+    transaction_timeout_seconds: float = setting("TRANSACTION_TIMEOUT_SECONDS")
+    api_keys: tuple[str, ...] = setting("ORCHESTRATOR_API_KEY")
+    session_grace_seconds: int = setting("SESSION_TTL_SECONDS")
+    transcript_turns: int = setting("TRANSCRIPT_TURNS")
+    transcript_max_bytes: int = setting("TRANSCRIPT_MAX_BYTES")
+    redis_url: str | None = setting("REDIS_URL")
+    profiles: tuple[str, ...] = setting("TOKEN_PROFILES")
+    rate_limit: str = setting("TOKEN_RATE_LIMIT")
+    verify_api_key: str | None = setting("TOKEN_VERIFY_API_KEY")
+    ccai_company_name: str | None = setting("CCAI_COMPANY_NAME")
+    ccai_secret: str | None = setting("CCAI_COMPANY_SECRET")
+    ccai_ttl_seconds: int = setting("CCAI_TOKEN_TTL_SECONDS")
+    ccai_user_resolver: str | None = setting("CCAI_USER_RESOLVER")
+    ccai_user_id_header: str | None = setting("CCAI_USER_ID_HEADER")
+    ccai_user_name_header: str | None = setting("CCAI_USER_NAME_HEADER")
+    ccai_user_email_header: str | None = setting("CCAI_USER_EMAIL_HEADER")
+    ccai_anonymous_cookie: str = setting("CCAI_ANONYMOUS_COOKIE")
+    videosdk_api_key: str | None = setting("VIDEOSDK_API_KEY")
+    videosdk_secret: str | None = setting("VIDEOSDK_SECRET")
+    videosdk_ttl: str = setting("VIDEOSDK_TOKEN_TTL")
+    videosdk_allowed_permissions: tuple[str, ...] = setting("VIDEOSDK_ALLOWED_PERMISSIONS")
+    voicegain_secret: str | None = setting("VOICEGAIN_SECRET")
+    voicegain_admin_key: str | None = setting("VOICEGAIN_ADMIN_KEY")
+    voicegain_max_exp_in_sec: int = setting("VOICEGAIN_MAX_EXP_IN_SEC")
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "profiles", parse_profile_names(",".join(self.profiles)))
+        except TokenPackageError as exc:
+            raise SettingsError(f"TOKEN_PROFILES: {exc}") from None
+        check_settings(self)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, env_file: str | Path | None = ".env"
+    ) -> Settings:
+        """Read the process environment (or ``environ``) over an optional ``.env`` file."""
+        return cls.from_mapping(read_environment(environ, env_file))
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> Settings:
+        """Read every variable from ``env`` (already merged with ``.env``)."""
+        production = production_mode(env)
+        keyring, ephemeral = keyring_from(env, production)
+        log_format = VARIABLE["LOG_FORMAT"].read(env, production)
+        values = {
+            item.name: VARIABLE[item.metadata[ENV]].read(env, production)
+            for item in fields(cls)
+            if ENV in item.metadata
+        }
+        return cls(
+            production=production,
+            keyring=keyring,
+            ephemeral_key=ephemeral,
+            control_url=control_url_from(env),
+            log_json=log_format == "json",
+            **values,
+        )
+
+    def sm_policy(self) -> SoulMachinesPolicy:
+        return SoulMachinesPolicy(
+            session_server=self.session_server,
+            control_url=self.control_url,
+            control_via_browser=self.control_via_browser,
+            production=self.production,
+            ttl_seconds=self.token_ttl_seconds,
+            control_cookie_name=self.control_cookie_name,
+        )
+
+    def cors_origin_regex(self) -> str | None:
+        """One anchored alternation of the allowed origins (``None``: no CORS)."""
+        if not self.cors_origins:
+            return None
+        if "*" in self.cors_origins:
+            return r"https?://.+"
+        return "|".join(f"(?:{origin_pattern(origin)})" for origin in self.cors_origins)
+
+    def ccai_policy(self) -> CcaiPolicy:
+        try:
+            return CcaiPolicy(self.ccai_company_name or "", ttl_seconds=self.ccai_ttl_seconds)
+        except TokenPackageError as exc:
+            raise SettingsError(f"CCAI_COMPANY_NAME/CCAI_TOKEN_TTL_SECONDS: {exc}") from None
+
+    def videosdk_policy(self) -> VideoSdkPolicy:
+        try:
+            return VideoSdkPolicy(
+                self.videosdk_api_key or "",
+                ttl_seconds=parse_duration(self.videosdk_ttl),
+                allowed_permissions=self.videosdk_allowed_permissions,
+            )
+        except TokenPackageError as exc:
+            raise SettingsError(f"VIDEOSDK_TOKEN_TTL/VIDEOSDK_ALLOWED_PERMISSIONS: {exc}") from None
+
+    @staticmethod
+    def keyring_for(variable: str, kid: str, secret: str | None) -> Keyring:
+        """A keyring of its own for one platform's secret (``kid`` names the platform)."""
+        try:
+            return Keyring(SigningKey.from_text(kid, secret or ""))
+        except KeyringError as exc:
+            raise SettingsError(f"{variable}: {exc}") from None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Secret values, for the log redactor; never log these."""
+        keys = tuple(
+            key.secret.decode("utf-8", "replace")
+            for kid in self.keyring.kids
+            if (key := self.keyring.get(kid)) is not None
+        )
+        platform = (
+            self.verify_api_key,
+            self.ccai_secret,
+            self.videosdk_secret,
+            self.voicegain_secret,
+            self.voicegain_admin_key,
+        )
+        return keys + self.api_keys + tuple(value for value in platform if value)

@@ -1,0 +1,219 @@
+"""The settings table: every environment variable the server reads, declared once.
+
+Name, kind, default (development, and production where it differs), limits,
+production rule and a one-line doc. ``Settings`` reads its fields from here,
+and ``docs/configuration.md`` and ``.env.example`` are generated from here
+(``python -m orchestrator.config --markdown`` / ``--env-example``).
+"""
+
+from __future__ import annotations
+
+from orchestrator.config.parsing import (
+    BOOLEAN,
+    INTEGER,
+    LIST,
+    LOWERCASE,
+    NUMBER,
+    RAW_SECRET,
+    SECRET,
+    SECRET_LIST,
+    TEXT,
+    Kind,
+    ProductionRule,
+    Section,
+    Variable,
+    at_least,
+    between,
+    choice,
+    greater_than,
+)
+from tokens.profiles.ccai import DEFAULT_TTL_SECONDS as CCAI_DEFAULT_TTL
+from tokens.profiles.soul_machines import DEFAULT_TTL_SECONDS
+from tokens.profiles.videosdk import DEFAULT_TTL_SECONDS as VIDEOSDK_DEFAULT_TTL
+from tokens.profiles.voicegain import MAX_EXP_IN_SEC
+from tokens.web.ccai import DEFAULT_ANONYMOUS_COOKIE
+
+DEFAULT_SESSION_SERVER = "dh.soulmachines.cloud"
+DEFAULT_PORT = 8080
+CONTROL_PATH = "/ws"
+EPHEMERAL_KEY_NAME = "dev-ephemeral"
+# Set by `orchestrator serve` when it generated the development key, so every
+# worker process shares it and says so in its log.
+EPHEMERAL_FLAG = "ORCHESTRATOR_EPHEMERAL_KEY"
+MIN_API_KEY_BYTES = 32
+DEFAULT_HANDLER = "orchestrator.handlers.default:handle"
+DEFAULT_APOLOGY = "Sorry, something went wrong on my side. Could you say that again?"
+DEV_CORS_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "https://localhost:*")
+DEFAULT_RATE_LIMIT = "60/minute"
+# A Redis URL may carry a password: never shown, like a secret.
+REDIS_URL_KIND = Kind("URL", TEXT.parse, secret=True)
+
+REFUSED_WHEN_TRUE = ProductionRule("refused when `true`", refused=("true",))
+
+SECTIONS = (
+    Section("Mode", (
+        Variable("ORCHESTRATOR_ENV", choice("development", "production"), "Production refuses "
+                 "unsafe settings (see Production refusals).", default="development"),
+        Variable("PRODUCTION_PERSONA", BOOLEAN, "The vendor's switch: `true` also means "
+                 "production mode.", default=False),
+    )),
+    Section("Listening", (
+        Variable("HOST", TEXT, "Interface to listen on; `--host` overrides it.",
+                 default="127.0.0.1", production_default="0.0.0.0"),  # noqa: S104
+        Variable("PORT", INTEGER, "Port to listen on; `--port` overrides it.",
+                 default=DEFAULT_PORT),
+        Variable("TRUSTED_PROXY_HOPS", INTEGER, "How many reverse proxies in front append to "
+                 "`X-Forwarded-For`; the client is the entry that many places from the right, "
+                 "`X-Forwarded-Proto` gives the scheme. 0: forwarded headers are ignored. "
+                 "`--trusted-proxy-hops` overrides it.", default=0, limits=between(0, 10)),
+    )),
+    Section("Soul Machines", (
+        Variable("SESSION_SERVER", TEXT, "The Soul Machines server named in Studio: a host "
+                 "name (`wss://host`) or a `wss://` or `ws://` URL, whose scheme is kept; "
+                 "tokens carry its host as `sm-session-server`.",
+                 default=DEFAULT_SESSION_SERVER, production_default="",
+                 production=ProductionRule("required; a `ws://` URL is refused",
+                                           refused=("", "ws://dh.soulmachines.cloud"))),
+        Variable("JWT_PUBLIC_KEY", TEXT, "The Studio key name: the token's `iss` and header "
+                 "`kid`. Required when `JWT_PRIVATE_KEY` is set."),
+        Variable("JWT_PRIVATE_KEY", RAW_SECRET, "The Studio private key (HS256 secret, its "
+                 "UTF-8 bytes, at least 32). `orchestrator keygen` prints a strong one.",
+                 shown_default="an ephemeral key generated at start-up",
+                 production=ProductionRule("required (no ephemeral key)", refused=("",))),
+        Variable("JWT_PREVIOUS_KEYS", SECRET, "Verify-only keys during a rotation, as JSON: "
+                 '`{"oldKeyName": "oldPrivateKey"}`.'),
+        Variable("TOKEN_TTL_SECONDS", INTEGER, "Token lifetime, 60 to 86400; a `POST` may ask "
+                 "for less, never more.", default=DEFAULT_TTL_SECONDS),
+    )),
+    Section("This server's control socket (sm-control)", (
+        Variable("PUBLIC_URL", TEXT, "This server's public address, `https://host[/base]`: "
+                 "tokens carry `sm-control: wss://host[/base]/ws` (`ws://` for `http://`).",
+                 shown_default="derived from each request",
+                 production=ProductionRule(
+                     "required (or `ORCHESTRATION_SERVER`): a control URL derived from request "
+                     "headers is not trusted; it must give `wss://`",
+                     refused=("", "http://orch.example.com"))),
+        Variable("ORCHESTRATION_SERVER", TEXT, "The vendor's alternative to `PUBLIC_URL`: a "
+                 "bare host becomes `sm-control: wss://HOST` (no path added), a `ws(s)://` URL "
+                 "is used as is. Not together with `PUBLIC_URL`.",
+                 production=ProductionRule("must be `wss://`",
+                                           refused=("ws://orch.example.com",))),
+        Variable("CONTROL_VIA_BROWSER", BOOLEAN, "Development only: `sm-control-via-browser`, "
+                 "the browser opens the control socket, so a localhost orchestrator works.",
+                 default=False, production=REFUSED_WHEN_TRUE),
+        Variable("SM_CONTROL_COOKIE", TEXT, "A cookie name: tokens carry "
+                 "`sm-control-cookie-header: NAME=<session_id>`, which the video host sends on "
+                 "the control connection (load-balancer affinity)."),
+    )),
+    Section("Browsers", (
+        Variable("CORS_ORIGINS", LIST, "UI origins allowed by CORS, e.g. "
+                 "`https://app.example.com,https://*.example.com,http://localhost:*`.",
+                 default=DEV_CORS_ORIGINS, production_default=(),
+                 production=ProductionRule("`*` is refused", refused=("*",))),
+        Variable("CONSOLE_ENABLED", BOOLEAN, "Serve the developer console at `/console`.",
+                 default=True, production_default=False,
+                 production=ProductionRule("allowed when `true`, with a warning in the log",
+                                           refusal=False)),
+    )),
+    Section("Logging", (
+        Variable("LOG_LEVEL", LOWERCASE, "`debug`, `info`, `warning` or `error`.",
+                 default="info"),
+        Variable("LOG_FORMAT", choice("json", "console"), "`console`: readable lines; "
+                 "`json`: one JSON object per line.", default="console",
+                 production_default="json"),
+    )),
+    Section("The conversation (control socket)", (
+        Variable("CONVERSATION_HANDLER", TEXT, "Your conversation logic as "
+                 "`package.module:callable` (an `async def`); one that does not load stops "
+                 "start-up.", default=DEFAULT_HANDLER),
+        Variable("HANDLER_TIMEOUT_SECONDS", NUMBER, "A turn whose handler takes longer is "
+                 "abandoned and the DP says the apology.", default=10.0,
+                 limits=greater_than(0)),
+        Variable("HANDLER_APOLOGY", TEXT, "What the DP says when the handler raises or times "
+                 "out.", default=DEFAULT_APOLOGY),
+        Variable("ALLOW_UNAUTHENTICATED_CONTROL", BOOLEAN, "Development only: a loopback "
+                 "client may open the control socket without a token (a fresh anonymous "
+                 "session).", default=False, production=REFUSED_WHEN_TRUE),
+        Variable("CONTROL_MAX_FRAME_BYTES", INTEGER, "Larger control frames are ignored and "
+                 "counted; three of them, or one over twice this, close the socket (1009).",
+                 default=64 * 1024, limits=at_least(1024)),
+        Variable("CONTROL_MAX_FRAMES_PER_SECOND", NUMBER, "Sustained frame rate per control "
+                 "socket (bursts of 4x), and separately for its pings and pongs; a flood past "
+                 "it closes the socket (1008).", default=50.0, limits=greater_than(0)),
+        Variable("CONTROL_SEND_TIMEOUT_SECONDS", NUMBER, "A send that cannot complete this "
+                 "long, or a write buffer that stays full this long, drops the connection "
+                 "(4008).", default=10.0, limits=greater_than(0)),
+        Variable("TRANSACTION_TIMEOUT_SECONDS", NUMBER, "How long the server's own requests "
+                 "(`startSpeaking`, ...) wait for the DP's response.", default=10.0,
+                 limits=greater_than(0)),
+    )),
+    Section("Sessions", (
+        Variable("ORCHESTRATOR_API_KEY", SECRET_LIST, "The backend's key(s) for the sessions "
+                 "API, each at least 32 bytes (several while rotating). Unset: only UI tokens "
+                 "reach `/sessions/{id}`.", default=()),
+        Variable("SESSION_TTL_SECONDS", INTEGER, "How long a session record outlives its "
+                 "token (or its end); a connected session never expires.", default=15 * 60),
+        Variable("TRANSCRIPT_TURNS", INTEGER, "Lines (user and DP) a session's transcript "
+                 "keeps; older ones drop off.", default=200, limits=between(1, 10_000)),
+        Variable("TRANSCRIPT_MAX_BYTES", INTEGER, "Memory a session's transcript may take "
+                 "(each entry's text plus 128 bytes); older lines drop off first.",
+                 default=128 * 1024, limits=between(16 * 1024, 64 * 1024 * 1024)),
+        Variable("REDIS_URL", REDIS_URL_KIND, "`redis://[:password@]host:6379/0` (or "
+                 "`rediss://`): sessions, live sockets, commands, events, rate limits and "
+                 "Voicegain token state go through Redis, so several instances serve one "
+                 "deployment.", shown_default="in memory, one process",
+                 production=ProductionRule("required with the `voicegain` profile (else a "
+                                           "restart revokes every API token)", refused=("",))),
+    )),
+    Section("Token profiles", (
+        Variable("TOKEN_PROFILES", LIST, "Which tokens the server issues: any of "
+                 "`soul-machines`, `ccai`, `videosdk`, `voicegain`.", default=("soul-machines",)),
+        Variable("TOKEN_RATE_LIMIT", TEXT, "Requests per client IP over all token routes, "
+                 "e.g. `60/minute` or `10/second`.", default=DEFAULT_RATE_LIMIT),
+        Variable("TOKEN_VERIFY_API_KEY", SECRET, "Enables `POST /tokens/verify` (Bearer key, "
+                 "at least 32 bytes)."),
+    )),
+    Section("Google CCAI Platform (`ccai` profile)", (
+        Variable("CCAI_COMPANY_NAME", TEXT, "The tokens' `iss`; required with `ccai`."),
+        Variable("CCAI_COMPANY_SECRET", SECRET, "Signing secret, at least 32 bytes; required "
+                 "with `ccai`."),
+        Variable("CCAI_TOKEN_TTL_SECONDS", INTEGER, "Token lifetime, 60 to 86400.",
+                 default=CCAI_DEFAULT_TTL),
+        Variable("CCAI_USER_RESOLVER", TEXT, "`module:callable` taking the request, returning "
+                 "a `CcaiUser` or `None`. Not with `CCAI_USER_ID_HEADER`."),
+        Variable("CCAI_USER_ID_HEADER", TEXT, "Trusted header with the user's id, set by your "
+                 "auth proxy (which must strip it from client requests)."),
+        Variable("CCAI_USER_NAME_HEADER", TEXT, "Trusted header with the user's name (needs "
+                 "`CCAI_USER_ID_HEADER`)."),
+        Variable("CCAI_USER_EMAIL_HEADER", TEXT, "Trusted header with the user's email (needs "
+                 "`CCAI_USER_ID_HEADER`)."),
+        Variable("CCAI_ANONYMOUS_COOKIE", TEXT, "Cookie keeping anonymous identifiers stable.",
+                 default=DEFAULT_ANONYMOUS_COOKIE),
+    )),
+    Section("VideoSDK (`videosdk` profile)", (
+        Variable("VIDEOSDK_API_KEY", TEXT, "The VideoSDK account key; required with "
+                 "`videosdk`."),
+        Variable("VIDEOSDK_SECRET", SECRET, "The VideoSDK secret, at least 32 bytes; required "
+                 "with `videosdk`."),
+        Variable("VIDEOSDK_TOKEN_TTL", TEXT, "Maximum lifetime: `120m`, `2h` or seconds.",
+                 default=str(VIDEOSDK_DEFAULT_TTL)),
+        Variable("VIDEOSDK_ALLOWED_PERMISSIONS", LIST, "What clients may ask for.",
+                 default=("allow_join", "ask_join")),
+    )),
+    Section("Voicegain-style API tokens (`voicegain` profile)", (
+        Variable("VOICEGAIN_SECRET", SECRET, "Signing secret, at least 32 bytes; required with "
+                 "`voicegain`."),
+        Variable("VOICEGAIN_ADMIN_KEY", SECRET, "Admin Bearer key for generating API tokens, "
+                 "at least 32 bytes; required with `voicegain`."),
+        Variable("VOICEGAIN_MAX_EXP_IN_SEC", INTEGER, "Upper bound of `expInSec`, 1 to 86400.",
+                 default=MAX_EXP_IN_SEC),
+    )),
+    Section("Internal", (
+        Variable(EPHEMERAL_FLAG, BOOLEAN, "Set by `orchestrator serve` when it generated the "
+                 "development key, so every worker shares it and says so.", default=False,
+                 internal=True),
+    )),
+)  # fmt: skip
+
+VARIABLES = tuple(variable for section in SECTIONS for variable in section.variables)
+VARIABLE = {variable.name: variable for variable in VARIABLES}
