@@ -64,7 +64,39 @@ def server_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return result
 
 
-class LiveServer:
+class LoopbackServer:
+    """The URLs of a test server listening on ``127.0.0.1:port``."""
+
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``, for HTTP requests."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def ws_base_url(self) -> str:
+        """``ws://127.0.0.1:PORT``, for WebSocket paths other than the control socket."""
+        return f"ws://{LOOPBACK}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """The control socket, ``ws://127.0.0.1:PORT/ws`` (what development tokens name)."""
+        return f"{self.ws_base_url}/ws"
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class LiveServer(LoopbackServer):
     """``orchestrator serve`` on a free loopback port; a context manager."""
 
     def __init__(
@@ -84,21 +116,6 @@ class LiveServer:
         self._log: IO[bytes] | None = None
         self._final_log = ""
         self.killed = False
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``, for HTTP requests."""
-        return f"http://{LOOPBACK}:{self.port}"
-
-    @property
-    def ws_base_url(self) -> str:
-        """``ws://127.0.0.1:PORT``, for WebSocket paths other than the control socket."""
-        return f"ws://{LOOPBACK}:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        """The control socket, ``ws://127.0.0.1:PORT/ws`` (what development tokens name)."""
-        return f"{self.ws_base_url}/ws"
 
     @property
     def log_text(self) -> str:
@@ -149,14 +166,6 @@ class LiveServer:
 
     def __enter__(self) -> LiveServer:
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _spawn(self) -> None:
         self._final_log = ""

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import threading
 import time
-from types import TracebackType
 
 import uvicorn
 from starlette.applications import Starlette
 
 from orchestrator.config import Settings
 from orchestrator.server.websocket import uvicorn_websocket_options
-from tests.live_server import free_port
+from tests.live_server import LoopbackServer, free_port
 
 
-class ThreadedServer:
+class ThreadedServer(LoopbackServer):
     """``with ThreadedServer(app) as server:`` serves ``app`` at ``server.base_url``."""
 
     def __init__(self, app: Starlette, *, graceful_seconds: int = 5) -> None:
@@ -40,14 +39,6 @@ class ThreadedServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
     def __enter__(self) -> ThreadedServer:
         self.thread.start()
         deadline = time.monotonic() + 10
@@ -61,11 +52,3 @@ class ThreadedServer:
         """Ask uvicorn to shut down as on SIGTERM, and wait for it."""
         self.server.should_exit = True
         self.thread.join(timeout=15)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

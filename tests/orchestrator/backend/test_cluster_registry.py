@@ -27,8 +27,8 @@ from orchestrator.handlers import ConversationRequest, Reply
 from orchestrator.sessions.events import EventHub
 from orchestrator.sessions.model import Session
 from orchestrator.simulate import HostSimulator
-from tests.conftest import random_secret
 from tests.live_server import LiveServer
+from tests.orchestrator.backend.cluster_helpers import cluster_env, until
 from tests.redis_server import RestartableRedis
 
 pytestmark = [pytest.mark.server, pytest.mark.redis]
@@ -39,12 +39,7 @@ async def test_newest_socket_wins_after_a_redis_outage(restartable_redis: Restar
     """S1 on A, Redis down, S2 on B with the same token, Redis back: S1 closes with
     4001 within a resync cycle, and ``speak`` via A and via B both reach S2."""
     api_key = secrets.token_urlsafe(32)
-    env = {
-        "JWT_PUBLIC_KEY": "registry-key",
-        "JWT_PRIVATE_KEY": random_secret(),
-        "REDIS_URL": restartable_redis.url,
-        "ORCHESTRATOR_API_KEY": api_key,
-    }
+    env = cluster_env(restartable_redis.url, api_key)
     backend = {"Authorization": f"Bearer {api_key}"}
     with ExitStack() as stack:
         a, b = (stack.enter_context(LiveServer(env)) for _ in range(2))
@@ -135,14 +130,6 @@ async def cluster_on(url: str, instance_id: str, **options: Any) -> AsyncIterato
         await cluster.stop()
         await client.aclose()
         await listener.aclose()
-
-
-async def until(predicate: Any, seconds: float = 10.0) -> None:
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.mark.anyio

@@ -15,20 +15,10 @@ import pytest
 import websockets
 
 from orchestrator.simulate import HostSimulator
-from tests.conftest import random_secret
 from tests.live_server import LiveServer
+from tests.orchestrator.backend.cluster_helpers import cluster_env, until
 
 pytestmark = [pytest.mark.server, pytest.mark.redis]
-
-
-def cluster_env(redis_url: str, api_key: str) -> dict[str, str]:
-    return {
-        "JWT_PUBLIC_KEY": "cluster-key",
-        "JWT_PRIVATE_KEY": random_secret(),
-        "REDIS_URL": redis_url,
-        "ORCHESTRATOR_API_KEY": api_key,
-        "TOKEN_RATE_LIMIT": "1000/second",
-    }
 
 
 @asynccontextmanager
@@ -61,19 +51,11 @@ async def follow(base_url: str, session_id: str, token: str) -> AsyncIterator[li
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def wait_for(predicate: Any, seconds: float = 5.0) -> None:
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
 @pytest.mark.anyio
 async def test_token_on_a_socket_on_b_commands_on_c(fresh_redis_url: str) -> None:
     """Commands, variables, followers and the newest-wins rule all work across instances."""
     api_key = secrets.token_urlsafe(32)
-    env = cluster_env(fresh_redis_url, api_key)
+    env = cluster_env(fresh_redis_url, api_key, TOKEN_RATE_LIMIT="1000/second")
     backend = {"Authorization": f"Bearer {api_key}"}
     with ExitStack() as stack:
         a, b, c = (stack.enter_context(LiveServer(env)) for _ in range(3))
@@ -111,7 +93,7 @@ async def test_token_on_a_socket_on_b_commands_on_c(fresh_redis_url: str) -> Non
                 assert state["dp_session_id"] == host.dp_session_id
                 assert state["variables"] == {"name": "Zed"}
 
-                await wait_for(lambda: any(e.get("type") == "variables" for e in events))
+                await until(lambda: any(e.get("type") == "variables" for e in events), seconds=5.0)
                 types = [e.get("type") for e in events]
                 assert "turn" in types
                 assert "speech" in types

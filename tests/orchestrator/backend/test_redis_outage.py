@@ -13,6 +13,7 @@ import pytest
 from orchestrator.simulate import HostSimulator
 from tests.conftest import random_secret
 from tests.live_server import LiveServer
+from tests.orchestrator.backend.cluster_helpers import cluster_env
 from tests.redis_server import RestartableRedis
 
 pytestmark = [pytest.mark.server, pytest.mark.redis]
@@ -34,12 +35,7 @@ async def eventually_status(
 async def test_live_socket_survives_a_redis_restart(restartable_redis: RestartableRedis) -> None:
     """Kill Redis mid-conversation: turns still answer, the API is 503, then all recovers."""
     api_key = secrets.token_urlsafe(32)
-    env = {
-        "JWT_PUBLIC_KEY": "outage-key",
-        "JWT_PRIVATE_KEY": random_secret(),
-        "REDIS_URL": restartable_redis.url,
-        "ORCHESTRATOR_API_KEY": api_key,
-    }
+    env = cluster_env(restartable_redis.url, api_key)
     backend = {"Authorization": f"Bearer {api_key}"}
     with LiveServer(env) as server:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
