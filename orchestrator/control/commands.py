@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from orchestrator.control.connection import CLOSE_NORMAL, ControlConnection
+from orchestrator.control.connection import ControlConnection
 from orchestrator.control.live import LiveConnections
 from orchestrator.handlers import Reply
 
@@ -61,10 +61,7 @@ async def _execute(
         await connection.patch_variables(args["patch"])
         return {"variables": dict(connection.session.variables)}
     if op == "terminate":
-        # Recorded as ended before the socket closes, so the caller reads it at once.
-        connection.session.mark_ended(terminated=True)
-        await connection.persist()
-        await connection.close(CLOSE_NORMAL, "session ended")
+        await connection.terminate()
         return {"ended": True}
     raise ValueError(f"unknown command {op!r}")
 

@@ -20,8 +20,9 @@ from starlette.websockets import WebSocketState
 from orchestrator.backend.cluster import LIVE_PREFIX, Cluster, registry_value
 from orchestrator.backend.memory import MemoryStore
 from orchestrator.control.commands import SessionNotLive
-from orchestrator.control.connection import ControlConnection, ControlOptions, ControlServices
+from orchestrator.control.connection import ControlConnection, ControlServices
 from orchestrator.control.live import LiveConnections
+from orchestrator.control.options import ControlOptions
 from orchestrator.handlers import ConversationRequest, Reply
 from orchestrator.sessions.events import EventHub
 from orchestrator.sessions.model import Session
