@@ -18,16 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from orchestrator.control.conversation import (
-    Actions,
-    Close,
-    ConversationCore,
-    Publish,
-    Save,
-    Send,
-    StartTurn,
-    turn_event,
-)
+from orchestrator.control.actions import Actions, Close, Publish, Save, Send, StartTurn, turn_event
+from orchestrator.control.conversation import ConversationCore
 from orchestrator.control.options import CLOSE_SLOW_PEER, CLOSE_TIMEOUT_SECONDS, ControlOptions
 from orchestrator.control.transactions import PendingRequests
 from orchestrator.handlers import ConversationRequest, Reply

@@ -1,25 +1,36 @@
 """The conversation on one control socket, without I/O (a sans-I/O core).
 
-``ConversationCore`` owns every change to a live session: ``receive`` takes
-one frame and the handler-facing operations (``respond``, ``speak``, ...) take
-their arguments, and each returns the actions that follow, in order: text to
-send, events to publish, a save, a turn to start, a close. The connection only
-carries them out, so the rules here are tested by feeding frames, with no
-socket and no event loop. Logging and metrics are synchronous and happen here.
+``ConversationCore`` owns every change to a live session: ``receive`` takes a
+frame, the handler-facing operations (``respond``, ``speak``, ...) their
+arguments, and each returns the actions that follow (``actions``), which the
+connection carries out. So these rules are tested by feeding frames, with no
+socket or event loop. Logging and metrics are synchronous and happen here.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from orchestrator.control import protocol
+from orchestrator.control.actions import (
+    ENDED,
+    FLOODED,
+    NOTHING,
+    OVERSIZED,
+    SAVE,
+    WRONG_KEY_NAME,
+    Action,
+    Actions,
+    Publish,
+    Send,
+    StartTurn,
+    turn_event,
+)
 from orchestrator.control.flood import TokenBucket
 from orchestrator.control.options import (
-    CLOSE_NORMAL,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     MAX_OVERSIZE_FRAMES,
@@ -36,60 +47,11 @@ from orchestrator.sessions.model import (
     MAX_TURN_CHARS,
     Session,
     SessionStatus,
-    Turn,
     apply_merge_patch,
     clip,
 )
 
 log = get_logger("orchestrator.control")
-
-
-@dataclass(slots=True)
-class Send:
-    """Send this text frame (a request whose transaction is already issued)."""
-
-    text: str
-
-
-@dataclass(slots=True)
-class Publish:
-    """Publish a session event to its followers."""
-
-    event_type: str
-    data: dict[str, Any]
-
-
-class Save:
-    """Save the session record (``SAVE`` is the only instance)."""
-
-    __slots__ = ()
-
-
-@dataclass(slots=True)
-class StartTurn:
-    """Run the handler for this request (its user turn is already recorded)."""
-
-    body: protocol.ConversationRequestBody
-    user_turn: Turn | None
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Close the socket with this code and reason."""
-
-    code: int
-    reason: str
-
-
-Action = Send | Publish | Save | StartTurn | Close
-Actions = Sequence[Action]
-
-SAVE = Save()
-NOTHING: Actions = ()
-FLOODED = Close(CLOSE_POLICY, "message rate limit exceeded")
-WRONG_KEY_NAME = Close(CLOSE_POLICY, "keyName does not match the token issuer")
-OVERSIZED = Close(CLOSE_TOO_BIG, "repeated oversize frames")
-ENDED = Close(CLOSE_NORMAL, "session ended")
 
 
 class ConversationCore:
@@ -333,16 +295,6 @@ class ConversationCore:
         caller reads it at once."""
         self.session.mark_ended(terminated=True)
         return (SAVE, ENDED)
-
-
-def turn_event(turn: Turn, **extra: bool) -> dict[str, Any]:
-    """A ``turn`` event: the entry as the transcript keeps it (so followers'
-    queues hold no more than the transcript does)."""
-    data: dict[str, Any] = {"role": turn.role, "text": turn.text, **extra}
-    if turn.original_length is not None:
-        data["truncated"] = True
-        data["original_length"] = turn.original_length
-    return data
 
 
 def _state_fields(session: Session) -> tuple[Any, ...]:
