@@ -88,15 +88,35 @@ async def admit(endpoint: ControlEndpoint, connection: HTTPConnection) -> Sessio
     return await endpoint._session_for(identity)
 
 
+async def stored_session(
+    store: CountingStore, session_id: str, *, terminated: bool = False
+) -> Session:
+    session = Session(id=session_id, issuer="k", expires_at=2**31)
+    if terminated:
+        session.mark_ended(terminated=True)
+    await store.create(session)
+    return session
+
+
+def presenting(by: str, jwt: str, session_id: str) -> HTTPConnection:
+    return handshake(f"access_token={jwt}") if by == "token" else handshake(cookie=session_id)
+
+
 @pytest.mark.anyio
-async def test_a_token_for_a_stored_session_reads_it_once(
-    store: CountingStore, profile: SoulMachinesProfile
+@pytest.mark.parametrize("terminated", [False, True])
+@pytest.mark.parametrize("by", ["token", "cookie"])
+async def test_a_stored_session_is_read_once_whether_admitted_or_refused(
+    store: CountingStore, profile: SoulMachinesProfile, by: str, terminated: bool
 ) -> None:
     issued = profile.mint(control_url="ws://x/ws")
-    stored = Session(id=issued.claims.session_id, issuer="k", expires_at=2**31)
-    await store.create(stored)
-    session = await admit(endpoint_for(store, profile), handshake(f"access_token={issued.jwt}"))
-    assert session is stored
+    stored = await stored_session(store, issued.claims.session_id, terminated=terminated)
+    admitting = admit(endpoint_for(store, profile), presenting(by, issued.jwt, stored.id))
+    if terminated:
+        with pytest.raises(ControlRefused) as refused:
+            await admitting
+        assert refused.value.code == "session_ended"
+    else:
+        assert await admitting is stored
     assert store.reads == 1
 
 
@@ -109,31 +129,6 @@ async def test_a_token_for_an_unknown_session_reads_once_and_creates_it(
     assert session.id == issued.claims.session_id
     assert store.reads == 1
     assert await store.get(session.id) is session
-
-
-@pytest.mark.anyio
-async def test_the_cookie_alone_reads_the_session_once(
-    store: CountingStore, profile: SoulMachinesProfile
-) -> None:
-    stored = Session(id="cookie-session", issuer="k", expires_at=2**31)
-    await store.create(stored)
-    session = await admit(endpoint_for(store, profile), handshake(cookie="cookie-session"))
-    assert session is stored
-    assert store.reads == 1
-
-
-@pytest.mark.anyio
-async def test_a_terminated_session_is_refused_after_one_read(
-    store: CountingStore, profile: SoulMachinesProfile
-) -> None:
-    issued = profile.mint(control_url="ws://x/ws")
-    stored = Session(id=issued.claims.session_id, issuer="k", expires_at=2**31)
-    stored.mark_ended(terminated=True)
-    await store.create(stored)
-    with pytest.raises(ControlRefused) as refused:
-        await admit(endpoint_for(store, profile), handshake(f"access_token={issued.jwt}"))
-    assert refused.value.code == "session_ended"
-    assert store.reads == 1
 
 
 @pytest.mark.anyio
