@@ -22,7 +22,6 @@ from orchestrator.control.actions import (
     OVERSIZED,
     SAVE,
     WRONG_KEY_NAME,
-    Action,
     Actions,
     Publish,
     Send,
@@ -180,13 +179,12 @@ class ConversationCore:
             session.speech_state = speech
         if update.recognizing is not None:
             session.recognizing = update.recognizing
-        actions: list[Action] = []
-        if before[4:] != (session.speech_state, session.recognizing):
-            event = {"speech_state": session.speech_state, "recognizing": session.recognizing}
-            actions.append(Publish("speech", event))
-        if before != _state_fields(session):
-            actions.append(SAVE)
-        return actions
+        if before == _state_fields(session):
+            return NOTHING
+        if before[4:] == (session.speech_state, session.recognizing):
+            return (SAVE,)
+        event = {"speech_state": session.speech_state, "recognizing": session.recognizing}
+        return (Publish("speech", event), SAVE)
 
     # --- turns ---------------------------------------------------------------------
 

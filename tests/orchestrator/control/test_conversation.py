@@ -106,13 +106,13 @@ def test_without_a_verified_token_any_keyname_is_kept() -> None:
 def test_state_is_saved_and_published_only_when_it_changes() -> None:
     core = core_for()
     first = core.receive(initial_state())
-    assert first == [SAVE]  # the speech state stays idle: nothing to publish
+    assert first == (SAVE,)  # the speech state stays idle: nothing to publish
     assert core.session.dp_session_id == "dp-1"
-    assert core.receive(initial_state()) == []
+    assert core.receive(initial_state()) == ()
     speaking = core.receive(speech_state("speaking"))
     assert published(speaking) == [("speech", {"speech_state": "speaking", "recognizing": False})]
     assert speaking[-1] is SAVE
-    assert core.receive(speech_state("speaking")) == []
+    assert core.receive(speech_state("speaking")) == ()
 
 
 def test_a_frame_flood_past_the_burst_closes_with_1008() -> None:
