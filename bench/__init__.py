@@ -1,1 +1,1 @@
-"""Benchmarks a user can run: each bounded in time, loopback only (see README)."""
+"""Benchmarks a user can run: each bounded in time, loopback only (see docs/benchmarks.md)."""

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
 from starlette.routing import WebSocketRoute
 
 from orchestrator.backend.factory import build_backend
@@ -19,22 +17,21 @@ from orchestrator.control.handshake import ControlAuthenticator
 from orchestrator.control.options import CLOSE_GOING_AWAY, ControlOptions
 from orchestrator.handlers.loader import load_handler
 from orchestrator.http import ops
-from orchestrator.http.api_keys import ApiKeys
 from orchestrator.http.console import console_routes
-from orchestrator.http.sessions_api import SessionsApi
+from orchestrator.http.issued_sessions import IssuedSessionRecorder
+from orchestrator.http.sessions_api import SESSIONS_API_ERRORS, SessionsApi
 from orchestrator.http.tokens import build_token_profiles
-from orchestrator.logs import get_logger, level_check
+from orchestrator.logs import get_logger
 from orchestrator.metrics import Metrics
 from orchestrator.profile_settings import ProfileSettings
 from orchestrator.server.forwarded import ForwardedHeadersMiddleware
-from orchestrator.sessions.store import StoreUnavailable
 from orchestrator.settings import CONTROL_PATH, Settings
-from tokens import IssuedToken, SoulMachinesProfile, TokenCodec
+from tokens import SoulMachinesProfile, TokenCodec
+from tokens.web.auth import ApiKeys
+from tokens.web.errors import TOKEN_ERRORS, exception_handlers
 from tokens.web.soul_machines import SoulMachinesTokenEndpoints
 
-LOGGER_NAME = "orchestrator.app"
-log = get_logger(LOGGER_NAME)
-log_enabled_for = level_check(LOGGER_NAME)
+log = get_logger("orchestrator.app")
 
 
 def create_app(
@@ -86,28 +83,7 @@ def create_app(
         metrics=metrics,
     )
 
-    sm_tokens_issued = metrics.tokens_issued.labels("soul-machines")
-
-    async def on_issued(issued: IssuedToken, _request: Request) -> None:
-        claims = issued.claims
-        try:
-            await store.create_issued(
-                claims.session_id,
-                issuer=claims.issuer,
-                expires_at=claims.expires_at,
-                claims=claims.custom,
-            )
-        except StoreUnavailable:
-            # The token is still good: the session is recorded when the host connects.
-            log.warning(
-                "issued session not recorded: store unreachable", session_id=claims.session_id
-            )
-        sm_tokens_issued.inc()
-        # Debug, not info: the access log already has a line per token request,
-        # and at info this second line cost more than minting the token.
-        if log_enabled_for(logging.DEBUG):
-            log.debug("token issued", profile="soul-machines", session_id=claims.session_id)
-
+    on_issued = IssuedSessionRecorder(store, metrics.tokens_issued.labels("soul-machines"))
     sm_endpoints = SoulMachinesTokenEndpoints(
         sm_profile, control_path=CONTROL_PATH, on_issued=on_issued
     )
@@ -169,6 +145,7 @@ def create_app(
             WebSocketRoute("/", control_endpoint.handle),
         ],
         middleware=[*middleware, *token_profiles.middleware],
+        exception_handlers=exception_handlers({**TOKEN_ERRORS, **SESSIONS_API_ERRORS}),
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from orchestrator.http.api_keys import ApiKeys
-from tokens.web.http import error_response
+from tokens.web.auth import ApiKeys
+from tokens.web.http import ApiError
 
 
 class Metrics:
@@ -76,12 +76,11 @@ class Metrics:
         async def metrics(request: Request) -> Response:
             if api_keys:
                 if not api_keys.in_header(request):
-                    return error_response(
-                        401, "no_credentials", "send the API key as Authorization: Bearer",
-                        {"WWW-Authenticate": "Bearer"},
-                    )  # fmt: skip
+                    raise ApiError(
+                        401, "no_credentials", "send the API key as Authorization: Bearer"
+                    )
             elif production:
-                return error_response(
+                raise ApiError(
                     403, "forbidden", "set ORCHESTRATOR_API_KEY to read metrics in production"
                 )
             return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

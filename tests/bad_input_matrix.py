@@ -2,7 +2,7 @@
 
 ``tests/test_bad_input_matrix.py`` asserts every row; ``python -m
 tests.bad_input_matrix`` runs the same probes and prints the observed table as
-Markdown (the README's Reliability section is that output).
+Markdown (docs/reliability.md's bad-input matrix is that output).
 """
 
 from __future__ import annotations
@@ -410,6 +410,7 @@ def markdown(table: list[tuple[str, str, str, str]]) -> str:
 
 
 def main() -> int:
+    """Print the observed table (docs/reliability.md holds it); exit 1 if a row differs."""
     configure_logging(json=False, level="error", stream=sys.stderr)  # stdout is the table
     table, _ = observe()
     print(markdown(table))

@@ -93,12 +93,13 @@ def test_tokens_never_imports_orchestrator() -> None:
 
 
 def test_readme_shows_the_web_sdk_connect_calls_current_sdks_accept() -> None:
-    """SDK 14.2+ refuse a bare ``scene.connect()``: every ``connect(...)`` the README shows
-    passes a ``tokenServer``, and any bare one is in a paragraph that says it is 14.1 only."""
+    """SDK 14.2+ refuse a bare ``scene.connect()``: the README shows both ``tokenServer``
+    forms, and a bare one in the README or docs/ is in a paragraph that says it is 14.1 only."""
     readme = (ROOT / "README.md").read_text()
     calls = re.findall(r"scene\.connect\(([^)]*)\)", readme)
     assert any("tokenServer: { uri: '/api/jwt'" in args for args in calls)
     assert any("tokenServer: { uri: url, token: jwt }" in args for args in calls)
-    for paragraph in readme.split("\n\n"):
-        if "connect()`" in paragraph:
-            assert "14.1 and older" in paragraph and "refuse" in paragraph, paragraph
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for paragraph in page.read_text().split("\n\n"):
+            if "connect()`" in paragraph:
+                assert "14.1 and older" in paragraph and "refuse" in paragraph, paragraph

@@ -22,8 +22,8 @@ from tokens import Keyring, SigningKey, SoulMachinesPolicy, SoulMachinesProfile,
 
 ALL_PROFILES = ("soul-machines", "ccai", "videosdk", "voicegain")
 
-# Documented as reachable without a credential (README: HTTP API, Token profiles,
-# Operations: /readyz is the load balancer's readiness probe and says no more
+# Documented as reachable without a credential (docs/http-api.md, docs/token-profiles.md,
+# docs/deployment.md: /readyz is the load balancer's readiness probe and says no more
 # than which backend is up).
 PUBLIC = {
     ("GET", "/healthz"),
@@ -101,7 +101,7 @@ WRONG_CREDENTIALS: list[tuple[str, Callable[[], dict[str, str]]]] = [
 
 
 def is_console(method: str, path: str) -> bool:
-    """The developer console's page and assets: public, in development only (README)."""
+    """The developer console's page and assets: public, in development only (docs/console.md)."""
     return method == "GET" and (path == "/console" or path.startswith("/console/"))
 
 

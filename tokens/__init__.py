@@ -1,7 +1,8 @@
 """Token issuing and verification: HS256 JWTs, one profile per platform.
 
-Pure logic with no web framework in its core; ``tokens.routes`` holds the
-Starlette endpoints. Never imports ``orchestrator``.
+The core (this package and ``tokens.profiles``) is pure logic that imports
+neither a web framework nor Redis; ``tokens.web`` holds the Starlette routes.
+Never imports ``orchestrator``.
 """
 
 from tokens.errors import (

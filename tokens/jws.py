@@ -1,7 +1,7 @@
 """HS256 compact JWS for every profile: one signer, a distinct ``typ`` each.
 
 Signature checking is PyJWT's, and signing yields PyJWT's exact bytes with
-the standard library (a hot path: see ``TokenCodec.encode``); this module
+the standard library's ``hmac`` (a hot path: see ``TokenCodec.encode``); this module
 adds what the profiles share: ``kid`` lookup in the keyring, the HS256-only
 allow-list, the ``typ`` check (RFC 8725 §3.11) that keeps one profile's
 tokens out of another, and time checks against an injectable clock so the
@@ -11,7 +11,7 @@ error says exactly what is wrong.
 from __future__ import annotations
 
 import binascii
-import hashlib
+import hmac
 import json
 import math
 import time
@@ -111,40 +111,11 @@ def compact_json(value: Any) -> str:
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
-_IPAD = bytes(x ^ 0x36 for x in range(256))
-_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 def _b64url(data: bytes) -> bytes:
     """Unpadded base64url (RFC 7515 §2): ``urlsafe_b64encode(data).rstrip(b"=")``."""
     return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
-
-
-class HmacSha256:
-    """HMAC-SHA256 under one key, with the keyed pad states hashed once.
-
-    RFC 2104 §4 suggests exactly this: ``H(K^ipad)`` and ``H(K^opad)`` do not
-    depend on the message, so each signature copies them instead of redoing
-    them (and the ``hmac`` module's object set-up). Same bytes as
-    ``hmac.digest(key, message, "sha256")``, pinned by tests/tokens/test_jws.py.
-    """
-
-    __slots__ = ("_inner", "_outer")
-
-    def __init__(self, key: bytes) -> None:
-        block = hashlib.sha256().block_size
-        if len(key) > block:
-            key = hashlib.sha256(key).digest()
-        key = key.ljust(block, b"\0")
-        self._inner = hashlib.sha256(key.translate(_IPAD))
-        self._outer = hashlib.sha256(key.translate(_OPAD))
-
-    def digest(self, message: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(message)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
 
 
 def read_unverified_header(token: str) -> dict[str, Any]:
@@ -191,7 +162,7 @@ class TokenCodec:
         self.keyring = keyring
         self.leeway_seconds = leeway_seconds
         self.clock = clock
-        self._signing: dict[tuple[SigningKey, str], tuple[bytes, HmacSha256]] = {}
+        self._signing: dict[tuple[SigningKey, str], bytes] = {}
 
     def now(self) -> int:
         return int(self.clock())
@@ -202,9 +173,9 @@ class TokenCodec:
         The bytes are exactly those of PyJWT's ``jwt.encode(dict(claims), secret,
         algorithm="HS256", headers={"typ": typ, "kid": kid})`` (pinned by
         tests/tokens/test_jws_encode.py), without its per-call overhead: the
-        header segment is built, the secret put through PyJWT's own HMAC key
-        checks and its HMAC pad states hashed, once per key and ``typ``; then
-        it is one JSON encoding, base64url and two SHA-256 finishes.
+        header segment is built and the secret put through PyJWT's own HMAC key
+        checks once per key and ``typ``; then it is one JSON encoding, base64url
+        and the standard library's ``hmac.digest``.
         """
         payload = dict(claims)
         # What jwt.encode does to claims before serialising them:
@@ -220,22 +191,20 @@ class TokenCodec:
         """Sign claims already serialised as ``compact_json`` would (for a
         profile that assembles its fixed claims faster than a dict encodes)."""
         key = self.keyring.active
-        prepared = self._signing.get((key, typ))
-        if prepared is None:
-            prepared = self._prepare(key, typ)
-        header, signer = prepared
+        header = self._signing.get((key, typ))
+        if header is None:
+            header = self._prepare(key, typ)
         signing_input = header + b"." + _b64url(payload_json.encode())
-        signature = _b64url(signer.digest(signing_input))
+        signature = _b64url(hmac.digest(key.secret, signing_input, "sha256"))
         return (signing_input + b"." + signature).decode("ascii")
 
-    def _prepare(self, key: SigningKey, typ: str) -> tuple[bytes, HmacSha256]:
+    def _prepare(self, key: SigningKey, typ: str) -> bytes:
         # Refuses PEM/SSH/DER/JWK-looking secrets exactly as jwt.encode would.
         _HS256.prepare_key(key.secret)
         header = {"typ": typ, "alg": ALGORITHM, "kid": key.kid}
         segment = _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
-        prepared = (segment, HmacSha256(key.secret))
-        self._signing[(key, typ)] = prepared
-        return prepared
+        self._signing[(key, typ)] = segment
+        return segment
 
     def decode(
         self,

@@ -1,16 +1,12 @@
 """Several instances behind a load balancer, coordinated through Redis.
 
-- **Registry**: ``orch:live:<session>`` = ``<start>:<instance>:<connection>``,
-  the one control socket that holds the session: its start time (microseconds
-  since the epoch, 16 digits), the instance and the connection's id (TTL,
-  renewed by a heartbeat). Claiming it returns the previous holder, whose
-  instance is told to close exactly that connection (4001): the newest
-  connection wins across instances too. The heartbeat and the resync after an
-  outage renew the entry only while it is still ours (compare-and-set); when
-  two instances each accepted a socket while Redis was away, the later start
-  time wins and the other socket closes with 4001 (instance clocks are assumed
-  to be in sync, e.g. NTP). Releasing deletes the entry only if it names our
-  exact connection.
+- **Registry** (``registry.py``): ``orch:live:<session>`` names the exact
+  connection holding the session. Claiming it tells the previous holder's
+  instance to close exactly that connection (4001): the newest connection wins
+  across instances too. A heartbeat renews our entries by compare-and-set, and
+  so does the resync after an outage: when two instances each accepted a socket
+  while Redis was away, the later start time wins and the other closes with
+  4001 (instance clocks are assumed to be in sync, e.g. NTP).
 - **Commands** (speak, send, variables, end) go to the holder's inbox,
   ``orch:inbox:<instance>``, over pub/sub, naming the connection (an instance
   whose named connection is gone answers "not live", 409), and the answer comes back on
@@ -19,8 +15,8 @@
   wrong); ``PUBLISH`` says at once whether the holder is listening (0 receivers:
   its socket is gone, so the API answers 409); and dead instances leave no
   consumer groups behind.
-- **Events**: ``orch:events:<session>``, pattern-subscribed by every instance
-  and handed to its local SSE followers.
+- **Events** (``redis_events.py``): ``orch:events:<session>``,
+  pattern-subscribed by every instance and handed to its local SSE followers.
 
 If Redis goes away, live sockets carry on with their local state, the
 listener retries with back-off, and everything resumes when Redis returns.
@@ -35,102 +31,32 @@ import os
 import secrets
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from orchestrator.backend.redis_store import KEY_PREFIX as SESSION_PREFIX
-from orchestrator.backend.redis_store import LIVE_RECORD_TTL_SECONDS
+from orchestrator.backend.redis_events import EVENTS_PREFIX, ClusterEvents
+from orchestrator.backend.registry import Holder, LiveRegistryKeys
 from orchestrator.control.commands import CommandFailed, SessionNotLive, execute
 from orchestrator.control.connection import ControlConnection
 from orchestrator.control.live import LiveConnections
 from orchestrator.logs import get_logger
-from orchestrator.sessions.events import EventHub, SessionEvent
+from orchestrator.sessions.events import SessionEvent
 from orchestrator.sessions.store import StoreUnavailable
 
 log = get_logger("orchestrator.cluster")
 
-LIVE_PREFIX = "orch:live:"
 INBOX_PREFIX = "orch:inbox:"
 REPLY_PREFIX = "orch:reply:"
-EVENTS_PREFIX = "orch:events:"
-LIVE_TTL_SECONDS = 60
 HEARTBEAT_SECONDS = 20.0
 COMMAND_TIMEOUT_SECONDS = 5.0
 RESYNC_ATTEMPTS = 5
 RESYNC_RETRY_SECONDS = 0.5
 
-# Delete the registry entry only if it still names this exact connection.
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-
-# Heartbeat and resync: renew the entry if it names our connection (``held``);
-# take it if it is empty, unreadable or names an older connection (``taken``,
-# with the value replaced, whose connection must close); else a newer
-# connection holds the session (``lost``, with its value: ours must close).
-_ASSERT = """
-local function newer(a, b)
-  local ta, tb = tonumber(string.sub(a, 1, 16)), tonumber(string.sub(b, 1, 16))
-  if tb == nil then return true end
-  if ta ~= tb then return ta > tb end
-  return a > b
-end
-local current = redis.call('get', KEYS[1])
-if current == ARGV[1] then
-  redis.call('expire', KEYS[1], ARGV[2])
-  return {'held', ''}
-end
-if current and not newer(ARGV[1], current) then return {'lost', current} end
-redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return {'taken', current or ''}
-"""
-
 
 def new_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-@dataclass(frozen=True)
-class Holder:
-    """The connection a registry entry names."""
-
-    instance: str
-    connection: str
-    value: str
-
-
-def registry_value(instance_id: str, connection: ControlConnection) -> str:
-    """``<start>:<instance>:<connection>``; the fixed-width start orders values."""
-    return f"{round(connection.started_at * 1_000_000):016d}:{instance_id}:{connection.id}"
-
-
-def parse_holder(value: bytes | str) -> Holder | None:
-    """The connection named by a registry value, or ``None`` if it names none."""
-    text = value.decode() if isinstance(value, bytes) else value
-    started, _, rest = text.partition(":")
-    instance, _, connection = rest.rpartition(":")
-    if not (started.isdigit() and instance and connection):
-        return None
-    return Holder(instance, connection, text)
-
-
-class ClusterEvents(EventHub):
-    """Session events through Redis; local delivery when Redis is away."""
-
-    def __init__(self, client: aioredis.Redis) -> None:
-        super().__init__()
-        self.client = client
-
-    async def publish(self, event: SessionEvent) -> None:
-        payload = json.dumps(event.to_dict(), separators=(",", ":"))
-        try:
-            await self.client.publish(EVENTS_PREFIX + event.session_id, payload)
-        except RedisError:
-            self.deliver(event)
 
 
 class Cluster:
@@ -155,8 +81,7 @@ class Cluster:
         self.events = ClusterEvents(client)
         self.inbox = INBOX_PREFIX + self.instance_id
         self.replies = REPLY_PREFIX + self.instance_id
-        self._release = client.register_script(_RELEASE)
-        self._assert = client.register_script(_ASSERT)
+        self.registry = LiveRegistryKeys(client, self.instance_id)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listening = asyncio.Event()
@@ -186,13 +111,7 @@ class Cluster:
 
     async def claim(self, connection: ControlConnection) -> None:
         session_id = connection.session.id
-        previous = await self.client.set(
-            LIVE_PREFIX + session_id,
-            registry_value(self.instance_id, connection),
-            ex=LIVE_TTL_SECONDS,
-            get=True,
-        )
-        holder = parse_holder(previous) if isinstance(previous, (bytes, str)) else None
+        holder = await self.registry.claim(connection)
         # An older connection of ours was closed when this one attached.
         if holder is not None and holder.instance != self.instance_id:
             self.log.info("session moved here; old holder closes", session_id=session_id)
@@ -204,10 +123,7 @@ class Cluster:
             await self._send(holder, session_id, "replace", {})
 
     async def release(self, connection: ControlConnection) -> None:
-        await self._release(
-            keys=[LIVE_PREFIX + connection.session.id],
-            args=[registry_value(self.instance_id, connection)],
-        )
+        await self.registry.release(connection.session.id, self.registry.value_of(connection))
 
     # --- routing (CommandRouter) -----------------------------------------------------
 
@@ -219,7 +135,7 @@ class Cluster:
         """
         local = self.live.get(session_id)
         try:
-            holder = await self._holder(session_id)
+            holder = await self.registry.holder(session_id)
         except StoreUnavailable:
             if local is None:
                 raise
@@ -235,14 +151,10 @@ class Cluster:
         return await self._send(holder, session_id, op, args)
 
     async def is_live(self, session_id: str) -> bool:
-        return self.live.get(session_id) is not None or await self._holder(session_id) is not None
-
-    async def _holder(self, session_id: str) -> Holder | None:
-        try:
-            value = await self.client.get(LIVE_PREFIX + session_id)
-        except RedisError as exc:
-            raise StoreUnavailable(type(exc).__name__) from None
-        return parse_holder(value) if value is not None else None
+        return (
+            self.live.get(session_id) is not None
+            or await self.registry.holder(session_id) is not None
+        )
 
     async def _send(
         self, holder: Holder, session_id: str, op: str, args: Mapping[str, Any]
@@ -268,7 +180,7 @@ class Cluster:
             if receivers == 0:
                 # The holder is gone; its registry entry is stale.
                 with contextlib.suppress(RedisError):
-                    await self._release(keys=[LIVE_PREFIX + session_id], args=[holder.value])
+                    await self.registry.release(session_id, holder.value)
                 raise SessionNotLive(session_id)
             try:
                 reply = await asyncio.wait_for(future, self.command_timeout_seconds)
@@ -390,29 +302,21 @@ class Cluster:
         if not connections:
             return []
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for connection in connections:
-                    session_id = connection.session.id
-                    value = registry_value(self.instance_id, connection)
-                    await self._assert(
-                        keys=[LIVE_PREFIX + session_id], args=[value, LIVE_TTL_SECONDS], client=pipe
-                    )
-                    pipe.expire(SESSION_PREFIX + session_id, LIVE_RECORD_TTL_SECONDS)
-                results = await pipe.execute()
+            assertions = await self.registry.reassert(connections)
         except RedisError as exc:
             self.log.warning("live registry not renewed", error=type(exc).__name__)
             return None
         holding: list[ControlConnection] = []
-        for connection, (status, other) in zip(connections, results[::2], strict=True):
+        for connection, assertion in zip(connections, assertions, strict=True):
             session_id = connection.session.id
-            if status in (b"lost", "lost"):
+            if assertion.status == "lost":
                 self.log.info(
                     "a newer connection holds the session; closing ours", session_id=session_id
                 )
                 await self.live.evict(session_id, connection.id)
                 continue
             holding.append(connection)
-            holder = parse_holder(other) if other else None
+            holder = assertion.previous
             if holder is not None and holder.instance != self.instance_id:
                 self.log.info("session taken over from an older connection", session_id=session_id)
                 self._spawn(self._replace_at(holder, session_id))

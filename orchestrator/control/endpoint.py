@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from orchestrator.control.connection import ControlConnection, ControlServices
@@ -17,6 +16,7 @@ from orchestrator.control.handshake import (
 from orchestrator.logs import get_logger
 from orchestrator.sessions.model import Session
 from orchestrator.sessions.store import StoreUnavailable
+from tokens.web.http import error_response
 
 log = get_logger("orchestrator.control")
 
@@ -85,7 +85,7 @@ class ControlEndpoint:
     @staticmethod
     async def _deny(websocket: WebSocket, refusal: ControlRefused) -> None:
         if "websocket.http.response" in websocket.scope.get("extensions", {}):
-            body = {"error": refusal.code, "detail": refusal.detail}
-            await websocket.send_denial_response(JSONResponse(body, status_code=refusal.status))
+            denial = error_response(refusal.status, refusal.code, refusal.detail, refusal.headers)
+            await websocket.send_denial_response(denial)
         else:
             await websocket.close(1008)

@@ -27,16 +27,15 @@ from orchestrator.sessions.model import Session
 from orchestrator.sessions.store import SessionStore, StoreUnavailable
 from tokens import InvalidTokenError, SoulMachinesClaims, SoulMachinesProfile
 from tokens.profiles.soul_machines import new_session_id
+from tokens.web import auth
+from tokens.web.http import ApiError
 
 
-class ControlRefused(Exception):
+class ControlRefused(ApiError):
     """The handshake is refused (HTTP ``status``, 403 by default) for ``code``: ``detail``."""
 
     def __init__(self, code: str, detail: str, status: int = 403) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-        self.status = status
+        super().__init__(status, code, detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,17 +50,12 @@ class ControlIdentity:
 
 
 def presented_token(connection: HTTPConnection) -> tuple[str | None, str]:
-    """The token and where it came from (``query`` or ``bearer``), if any."""
-    values = connection.query_params.getlist("access_token")
-    if len(set(values)) > 1:
-        raise ControlRefused("malformed", "more than one access_token")
-    if values and values[0]:
-        return values[0], "query"
-    authorization = connection.headers.get("authorization", "")
-    scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip(), "bearer"
-    return None, ""
+    """The token and where it came from (``query`` or ``bearer``), if any; a
+    refusal here is a handshake's (403), not the HTTP API's 400."""
+    try:
+        return auth.presented_token(connection, query="access_token")
+    except ApiError as exc:
+        raise ControlRefused(exc.code, exc.detail) from None
 
 
 def _is_loopback(connection: HTTPConnection) -> bool:

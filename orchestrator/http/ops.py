@@ -9,8 +9,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from orchestrator.sessions.store import StoreUnavailable
-
-NO_STORE = {"Cache-Control": "no-store"}
+from tokens.web.http import NO_STORE
 
 
 async def healthz(_request: Request) -> JSONResponse:

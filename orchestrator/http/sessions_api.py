@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,15 +26,15 @@ from orchestrator.control.commands import (
     SessionNotLive,
     execute_stored,
 )
-from orchestrator.control.handshake import ControlRefused, presented_token
-from orchestrator.http.api_keys import ApiKeys
 from orchestrator.metrics import Metrics
 from orchestrator.sessions.events import EventHub
 from orchestrator.sessions.model import Session, apply_merge_patch
 from orchestrator.sessions.store import SessionStore, StoreUnavailable
 from tokens import InvalidTokenError, SoulMachinesProfile
 from tokens.jsonsafe import dumps
-from tokens.web.http import BadRequest, SafeJSONResponse, error_response, read_json_object
+from tokens.web.auth import ApiKeys, presented_token
+from tokens.web.errors import ErrorTable
+from tokens.web.http import NO_STORE, ApiError, SafeJSONResponse, read_json_object
 
 MAX_TEXT_CHARS = 4000
 # All of a session's variables together (as JSON, and counting every value and
@@ -44,11 +44,14 @@ MAX_SESSION_VARIABLES_VALUES = 1024
 KEEPALIVE_SECONDS = 15.0
 ENDED_GRACE_SECONDS = 1.0
 
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+# The orchestrator's own errors as HTTP answers (see tokens.web.errors), for the
+# app's exception handlers; the endpoints raise, they never catch to answer.
+SESSIONS_API_ERRORS: ErrorTable = {
+    StoreUnavailable: lambda error: ApiError(
+        503, "store_unavailable", f"session store unreachable: {error}"
+    ),
+    CommandFailed: lambda error: ApiError(504, "instance_timeout", str(error)),
+}
 
 
 @dataclass(frozen=True)
@@ -91,48 +94,20 @@ class SessionsApi:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/sessions", self._wrap(self.list_sessions), methods=["GET"]),
-            Route("/sessions/{session_id}", self._wrap(self.get_session), methods=["GET"]),
-            Route("/sessions/{session_id}", self._wrap(self.end_session), methods=["DELETE"]),
-            Route(
-                "/sessions/{session_id}/variables",
-                self._wrap(self.patch_variables),
-                methods=["PATCH"],
-            ),
-            Route("/sessions/{session_id}/speak", self._wrap(self.speak), methods=["POST"]),
-            Route(
-                "/sessions/{session_id}/stop-speaking",
-                self._wrap(self.stop_speaking),
-                methods=["POST"],
-            ),
-            Route("/sessions/{session_id}/send", self._wrap(self.send), methods=["POST"]),
-            Route("/sessions/{session_id}/events", self._wrap(self.follow), methods=["GET"]),
+            Route("/sessions", self.list_sessions, methods=["GET"]),
+            Route("/sessions/{session_id}", self.get_session, methods=["GET"]),
+            Route("/sessions/{session_id}", self.end_session, methods=["DELETE"]),
+            Route("/sessions/{session_id}/variables", self.patch_variables, methods=["PATCH"]),
+            Route("/sessions/{session_id}/speak", self.speak, methods=["POST"]),
+            Route("/sessions/{session_id}/stop-speaking", self.stop_speaking, methods=["POST"]),
+            Route("/sessions/{session_id}/send", self.send, methods=["POST"]),
+            Route("/sessions/{session_id}/events", self.follow, methods=["GET"]),
         ]
 
     # --- plumbing ------------------------------------------------------------------
 
-    def _wrap(
-        self, handler: Callable[[Request], Awaitable[Response]]
-    ) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ApiError as exc:
-                headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-                return error_response(exc.status, exc.code, exc.detail, headers)
-            except BadRequest as exc:
-                return error_response(exc.status, exc.code, exc.detail)
-            except ControlRefused as exc:  # e.g. two different access_token values
-                return error_response(400, exc.code, exc.detail)
-            except StoreUnavailable as exc:
-                return error_response(503, "store_unavailable", f"session store unreachable: {exc}")
-            except CommandFailed as exc:
-                return error_response(504, "instance_timeout", str(exc))
-
-        return endpoint
-
     def caller(self, request: Request, *, query_token: bool = False) -> Caller:
-        token, source = presented_token(request)
+        token, source = presented_token(request, query="access_token")
         if token is None:
             raise ApiError(401, "no_credentials", "send Authorization: Bearer <token or API key>")
         if source == "query" and not query_token:
@@ -207,7 +182,7 @@ class SessionsApi:
             len(json.dumps(merged)) > MAX_SESSION_VARIABLES_BYTES
             or _json_values(merged, MAX_SESSION_VARIABLES_VALUES) > MAX_SESSION_VARIABLES_VALUES
         ):
-            raise BadRequest(
+            raise ApiError(
                 413,
                 "too_large",
                 f"the session's variables would exceed {MAX_SESSION_VARIABLES_BYTES} bytes "
@@ -227,7 +202,7 @@ class SessionsApi:
         text = _text(body)
         interruptible = body.get("can_be_interrupted", True)
         if not isinstance(interruptible, bool):
-            raise BadRequest(400, "invalid_body", "can_be_interrupted must be true or false")
+            raise ApiError(400, "invalid_body", "can_be_interrupted must be true or false")
         result = await self.command(
             session, "speak", {"text": text, "can_be_interrupted": interruptible}
         )
@@ -246,7 +221,7 @@ class SessionsApi:
             variables = {}
         fallback = body.get("fallback", False)
         if not isinstance(variables, dict) or not isinstance(fallback, bool):
-            raise BadRequest(400, "invalid_body", "variables must be an object, fallback a bool")
+            raise ApiError(400, "invalid_body", "variables must be an object, fallback a bool")
         args = {"text": text, "variables": variables, "fallback": fallback}
         return SafeJSONResponse(await self.command(session, "send", args), status_code=202)
 
@@ -261,7 +236,7 @@ class SessionsApi:
         return StreamingResponse(
             self._stream(session, deadline),
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+            headers={**NO_STORE, "X-Accel-Buffering": "no"},
         )
 
     async def _stream(self, session: Session, deadline: float | None) -> AsyncIterator[str]:
@@ -306,9 +281,9 @@ class SessionsApi:
 def _text(body: dict[str, Any]) -> str:
     text = body.get("text")
     if not isinstance(text, str) or not text.strip():
-        raise BadRequest(400, "invalid_body", "text must be a non-empty string")
+        raise ApiError(400, "invalid_body", "text must be a non-empty string")
     if len(text) > MAX_TEXT_CHARS:
-        raise BadRequest(413, "too_large", f"text exceeds {MAX_TEXT_CHARS} characters")
+        raise ApiError(413, "too_large", f"text exceeds {MAX_TEXT_CHARS} characters")
     return text
 
 

@@ -31,12 +31,8 @@ from tokens.registry import (
     SOUL_MACHINES,
     VIDEOSDK,
     VOICEGAIN,
-    CcaiVerifier,
     ProfileRegistry,
     ProfileVerifier,
-    SoulMachinesVerifier,
-    VideoSdkVerifier,
-    VoicegainVerifier,
 )
 from tokens.web.ccai import CcaiTokenEndpoint, UserResolver, trusted_header_resolver
 from tokens.web.verify import VerifyEndpoint
@@ -91,7 +87,7 @@ def build_token_profiles(
     stores: list[TokenGenerationStore] = []
     if SOUL_MACHINES in settings.profiles:
         routes.extend(sm_routes)
-        verifiers.append(SoulMachinesVerifier(sm_profile))
+        verifiers.append(ProfileVerifier(sm_profile))
     if CCAI in settings.profiles:
         keyring = settings.keyring_for("CCAI_COMPANY_SECRET", "ccai", settings.ccai_secret)
         ccai = CcaiProfile(TokenCodec(keyring), settings.ccai_policy())
@@ -102,12 +98,12 @@ def build_token_profiles(
             secure_cookie=settings.production,
         )
         routes.extend(endpoint.routes())
-        verifiers.append(CcaiVerifier(ccai))
+        verifiers.append(ProfileVerifier(ccai))
     if VIDEOSDK in settings.profiles:
         keyring = settings.keyring_for("VIDEOSDK_SECRET", "videosdk", settings.videosdk_secret)
         videosdk = VideoSdkProfile(TokenCodec(keyring), settings.videosdk_policy())
         routes.extend(VideoSdkTokenEndpoint(videosdk).routes())
-        verifiers.append(VideoSdkVerifier(videosdk))
+        verifiers.append(ProfileVerifier(videosdk))
     if VOICEGAIN in settings.profiles:
         keyring = settings.keyring_for("VOICEGAIN_SECRET", "voicegain", settings.voicegain_secret)
         store: TokenGenerationStore = (
@@ -120,7 +116,7 @@ def build_token_profiles(
         routes.extend(
             VoicegainEndpoints(voicegain, admin_key=settings.voicegain_admin_key or "").routes()
         )
-        verifiers.append(VoicegainVerifier(voicegain))
+        verifiers.append(ProfileVerifier(voicegain))
     registry = ProfileRegistry(verifiers)
     if settings.verify_api_key:
         routes.extend(VerifyEndpoint(registry, api_key=settings.verify_api_key).routes())

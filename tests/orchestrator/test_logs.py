@@ -192,7 +192,7 @@ def test_redactor_scrubs_containers_preserving_types() -> None:
 
 def test_app_events_carry_no_token_or_key(caplog: pytest.LogCaptureFixture) -> None:
     """In-process, the app's own log events (start, token issued) name sessions, never secrets."""
-    caplog.set_level(logging.DEBUG, logger="orchestrator.app")  # "token issued" is a debug line
+    caplog.set_level(logging.DEBUG, logger="orchestrator")  # "token issued" is a debug line
     secret = random_secret()
     settings = Settings.from_env(
         environ={"JWT_PUBLIC_KEY": "log-key", "JWT_PRIVATE_KEY": secret}, env_file=None

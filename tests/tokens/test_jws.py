@@ -10,8 +10,6 @@ from typing import Any
 
 import jwt
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tests.conftest import random_secret
 from tokens import (
@@ -29,7 +27,6 @@ from tokens import (
 )
 from tokens.jws import (
     MAX_TOKEN_BYTES,
-    HmacSha256,
     humanize_seconds,
     read_unverified_claims,
     read_unverified_header,
@@ -296,20 +293,3 @@ def test_unverified_readers_show_what_a_token_says(keyring: Keyring) -> None:
 def test_humanize_seconds(seconds: int, text: str) -> None:
     """Durations read as people say them, sign dropped."""
     assert humanize_seconds(seconds) == text
-
-
-@settings(max_examples=200, deadline=None)
-@given(key=st.binary(min_size=0, max_size=200), message=st.binary(max_size=600))
-def test_hmac_sha256_with_precomputed_pads_equals_the_standard_library(
-    key: bytes, message: bytes
-) -> None:
-    """The signer's HMAC is hmac.digest's for keys shorter, equal to and longer than a block."""
-    assert HmacSha256(key).digest(message) == hmac.digest(key, message, "sha256")
-
-
-def test_hmac_sha256_signer_is_reusable() -> None:
-    """Signing one message does not disturb the next: the pad states are copied, not fed."""
-    signer = HmacSha256(b"k" * 64)
-    first = signer.digest(b"one")
-    signer.digest(b"two")
-    assert signer.digest(b"one") == first == hmac.digest(b"k" * 64, b"one", "sha256")

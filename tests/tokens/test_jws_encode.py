@@ -83,6 +83,15 @@ def test_cached_header_follows_typ_and_key(signing_key: SigningKey) -> None:
     assert codec.encode(SM_CLAIMS, TYP) == pyjwt_encode(SM_CLAIMS, other, TYP)
 
 
+@pytest.mark.parametrize("length", [32, 63, 64, 65, 200])
+def test_keys_either_side_of_the_hash_block_sign_like_pyjwt(length: int) -> None:
+    """Secrets shorter than, equal to and longer than SHA-256's 64-byte block (hashed
+    first, RFC 2104) sign to jwt.encode's bytes."""
+    key = SigningKey("block-key", bytes(range(length)))
+    codec = TokenCodec(Keyring(key))
+    assert codec.encode(SM_CLAIMS, TYP) == pyjwt_encode(SM_CLAIMS, key, TYP)
+
+
 def test_codec_decodes_what_it_encodes(keyring: Keyring) -> None:
     """A fast-encoded token passes the codec's own (PyJWT-backed) verification."""
     codec = TokenCodec(keyring, clock=lambda: 1_700_000_100)

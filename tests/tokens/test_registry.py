@@ -8,14 +8,7 @@ from tests import profile_factories as make
 from tokens.errors import UnknownProfileError, WrongTypeError
 from tokens.profiles.ccai import CcaiUser
 from tokens.profiles.videosdk import GENERIC_FAILURE, VideoSdkGrant
-from tokens.registry import (
-    CcaiVerifier,
-    ProfileRegistry,
-    SoulMachinesVerifier,
-    VideoSdkVerifier,
-    VoicegainVerifier,
-    parse_profile_names,
-)
+from tokens.registry import ProfileRegistry, ProfileVerifier, parse_profile_names
 
 pytestmark = pytest.mark.anyio
 
@@ -36,10 +29,10 @@ async def _tokens_and_registry() -> tuple[dict[str, str], ProfileRegistry]:
     }
     registry = ProfileRegistry(
         [
-            SoulMachinesVerifier(sm),
-            CcaiVerifier(ccai),
-            VideoSdkVerifier(videosdk),
-            VoicegainVerifier(voicegain),
+            ProfileVerifier(sm),
+            ProfileVerifier(ccai),
+            ProfileVerifier(videosdk),
+            ProfileVerifier(voicegain),
         ]
     )
     return tokens, registry
@@ -78,7 +71,7 @@ async def test_videosdk_failures_use_the_vendor_wording() -> None:
 async def test_token_of_a_disabled_profile_is_refused() -> None:
     """A registry without a profile refuses its tokens by typ and its name outright."""
     tokens, _ = await _tokens_and_registry()
-    registry = ProfileRegistry([SoulMachinesVerifier(make.soul_machines())])
+    registry = ProfileRegistry([ProfileVerifier(make.soul_machines())])
     result = await registry.verify(tokens["ccai"])
     assert (result.valid, result.profile) == (False, None)
     assert isinstance(result.error, WrongTypeError)

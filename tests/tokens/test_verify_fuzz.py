@@ -21,14 +21,7 @@ from tests.fuzz_stats import record
 from tokens import InvalidTokenError
 from tokens.jws import MAX_TOKEN_BYTES
 from tokens.profiles.voicegain import VoicegainIdentity
-from tokens.registry import (
-    CcaiVerifier,
-    ProfileRegistry,
-    ProfileVerifier,
-    SoulMachinesVerifier,
-    VideoSdkVerifier,
-    VoicegainVerifier,
-)
+from tokens.registry import ProfileRegistry, ProfileVerifier
 
 FUZZ = settings(
     max_examples=150,
@@ -74,7 +67,7 @@ def _build_targets() -> list[Target]:
     return [
         Target(
             "soul-machines",
-            SoulMachinesVerifier(sm),
+            ProfileVerifier(sm),
             sm.mint().jwt,
             secret(sm),
             "sm-key",
@@ -82,7 +75,7 @@ def _build_targets() -> list[Target]:
         ),
         Target(
             "ccai",
-            CcaiVerifier(ccai),
+            ProfileVerifier(ccai),
             ccai.mint(CcaiUser("user-1")),
             secret(ccai),
             "ccai",
@@ -90,7 +83,7 @@ def _build_targets() -> list[Target]:
         ),
         Target(
             "videosdk",
-            VideoSdkVerifier(videosdk),
+            ProfileVerifier(videosdk),
             videosdk.mint(VideoSdkGrant()),
             secret(videosdk),
             "videosdk",
@@ -98,7 +91,7 @@ def _build_targets() -> list[Target]:
         ),
         Target(
             "voicegain-api",
-            VoicegainVerifier(voicegain),
+            ProfileVerifier(voicegain),
             api_token,
             secret(voicegain),
             "voicegain",
@@ -106,7 +99,7 @@ def _build_targets() -> list[Target]:
         ),
         Target(
             "voicegain-short",
-            VoicegainVerifier(voicegain),
+            ProfileVerifier(voicegain),
             short.token,
             secret(voicegain),
             "voicegain",

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from tokens.errors import ClaimsError
 from tokens.profiles.ccai import CcaiProfile, CcaiUser
-from tokens.web.http import error_response, token_response
+from tokens.web.http import ApiError, token_response
 
 UserResolver = Callable[[Request], CcaiUser | Awaitable[CcaiUser | None] | None]
 DEFAULT_ANONYMOUS_COOKIE = "ccai_anon"
@@ -77,7 +77,8 @@ class CcaiTokenEndpoint:
         try:
             user = await self._user(request)
         except ClaimsError as exc:
-            return error_response(422, exc.code, f"the authenticated user is unusable: {exc}")
+            detail = f"the authenticated user is unusable: {exc}"
+            raise ApiError(422, exc.code, detail) from None
         new_cookie = None
         if user is None:
             anonymous_id = request.cookies.get(self.anonymous_cookie, "")

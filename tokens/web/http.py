@@ -1,4 +1,5 @@
-"""JSON responses and request-body reading shared by the token routes."""
+"""The HTTP API's error type and JSON responses, and request-body reading,
+shared by the token routes and the orchestrator's own."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from starlette.responses import JSONResponse, Response
 
 from tokens.jsonsafe import check_parsed, dumps, finite_float
 
+# Every response that may carry a token or a session's state (and the errors
+# beside them): no cache, shared or the browser's, keeps a copy.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# The Bearer challenge every 401 carries (RFC 6750 §3).
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _NO_STORE_RAW = [
     (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in NO_STORE.items()
 ]
@@ -19,14 +24,19 @@ _JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 DEFAULT_MAX_BODY_BYTES = 16 * 1024
 
 
-class BadRequest(Exception):
-    """A request the routes answer with a JSON error instead of a token."""
+class ApiError(Exception):
+    """A request the HTTP API refuses: answered ``status`` with ``{"error": code,
+    "detail": detail}`` (see ``tokens.web.errors``), plus ``headers``; a 401
+    always carries the Bearer challenge."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(
+        self, status: int, code: str, detail: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
+        self.headers = {**(CHALLENGE if status == 401 else {}), **(headers or {})}
 
 
 class SafeJSONResponse(JSONResponse):
@@ -38,7 +48,7 @@ class SafeJSONResponse(JSONResponse):
 
 
 def error_response(
-    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+    status: int, code: str, detail: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     """The one error shape of the HTTP API: ``{"error": code, "detail": text}``."""
     return SafeJSONResponse(
@@ -103,20 +113,20 @@ async def read_json_object(
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise BadRequest(413, "body_too_large", f"request body exceeds {max_bytes} bytes")
+        raise ApiError(413, "body_too_large", f"request body exceeds {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:
-            raise BadRequest(413, "body_too_large", f"request body exceeds {max_bytes} bytes")
+            raise ApiError(413, "body_too_large", f"request body exceeds {max_bytes} bytes")
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
         return {}
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
-        raise BadRequest(415, "unsupported_media_type", "send the body as application/json")
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     try:
         # As json.loads(raw) decodes; "surrogatepass" lets encoded surrogates
         # through, for check_parsed to refuse with the escaped ones.
@@ -124,9 +134,9 @@ async def read_json_object(
         body = json.loads(text, parse_constant=_refuse_constant, parse_float=finite_float)
         check_parsed(text, body)
     except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, NotPlainJsonError
-        raise BadRequest(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
     except RecursionError:
-        raise BadRequest(400, "invalid_json", "body is not valid JSON: nested too deep") from None
+        raise ApiError(400, "invalid_json", "body is not valid JSON: nested too deep") from None
     if not isinstance(body, dict):
-        raise BadRequest(400, "invalid_body", "body must be a JSON object")
+        raise ApiError(400, "invalid_body", "body must be a JSON object")
     return body

@@ -7,7 +7,8 @@ vendor's UIs expect:
   vendor's express token server and React template.
 
 Both add ``expires_at`` (Unix seconds) and ``session_id``. POST accepts
-``{"claims": {...}, "ttl_seconds": n}``.
+``{"claims": {...}, "ttl_seconds": n}``. Refusals are raised and answered by
+``tokens.web.errors`` (claims or ttl the policy refuses: 422).
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tokens.errors import ClaimsError, PolicyError
 from tokens.profiles.soul_machines import IssuedToken, SoulMachinesProfile
-from tokens.web.http import BadRequest, error_response, json_bytes_response, read_json_object
+from tokens.web.http import ApiError, json_bytes_response, read_json_object
 
 IssuedHook = Callable[[IssuedToken, Request], Awaitable[None]]
 _POST_FIELDS = frozenset({"claims", "ttl_seconds"})
@@ -123,18 +123,11 @@ class SoulMachinesTokenEndpoints:
         return await self._issue(request, vendor_success_flag=True)
 
     async def _issue(self, request: Request, *, vendor_success_flag: bool) -> Response:
-        try:
-            options = await self._options(request) if request.method == "POST" else {}
-            control_url = None
-            if self.profile.policy.control_url is None:
-                control_url = self._control_url(request)
-            issued = self.profile.mint(control_url=control_url, **options)
-        except BadRequest as exc:
-            return error_response(exc.status, exc.code, exc.detail)
-        except ClaimsError as exc:
-            return error_response(422, exc.code, str(exc))
-        except PolicyError as exc:
-            return error_response(422, exc.code, str(exc))
+        options = await self._options(request) if request.method == "POST" else {}
+        control_url = None
+        if self.profile.policy.control_url is None:
+            control_url = self._control_url(request)
+        issued = self.profile.mint(control_url=control_url, **options)
         if self.on_issued is not None:
             await self.on_issued(issued, request)
         return json_bytes_response(token_body(issued, vendor_success_flag=vendor_success_flag))
@@ -144,7 +137,7 @@ class SoulMachinesTokenEndpoints:
         body = await read_json_object(request)
         unknown = set(body) - _POST_FIELDS
         if unknown:
-            raise BadRequest(
+            raise ApiError(
                 400,
                 "unknown_field",
                 f"unknown field(s) {sorted(unknown)}; expected claims, ttl_seconds",
@@ -152,11 +145,11 @@ class SoulMachinesTokenEndpoints:
         options: dict[str, Any] = {}
         if "claims" in body:
             if not isinstance(body["claims"], dict):
-                raise BadRequest(400, "invalid_claims", "claims must be a JSON object")
+                raise ApiError(400, "invalid_claims", "claims must be a JSON object")
             options["custom_claims"] = body["claims"]
         if "ttl_seconds" in body:
             ttl = body["ttl_seconds"]
             if isinstance(ttl, bool) or not isinstance(ttl, int):
-                raise BadRequest(400, "invalid_ttl", "ttl_seconds must be an integer")
+                raise ApiError(400, "invalid_ttl", "ttl_seconds must be an integer")
             options["ttl_seconds"] = ttl
         return options

@@ -15,9 +15,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tokens.durations import parse_duration
-from tokens.errors import ClaimsError, PolicyError
+from tokens.errors import PolicyError
 from tokens.profiles.videosdk import VideoSdkGrant, VideoSdkProfile
-from tokens.web.http import BadRequest, error_response, read_json_object, token_response
+from tokens.web.http import ApiError, read_json_object, token_response
 
 FIELDS = frozenset({"permissions", "roles", "roomId", "participantId", "version", "expiresIn"})
 
@@ -27,27 +27,27 @@ def _list(name: str, value: Any) -> tuple[str, ...]:
         return tuple(v.strip() for v in value.split(",") if v.strip())
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise BadRequest(400, "invalid_" + name, f"{name} must be a list of strings")
+    raise ApiError(400, "invalid_" + name, f"{name} must be a list of strings")
 
 
 def grant_from(fields: dict[str, Any]) -> VideoSdkGrant:
-    """A grant from query or JSON fields; ``BadRequest`` for unknown or mistyped ones."""
+    """A grant from query or JSON fields; ``ApiError`` for unknown or mistyped ones."""
     unknown = set(fields) - FIELDS
     if unknown:
-        raise BadRequest(
+        raise ApiError(
             400, "unknown_field", f"unknown field(s) {sorted(unknown)}; expected {sorted(FIELDS)}"
         )
     version = fields.get("version")
     if isinstance(version, str):
         if not version.isdigit():
-            raise BadRequest(400, "invalid_version", "version must be an integer")
+            raise ApiError(400, "invalid_version", "version must be an integer")
         version = int(version)
     ttl = None
     if "expiresIn" in fields:
         try:
             ttl = parse_duration(fields["expiresIn"])
         except PolicyError as exc:
-            raise BadRequest(400, "invalid_expiry", f"expiresIn: {exc}") from None
+            raise ApiError(400, "invalid_expiry", f"expiresIn: {exc}") from None
     return VideoSdkGrant(
         permissions=_list("permissions", fields["permissions"])
         if "permissions" in fields
@@ -70,16 +70,15 @@ class VideoSdkTokenEndpoint:
         return [Route("/videosdk/token", self.token, methods=["GET", "POST"])]
 
     async def token(self, request: Request) -> Response:
+        if request.method == "POST":
+            fields = await read_json_object(request)
+        else:
+            fields = dict(request.query_params)
+        grant = grant_from(fields)
         try:
-            if request.method == "POST":
-                fields = await read_json_object(request)
-            else:
-                fields = dict(request.query_params)
-            token = self.profile.mint(grant_from(fields))
-        except BadRequest as exc:
-            return error_response(exc.status, exc.code, exc.detail)
+            token = self.profile.mint(grant)
         except PolicyError as exc:
-            return error_response(403, exc.code, str(exc))
-        except ClaimsError as exc:
-            return error_response(422, exc.code, str(exc))
+            # A grant beyond the deployment's policy is forbidden here (403),
+            # where the other profiles answer 422.
+            raise ApiError(403, exc.code, str(exc)) from None
         return token_response({"token": token})

@@ -17,8 +17,9 @@ import redis.asyncio as aioredis
 import websockets
 from starlette.websockets import WebSocketState
 
-from orchestrator.backend.cluster import LIVE_PREFIX, Cluster, registry_value
+from orchestrator.backend.cluster import Cluster
 from orchestrator.backend.memory import MemoryStore
+from orchestrator.backend.registry import LIVE_PREFIX, registry_value
 from orchestrator.control.commands import SessionNotLive
 from orchestrator.control.connection import ControlConnection, ControlServices
 from orchestrator.control.live import LiveConnections
@@ -156,7 +157,7 @@ async def test_assert_script_renews_takes_over_or_gives_way(fresh_redis_url: str
         newer = registry_value("b", connection("s", started_at=now + 5))
 
         async def assert_ours() -> list[bytes]:
-            result: list[bytes] = await a._assert(keys=[key], args=[ours, 60])
+            result: list[bytes] = await a.registry._assert(keys=[key], args=[ours, 60])
             return result
 
         assert await assert_ours() == [b"taken", b""]
@@ -218,7 +219,7 @@ async def test_commands_and_replace_target_the_exact_connection(fresh_redis_url:
         a.live.registry = a
         old = connection("s", started_at=time.time() - 1)
         await a.live.attach(old)
-        stale = await b._holder("s")
+        stale = await b.registry.holder("s")
         assert stale is not None and stale.connection == old.id
         new = connection("s", started_at=time.time())
         await a.live.attach(new)  # replaces `old` in A and in the registry

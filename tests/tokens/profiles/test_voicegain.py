@@ -21,7 +21,8 @@ from tokens.errors import (
 )
 from tokens.generation_store import MemoryGenerationStore
 from tokens.jws import read_unverified_claims, read_unverified_header
-from tokens.registry import ProfileRegistry, VoicegainVerifier
+from tokens.registry import ProfileRegistry, ProfileVerifier
+from tokens.web.errors import EXCEPTION_HANDLERS
 from tokens.web.verify import VerifyEndpoint
 
 pytestmark = pytest.mark.anyio
@@ -180,8 +181,9 @@ def test_verify_route_answers_503_while_the_token_store_is_unreachable() -> None
     key, api_key = secret(), secret()
     minted = asyncio.run(voicegain(key).regenerate("acct", "ctx"))
     store = RedisGenerationStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
-    registry = ProfileRegistry([VoicegainVerifier(voicegain(key, store=store))])
-    app = Starlette(routes=VerifyEndpoint(registry, api_key=api_key).routes())
+    registry = ProfileRegistry([ProfileVerifier(voicegain(key, store=store))])
+    routes = VerifyEndpoint(registry, api_key=api_key).routes()
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
     with TestClient(app) as client:
         answer = client.post(
             "/tokens/verify",

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 
 from tokens import IssuedToken, Keyring, SoulMachinesPolicy, SoulMachinesProfile, TokenCodec
+from tokens.web.errors import EXCEPTION_HANDLERS
 from tokens.web.http import DEFAULT_MAX_BODY_BYTES, NO_STORE, token_response
 from tokens.web.soul_machines import SoulMachinesTokenEndpoints, token_body
 
@@ -31,7 +32,7 @@ def make_client(
             issued.append(token)
 
     endpoints = SoulMachinesTokenEndpoints(profile, control_path="/ws", on_issued=on_issued)
-    app = Starlette(routes=endpoints.routes())
+    app = Starlette(routes=endpoints.routes(), exception_handlers=EXCEPTION_HANDLERS)
     app.state.profile = profile
     return TestClient(app)
 
