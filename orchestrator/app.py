@@ -12,9 +12,10 @@ from starlette.routing import WebSocketRoute
 
 from orchestrator.backend.factory import build_backend
 from orchestrator.config import CONTROL_PATH, Settings
-from orchestrator.control.connection import CLOSE_GOING_AWAY, ControlOptions, ControlServices
+from orchestrator.control.connection import ControlServices
 from orchestrator.control.endpoint import ControlEndpoint
 from orchestrator.control.handshake import ControlAuthenticator
+from orchestrator.control.options import CLOSE_GOING_AWAY, ControlOptions
 from orchestrator.handlers.loader import load_handler
 from orchestrator.http import ops
 from orchestrator.http.console import console_routes

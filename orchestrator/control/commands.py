@@ -3,7 +3,8 @@
 A command must run on the instance that holds the session's control socket.
 ``LocalRouter`` runs it in this process (one instance); the Redis router sends
 it to the owning instance's inbox. Both return a small JSON-able result or
-raise ``SessionNotLive``.
+raise ``SessionNotLive``; then ``execute_stored`` changes the stored record of
+what outlives the socket (variables, the end), which the next connection reads.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from orchestrator.control.connection import CLOSE_NORMAL, ControlConnection
+from orchestrator.control.connection import ControlConnection
 from orchestrator.control.live import LiveConnections
 from orchestrator.handlers import Reply
+from orchestrator.sessions.events import EventHub
+from orchestrator.sessions.model import Session, apply_merge_patch
+from orchestrator.sessions.store import SessionStore
 
 
 class SessionNotLive(Exception):
@@ -61,12 +65,25 @@ async def _execute(
         await connection.patch_variables(args["patch"])
         return {"variables": dict(connection.session.variables)}
     if op == "terminate":
-        # Recorded as ended before the socket closes, so the caller reads it at once.
-        connection.session.mark_ended(terminated=True)
-        await connection.persist()
-        await connection.close(CLOSE_NORMAL, "session ended")
+        await connection.terminate()
         return {"ended": True}
     raise ValueError(f"unknown command {op!r}")
+
+
+async def execute_stored(
+    store: SessionStore, events: EventHub, session: Session, op: str, args: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Run ``terminate`` or ``set_variables`` on a stored record no socket holds."""
+    if op == "terminate":
+        session.mark_ended(terminated=True)
+        await store.save(session)
+        return {"ended": True}
+    if op == "set_variables":
+        apply_merge_patch(session.variables, args["patch"])
+        await store.save(session)
+        await events.publish_event(session.id, "variables", {"variables": session.variables})
+        return {"variables": session.variables}
+    raise ValueError(f"{op!r} needs a live control socket")
 
 
 class CommandRouter(Protocol):

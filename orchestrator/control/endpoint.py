@@ -14,7 +14,7 @@ from orchestrator.control.handshake import (
     session_from_claims,
 )
 from orchestrator.logs import get_logger
-from orchestrator.sessions.model import Session, SessionStatus
+from orchestrator.sessions.model import Session
 from orchestrator.sessions.store import StoreUnavailable
 from tokens.web.http import error_response
 
@@ -51,30 +51,23 @@ class ControlEndpoint:
         connection = ControlConnection(
             websocket, session, self.services, verified=identity.claims is not None
         )
-        session.status = SessionStatus.CONNECTED
-        session.connected_at = time.time()
-        session.ended_at = None
+        # Connected before the live registry names it; saved and announced after.
+        connected = connection.core.connected(identity.source)
         try:
             await self.services.live.attach(connection)
             connection.log.info("control socket connected", source=identity.source, client=client)
-            await connection.persist()
-            await connection.publish("connected", {"source": identity.source})
+            await connection.perform(connected)
             await connection.run()
         finally:
             if await self.services.live.detach(connection):
-                session.mark_ended()
-                await connection.persist()
-                await connection.publish("ended", {})
+                await connection.perform(connection.core.ended())
 
     async def _session_for(self, identity: ControlIdentity) -> Session:
-        store = self.services.store
-        try:
-            session = await store.get(identity.session_id)
-        except StoreUnavailable:
+        """The record the handshake read, or a new one (created in the store)."""
+        if identity.stored is not None:
+            return identity.stored
+        if not identity.store_reachable:
             log.warning("session store unreachable; conversing on local state")
-            session = None
-        if session is not None:
-            return session
         if identity.claims is not None:
             session = session_from_claims(identity.claims)
         else:
@@ -84,7 +77,7 @@ class ControlEndpoint:
                 expires_at=int(time.time()) + ANONYMOUS_TTL_SECONDS,
             )
         try:
-            await store.create(session)
+            await self.services.store.create(session)
         except StoreUnavailable:
             log.warning("session not recorded: store unreachable", session_id=session.id)
         return session

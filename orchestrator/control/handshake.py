@@ -43,6 +43,10 @@ class ControlIdentity:
     session_id: str
     source: str  # "query" | "bearer" | "cookie" | "anonymous"
     claims: SoulMachinesClaims | None = None
+    # The session's record as the handshake read it (the only read): ``None``
+    # when there is none yet, or when the store could not be reached.
+    stored: Session | None = None
+    store_reachable: bool = True
 
 
 def presented_token(connection: HTTPConnection) -> tuple[str | None, str]:
@@ -97,32 +101,33 @@ class ControlAuthenticator:
                 raise ControlRefused(exc.code, str(exc)) from None
             if cookie_session is not None and cookie_session != claims.session_id:
                 raise ControlRefused("wrong_session", "the token is for another session")
-            await self._check_not_terminated(claims.session_id)
-            return ControlIdentity(claims.session_id, source, claims)
+            try:
+                stored = await self.store.get(claims.session_id)
+            except StoreUnavailable:
+                # A valid token still gets in while the shared store is away; the
+                # conversation runs on local state until it returns.
+                return ControlIdentity(claims.session_id, source, claims, store_reachable=False)
+            _refuse_terminated(stored)
+            return ControlIdentity(claims.session_id, source, claims, stored)
         if cookie_session:
             try:
-                session = await self.store.get(cookie_session)
+                stored = await self.store.get(cookie_session)
             except StoreUnavailable:
                 raise ControlRefused(
                     "store_unavailable", "cannot check the session cookie now", status=503
                 ) from None
-            if session is None or session.is_expired():
+            if stored is None or stored.is_expired():
                 raise ControlRefused("unknown_session", "no live session for that cookie")
-            await self._check_not_terminated(cookie_session)
-            return ControlIdentity(cookie_session, "cookie")
+            _refuse_terminated(stored)
+            return ControlIdentity(cookie_session, "cookie", stored=stored)
         if self.allow_unauthenticated and _is_loopback(connection):
             return ControlIdentity(new_session_id(), "anonymous")
         raise ControlRefused("no_token", "no access_token, bearer token or session cookie")
 
-    async def _check_not_terminated(self, session_id: str) -> None:
-        try:
-            session = await self.store.get(session_id)
-        except StoreUnavailable:
-            # A valid token still gets in while the shared store is away; the
-            # conversation runs on local state until it returns.
-            return
-        if session is not None and session.terminated:
-            raise ControlRefused("session_ended", "the session was ended")
+
+def _refuse_terminated(stored: Session | None) -> None:
+    if stored is not None and stored.terminated:
+        raise ControlRefused("session_ended", "the session was ended")
 
 
 def session_from_claims(claims: SoulMachinesClaims) -> Session:

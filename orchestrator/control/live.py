@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from orchestrator.control.connection import CLOSE_REPLACED, ControlConnection
+from orchestrator.control.connection import ControlConnection
+from orchestrator.control.options import CLOSE_REPLACED
 
 
 class LiveRegistry(Protocol):

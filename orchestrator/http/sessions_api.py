@@ -20,7 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from orchestrator.control.commands import CommandFailed, CommandRouter, SessionNotLive
+from orchestrator.control.commands import (
+    CommandFailed,
+    CommandRouter,
+    SessionNotLive,
+    execute_stored,
+)
 from orchestrator.metrics import Metrics
 from orchestrator.sessions.events import EventHub
 from orchestrator.sessions.model import Session, apply_merge_patch
@@ -161,8 +166,7 @@ class SessionsApi:
         try:
             await self.router.run(session.id, "terminate", {})
         except SessionNotLive:
-            session.mark_ended(terminated=True)
-            await self.store.save(session)
+            await execute_stored(self.store, self.events, session, "terminate", {})
         await self.events.publish_event(session.id, "terminated", {})
         return SafeJSONResponse({"id": session.id, "status": "ended"})
 
@@ -188,12 +192,8 @@ class SessionsApi:
             result = await self.router.run(session.id, "set_variables", {"patch": variables})
         except SessionNotLive:
             # Nobody holds the socket: change the record; the next connection sends them.
-            apply_merge_patch(session.variables, variables)
-            await self.store.save(session)
-            await self.events.publish_event(
-                session.id, "variables", {"variables": session.variables}
-            )
-            result = {"variables": session.variables}
+            args = {"patch": variables}
+            result = await execute_stored(self.store, self.events, session, "set_variables", args)
         return SafeJSONResponse(result)
 
     async def speak(self, request: Request) -> Response:

@@ -21,8 +21,9 @@ from orchestrator.backend.cluster import Cluster
 from orchestrator.backend.memory import MemoryStore
 from orchestrator.backend.registry import LIVE_PREFIX, registry_value
 from orchestrator.control.commands import SessionNotLive
-from orchestrator.control.connection import ControlConnection, ControlOptions, ControlServices
+from orchestrator.control.connection import ControlConnection, ControlServices
 from orchestrator.control.live import LiveConnections
+from orchestrator.control.options import ControlOptions
 from orchestrator.handlers import ConversationRequest, Reply
 from orchestrator.sessions.events import EventHub
 from orchestrator.sessions.model import Session

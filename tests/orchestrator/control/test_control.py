@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
-from orchestrator.control.connection import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_TOO_BIG
+from orchestrator.control.options import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_TOO_BIG
 from orchestrator.sessions.model import SessionStatus
 from tests.conftest import random_secret
 from tests.orchestrator.control_helpers import (

@@ -16,7 +16,7 @@ from websockets.client import ClientProtocol
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from orchestrator.control.connection import CLOSE_SLOW_PEER
+from orchestrator.control.options import CLOSE_SLOW_PEER
 from orchestrator.simulate import HostSimulator
 from tests.conftest import random_secret
 from tests.live_server import LiveServer

@@ -12,7 +12,7 @@ import redis
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
-from orchestrator.control.connection import CLOSE_NORMAL
+from orchestrator.control.options import CLOSE_NORMAL
 from tests.orchestrator.control_helpers import (
     envelope,
     initial_state,
