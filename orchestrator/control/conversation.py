@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from orchestrator.control import protocol
+from orchestrator.control import outbound, protocol
 from orchestrator.control.actions import (
     ENDED,
     FLOODED,
@@ -229,7 +229,7 @@ class ConversationCore:
         variables = {**session.variables, **reply.all_variables()}
         output = reply.output_text()
         send = self.request(
-            protocol.conversation_response(
+            outbound.conversation_response(
                 input_text=input_text,
                 output_text=output,
                 variables=variables,
@@ -243,7 +243,7 @@ class ConversationCore:
         self, text: str, *, can_be_interrupted: bool = True, filter_commands: bool | None = None
     ) -> Actions:
         send = self.request(
-            protocol.start_speaking(
+            outbound.start_speaking(
                 persona_id=self.session.persona_id,
                 text=text,
                 can_be_interrupted=can_be_interrupted,
@@ -254,7 +254,7 @@ class ConversationCore:
         return (send, Publish("turn", turn_event(turn, unprompted=True)))
 
     def stop_speaking(self) -> Actions:
-        return (self.request(protocol.stop_speaking(persona_id=self.session.persona_id)),)
+        return (self.request(outbound.stop_speaking(persona_id=self.session.persona_id)),)
 
     def patch_variables(self, patch: Mapping[str, Any]) -> Actions:
         """Merge ``patch`` into the shared variables (``None`` removes a name).

@@ -14,9 +14,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from orchestrator.control.protocol import Envelope, TransactionCounter
+from orchestrator.control.protocol import Envelope
 
 DEFAULT_MAX_PENDING = 256
+
+
+class TransactionCounter:
+    """Per-session transaction ids for the server's own requests.
+
+    Ids are strings ``"orch-<n>"`` so they cannot collide with the integer or
+    ``"<sceneId>_<n>"`` ids of the browser's requests, whose responses the
+    browser forwards in via-browser mode.
+    """
+
+    PREFIX = "orch-"
+
+    def __init__(self) -> None:
+        self._next = 1
+
+    def next(self) -> str:
+        value = f"{self.PREFIX}{self._next}"
+        self._next += 1
+        return value
 
 
 @dataclass(slots=True)

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from orchestrator.control import protocol
+from orchestrator.control import outbound, protocol
 from orchestrator.control.protocol import Envelope, FrameError, parse_frame
+from orchestrator.control.transactions import TransactionCounter
 
 
 def frame(**fields: object) -> str:
@@ -65,8 +66,8 @@ def test_persona_id_keeps_the_type_the_dp_used(persona_id: object, parsed: objec
 @pytest.mark.parametrize("persona_id", [1, "1"], ids=["int", "str"])
 def test_speech_requests_carry_the_persona_id_with_its_type(persona_id: int | str) -> None:
     """startSpeaking and stopSpeaking send personaId exactly as given; context is a string."""
-    speak = protocol.start_speaking(persona_id=persona_id, text="hey", context="greeting")
-    stop = protocol.stop_speaking(persona_id=persona_id)
+    speak = outbound.start_speaking(persona_id=persona_id, text="hey", context="greeting")
+    stop = outbound.stop_speaking(persona_id=persona_id)
     assert json.loads(speak.to_json())["body"] == {
         "personaId": persona_id,
         "text": "hey",
@@ -181,7 +182,7 @@ def test_final_transcript_picks_the_best_final_alternative() -> None:
 
 def test_outbound_messages_have_the_vendor_shapes() -> None:
     """conversationResponse and startSpeaking serialise exactly as the DP expects."""
-    response = protocol.conversation_response(
+    response = outbound.conversation_response(
         input_text="hi", output_text="hello", variables={"a": 1}, fallback=True, transaction="t1"
     )
     assert json.loads(response.to_json()) == {
@@ -196,13 +197,13 @@ def test_outbound_messages_have_the_vendor_shapes() -> None:
             "fallback": True,
         },
     }
-    speak = protocol.start_speaking(persona_id="1", text="hey", can_be_interrupted=False)
+    speak = outbound.start_speaking(persona_id="1", text="hey", can_be_interrupted=False)
     assert speak.to_dict()["body"] == {
         "personaId": "1",
         "text": "hey",
         "optionalArgs": {"canBeInterrupted": False},
     }
-    assert protocol.stop_speaking(persona_id="1").to_dict()["body"] == {"personaId": "1"}
+    assert outbound.stop_speaking(persona_id="1").to_dict()["body"] == {"personaId": "1"}
 
 
 def test_round_trip_of_an_envelope() -> None:
@@ -213,5 +214,5 @@ def test_round_trip_of_an_envelope() -> None:
 
 def test_transaction_counter_ids_cannot_collide_with_browser_ids() -> None:
     """Server transaction ids are 'orch-<n>' strings, increasing per session."""
-    counter = protocol.TransactionCounter()
+    counter = TransactionCounter()
     assert [counter.next(), counter.next()] == ["orch-1", "orch-2"]

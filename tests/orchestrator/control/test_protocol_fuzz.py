@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.control import protocol
+from orchestrator.control import outbound, protocol
 from orchestrator.control.protocol import Envelope, FrameError, parse_frame
 from tests.fuzz_stats import record
 from tokens.jsonsafe import NotPlainJsonError, check_plain
@@ -160,7 +160,7 @@ def test_inputs_that_once_escaped_parse_frame_are_frame_errors(data: str) -> Non
 def test_an_envelope_with_a_lone_surrogate_serialises_to_utf8() -> None:
     """A lone surrogate a handler put into a reply still goes out as valid UTF-8 JSON
     (as a \\u escape), though parse_frame refuses such a frame coming in."""
-    reply = protocol.conversation_response(input_text="\ud800", output_text="ok")
+    reply = outbound.conversation_response(input_text="\ud800", output_text="ok")
     text = reply.to_json()
     text.encode("utf-8")
     assert json.loads(text) == reply.to_dict()
