@@ -11,6 +11,7 @@ error says exactly what is wrong.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import hmac
 import json
 import math
@@ -162,7 +163,9 @@ class TokenCodec:
         self.keyring = keyring
         self.leeway_seconds = leeway_seconds
         self.clock = clock
-        self._signing: dict[tuple[SigningKey, str], bytes] = {}
+        # Per (key, typ): the header segment and the key's prepared HMAC state,
+        # which each signature copies (the key pads are hashed once per key).
+        self._signing: dict[tuple[SigningKey, str], tuple[bytes, hmac.HMAC]] = {}
 
     def now(self) -> int:
         return int(self.clock())
@@ -175,7 +178,7 @@ class TokenCodec:
         tests/tokens/test_jws_encode.py), without its per-call overhead: the
         header segment is built and the secret put through PyJWT's own HMAC key
         checks once per key and ``typ``; then it is one JSON encoding, base64url
-        and the standard library's ``hmac.digest``.
+        and a copy of the key's prepared ``hmac.HMAC`` (standard library).
         """
         payload = dict(claims)
         # What jwt.encode does to claims before serialising them:
@@ -191,20 +194,23 @@ class TokenCodec:
         """Sign claims already serialised as ``compact_json`` would (for a
         profile that assembles its fixed claims faster than a dict encodes)."""
         key = self.keyring.active
-        header = self._signing.get((key, typ))
-        if header is None:
-            header = self._prepare(key, typ)
+        prepared = self._signing.get((key, typ))
+        if prepared is None:
+            prepared = self._prepare(key, typ)
+        header, keyed = prepared
         signing_input = header + b"." + _b64url(payload_json.encode())
-        signature = _b64url(hmac.digest(key.secret, signing_input, "sha256"))
-        return (signing_input + b"." + signature).decode("ascii")
+        mac = keyed.copy()
+        mac.update(signing_input)
+        return (signing_input + b"." + _b64url(mac.digest())).decode("ascii")
 
-    def _prepare(self, key: SigningKey, typ: str) -> bytes:
+    def _prepare(self, key: SigningKey, typ: str) -> tuple[bytes, hmac.HMAC]:
         # Refuses PEM/SSH/DER/JWK-looking secrets exactly as jwt.encode would.
         _HS256.prepare_key(key.secret)
         header = {"typ": typ, "alg": ALGORITHM, "kid": key.kid}
         segment = _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
-        self._signing[(key, typ)] = segment
-        return segment
+        prepared = (segment, hmac.new(key.secret, digestmod=hashlib.sha256))
+        self._signing[(key, typ)] = prepared
+        return prepared
 
     def decode(
         self,
