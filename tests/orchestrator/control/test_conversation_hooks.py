@@ -6,17 +6,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.control.actions import (
-    INTERRUPT,
-    SAVE,
-    SPEECH_CHANGED,
-    IdleTimer,
-    Publish,
-    Send,
-    SentReply,
-    StartIdle,
-    StartTurn,
-)
+from orchestrator.control import actions as do
 from orchestrator.control.conversation import ConversationCore
 from orchestrator.control.idle import IdleWatch
 from orchestrator.control.options import (
@@ -50,16 +40,16 @@ def core_with(handler: Any, clock: FrozenClock, **options: Any) -> ConversationC
 
 
 def idle_timers(actions: Any) -> list[float | None]:
-    return [a.deadline for a in actions if isinstance(a, IdleTimer)]
+    return [a.deadline for a in actions if isinstance(a, do.IdleTimer)]
 
 
 def test_a_handler_without_hooks_gets_no_idle_or_interrupt_actions() -> None:
-    """The hot path stays as it was: one StartTurn per request, nothing else."""
+    """The hot path stays as it was: one do.StartTurn per request, nothing else."""
     clock = FrozenClock()
     core = core_with(HookedEcho().handle, clock, idle_prompt_seconds=5)
     assert core.idle is None
     (start,) = core.receive(say("hi"))
-    assert isinstance(start, StartTurn)
+    assert isinstance(start, do.StartTurn)
     assert core.turn_done() == ()
 
 
@@ -76,13 +66,13 @@ def test_the_idle_deadline_follows_turns_and_speech_and_fires_once_per_silence()
     clock.now = 1003.0
     assert idle_timers(core.receive(speech_state("idle"))) == [1008.0]
     clock.now = 1007.0
-    assert core.idle_due() == (IdleTimer(1008.0),)  # early (a stale timer): re-armed
+    assert core.idle_due() == (do.IdleTimer(1008.0),)  # early (a stale timer): re-armed
     clock.now = 1008.0
     (prompt,) = core.idle_due()
-    assert prompt == StartIdle(5.0)
+    assert prompt == do.StartIdle(5.0)
     assert idle_timers(core.turn_done()) == [None]  # said once: not again this silence
     clock.now = 1020.0
-    assert core.idle_due() == (IdleTimer(None),)
+    assert core.idle_due() == (do.IdleTimer(None),)
     core.receive(say("I am here"))
     assert idle_timers(core.turn_done()) == [1025.0]  # a user turn starts a new silence
 
@@ -93,7 +83,7 @@ def test_the_user_starting_to_speak_restarts_the_silence() -> None:
     clock.now = 1004.0
     actions = core.receive(envelope("state", {"recognizing": True}))
     assert idle_timers(actions) == [1009.0]
-    assert INTERRUPT not in actions  # the handler is not interruptible
+    assert do.INTERRUPT not in actions  # the handler is not interruptible
 
 
 def test_idle_watch_counts_a_prompt_as_a_turn() -> None:
@@ -108,18 +98,18 @@ def test_idle_watch_counts_a_prompt_as_a_turn() -> None:
 def test_an_interruptible_handler_is_interrupted_by_a_user_turn_or_recognizing() -> None:
     core = core_with(SlowInterruptible(), FrozenClock())
     (init,) = core.receive(say("", init=True))  # the init turn interrupts nothing
-    assert isinstance(init, StartTurn)
+    assert isinstance(init, do.StartTurn)
     interrupt, start = core.receive(say("again"))
-    assert interrupt is INTERRUPT and isinstance(start, StartTurn)
+    assert interrupt is do.INTERRUPT and isinstance(start, do.StartTurn)
     actions = core.receive(envelope("state", {"recognizing": True}))
-    assert INTERRUPT in actions and actions[-1] is SAVE
-    assert INTERRUPT not in core.receive(envelope("state", {"recognizing": True}))
+    assert do.INTERRUPT in actions and actions[-1] is do.SAVE
+    assert do.INTERRUPT not in core.receive(envelope("state", {"recognizing": True}))
 
 
 def test_a_speech_change_is_announced_for_speech_idle_waiters() -> None:
     core = core_with(HookedEcho().handle, FrozenClock())
-    assert SPEECH_CHANGED in core.receive(speech_state("speaking"))
-    assert SPEECH_CHANGED not in core.receive(envelope("state", {"recognizing": True}))
+    assert do.SPEECH_CHANGED in core.receive(speech_state("speaking"))
+    assert do.SPEECH_CHANGED not in core.receive(envelope("state", {"recognizing": True}))
 
 
 def test_a_timed_reply_is_published_once_sent_with_its_latency_counted_in_the_budget() -> None:
@@ -127,10 +117,10 @@ def test_a_timed_reply_is_published_once_sent_with_its_latency_counted_in_the_bu
     core = core_with(HookedEcho(), clock)
     timings = TurnTimings(clock)
     send, sent = core.respond(Reply("hi"), timings=timings)
-    assert isinstance(send, Send) and isinstance(sent, SentReply)
+    assert isinstance(send, do.Send) and isinstance(sent, do.SentReply)
     assert sent.turn.latency_ms == {} and sent.extra == {"fallback": False}
     untimed = core.respond(Reply("hi"))
-    assert isinstance(untimed[1], Publish)
+    assert isinstance(untimed[1], do.Publish)
     assert sent.turn.cost > core.session.transcript[-1].cost
     assert core.session.transcript_bytes == sum(t.cost for t in core.session.transcript)
 

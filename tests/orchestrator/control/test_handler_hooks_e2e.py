@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -126,10 +128,9 @@ async def test_a_handler_object_idle_prompt_and_failing_hooks_never_end_the_sock
         assert failures.labels("on_idle")._value.get() >= 1
 
 
-@pytest.mark.anyio
-async def test_a_new_user_turn_interrupts_an_interruptible_handler() -> None:
-    """The slow turn is cancelled inside the handler; only the new turn's reply comes,
-    and the transcript has no reply for the cancelled turn."""
+@asynccontextmanager
+async def slow_turn_in_flight() -> AsyncIterator[tuple[Any, HostSimulator, str]]:
+    """A host whose "slow question" the interruptible handler is working on."""
     interruptible.cancelled.clear()
     app = make_app(conversation_handler=f"{TEST_HANDLERS}:interruptible")
     with ThreadedServer(app) as server:
@@ -138,8 +139,16 @@ async def test_a_new_user_turn_interrupts_an_interruptible_handler() -> None:
             await host.start(settle=0.05)
             await host.send(host._request("slow question"))
             await asyncio.sleep(0.2)
-            assert said(await host.say("quick one", settle=0.3)) == ["answer to quick one"]
-        session = await app.state.store.get(issued["session_id"])
+            yield app, host, issued["session_id"]
+
+
+@pytest.mark.anyio
+async def test_a_new_user_turn_interrupts_an_interruptible_handler() -> None:
+    """The slow turn is cancelled inside the handler; only the new turn's reply comes,
+    and the transcript has no reply for the cancelled turn."""
+    async with slow_turn_in_flight() as (app, host, session_id):
+        assert said(await host.say("quick one", settle=0.3)) == ["answer to quick one"]
+    session = await app.state.store.get(session_id)
     assert interruptible.cancelled == ["slow question"]
     lines = [(t.role, t.text) for t in session.transcript]
     assert lines == [
@@ -152,20 +161,12 @@ async def test_a_new_user_turn_interrupts_an_interruptible_handler() -> None:
 
 @pytest.mark.anyio
 async def test_the_user_starting_to_speak_interrupts_an_interruptible_handler() -> None:
-    interruptible.cancelled.clear()
-    app = make_app(conversation_handler=f"{TEST_HANDLERS}:interruptible")
-    with ThreadedServer(app) as server:
-        issued = await fetch_token(server)
-        async with HostSimulator.connect(server.ws_url, issued["jwt"]) as host:
-            await host.start(settle=0.05)
-            await host.send(host._request("slow question"))
-            await asyncio.sleep(0.2)
-            await recognizing(host)
-            await until(lambda: interruptible.cancelled == ["slow question"])
-            assert said(await host.collect(settle=0.3, within=0.3)) == []
-            assert said(await host.say("next", settle=0.1)) == ["answer to next"]
-        metrics = app.state.metrics
-        assert metrics.turns_interrupted._value.get() == 1
+    async with slow_turn_in_flight() as (app, host, _):
+        await recognizing(host)
+        await until(lambda: interruptible.cancelled == ["slow question"])
+        assert said(await host.collect(settle=0.3, within=0.3)) == []
+        assert said(await host.say("next", settle=0.1)) == ["answer to next"]
+    assert app.state.metrics.turns_interrupted._value.get() == 1
 
 
 async def read_turn_events(base_url: str, session_id: str, into: list[dict[str, Any]]) -> None:
