@@ -136,13 +136,9 @@ class TurnRunner:
                     published = True
                     await connection.publish("turn", turn_event(turn.user_turn))
                 request = ConversationRequest(
-                    text=body.text,
-                    variables=body.variables,
-                    is_init=body.is_init,
-                    optional_args=body.optional_args,
-                    session=connection.session,
-                    timings=turn.timings,
-                )
+                    body.text, body.variables, body.is_init, body.optional_args,
+                    connection.session, turn.timings,
+                )  # fmt: skip
                 self.timings = turn.timings
                 try:
                     await self._answer(request)
