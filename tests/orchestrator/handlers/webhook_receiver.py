@@ -66,8 +66,10 @@ Script = Callable[[Received], Answer]
 
 
 def echo(received: Received) -> Answer:
-    """The default turn reply: what a minimal backend says."""
+    """The default turn reply: what a minimal backend says (nothing to an event)."""
     payload = received.payload
+    if received.event != "turn":
+        return Answer(204)
     if payload.get("is_init"):
         return Answer(json={"text": "Welcome from the backend."})
     return Answer(json={"text": f"Backend heard: {payload['text']}"})
