@@ -4,7 +4,6 @@ each signature with the package's helper and answers scripted replies."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from orchestrator.handlers.api import Card, Reply
 from orchestrator.handlers.webhook import WebhookHandler, build
 from orchestrator.sessions.model import Session
 from tests.conftest import random_secret
+from tests.orchestrator.handlers import test_handlers as handlers_tests
 from tests.orchestrator.handlers.test_webhook_messages import make_request, make_session
 from tests.orchestrator.handlers.webhook_receiver import Answer, WebhookReceiver
 
@@ -22,23 +22,15 @@ APOLOGY = "Sorry, the backend is away."
 TIMEOUT = 1.0  # the handler's own deadline is 90% of it
 
 
-@dataclass
-class RecordingConversation:
-    """A ``Conversation`` that records what the handler did with it."""
+class RecordingConversation(handlers_tests.RecordingConversation):
+    """The handler tests' recording ``Conversation``, keeping whole replies
+    (cards and all) and each ``set_variables`` call."""
 
-    session: Session = field(default_factory=make_session)
-    actions: list[tuple[str, Any]] = field(default_factory=list)
+    def __init__(self, session: Session | None = None) -> None:
+        super().__init__(session or make_session())
 
     async def respond(self, reply: Reply, *, input_text: str = "") -> None:
         self.actions.append(("respond", reply))
-
-    async def speak(
-        self, text: str, *, can_be_interrupted: bool = True, filter_commands: bool | None = None
-    ) -> None:
-        self.actions.append(("speak", text))
-
-    async def stop_speaking(self) -> None:
-        self.actions.append(("stop_speaking", None))
 
     async def set_variables(self, variables: Mapping[str, Any]) -> None:
         self.actions.append(("set_variables", dict(variables)))

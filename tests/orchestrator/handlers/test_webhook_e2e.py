@@ -249,3 +249,17 @@ def test_orchestrator_serve_and_simulate_talk_to_the_backend(
     assert "webhook request failed" in server.log_text
     assert "reply is not JSON" in server.log_text
     assert secret not in server.log_text
+
+
+@pytest.mark.anyio
+async def test_a_server_shutting_down_reports_the_end_before_closing_its_client(
+    backend: WebhookReceiver, secret: str
+) -> None:
+    server = ThreadedServer(webhook_app(backend, secret))
+    with server:
+        issued = await fetch_token(server)
+        async with HostSimulator.connect(server.ws_url, issued["jwt"]) as host:
+            await host.start(settle=0.1)
+            await asyncio.to_thread(server.stop)
+    [ended] = backend.wait_for("session.ended")
+    assert ended.payload["reason"] == "shutdown"

@@ -22,6 +22,15 @@ from orchestrator.handlers.webhook_messages import (
 from orchestrator.sessions.model import Session
 
 
+# What every request says of ``make_session()``.
+SESSION_FIELDS = {
+    "session_id": "s-1",
+    "dp_session_id": "dp-1",
+    "variables": {"name": "Ann"},
+    "claims": {"plan": "gold"},
+}
+
+
 def make_session(**fields: Any) -> Session:
     session = Session(
         id="s-1", issuer="test-key", expires_at=int(time.time()) + 600, claims={"plan": "gold"}
@@ -62,10 +71,7 @@ def test_a_turn_sends_the_words_the_session_and_the_last_transcript_lines() -> N
     assert {k: v for k, v in payload.items() if k != "transcript"} == {
         "type": "turn",
         "turn_id": "t-1",
-        "session_id": "s-1",
-        "dp_session_id": "dp-1",
-        "variables": {"name": "Ann"},
-        "claims": {"plan": "gold"},
+        **SESSION_FIELDS,
         "text": "hello",
         "is_init": False,
         "dp_variables": {"Current_Time": "noon"},
@@ -80,10 +86,7 @@ def test_an_event_sends_the_session_and_its_details() -> None:
     assert payload == {
         "type": "session.ended",
         "event_id": "e-1",
-        "session_id": "s-1",
-        "dp_session_id": "dp-1",
-        "variables": {"name": "Ann"},
-        "claims": {"plan": "gold"},
+        **SESSION_FIELDS,
         "reason": "disconnected",
     }
 
