@@ -21,7 +21,6 @@ from orchestrator.handlers.webhook_messages import (
 )
 from orchestrator.sessions.model import Session
 
-
 # What every request says of ``make_session()``.
 SESSION_FIELDS = {
     "session_id": "s-1",
