@@ -198,7 +198,7 @@ class WebhookHandler:
 
     async def _read(self, response: httpx.Response) -> bytes:
         status = response.status_code
-        if response.is_redirect or 300 <= status < 400:
+        if 300 <= status < 400:
             raise WebhookFailure(f"HTTP {status}: redirects are not followed")
         if not response.is_success:
             raise WebhookFailure(f"HTTP {status}")
