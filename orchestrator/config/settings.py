@@ -78,6 +78,11 @@ class Settings:
     session_grace_seconds: int = setting("SESSION_TTL_SECONDS")
     transcript_turns: int = setting("TRANSCRIPT_TURNS")
     transcript_max_bytes: int = setting("TRANSCRIPT_MAX_BYTES")
+    webhook_url: str | None = setting("WEBHOOK_URL")
+    webhook_secret: str | None = setting("WEBHOOK_SECRET")
+    webhook_events_url: str | None = setting("WEBHOOK_EVENTS_URL")
+    webhook_history_lines: int = setting("WEBHOOK_HISTORY_LINES")
+    webhook_max_reply_bytes: int = setting("WEBHOOK_MAX_REPLY_BYTES")
     redis_url: str | None = setting("REDIS_URL")
     profiles: tuple[str, ...] = setting("TOKEN_PROFILES")
     rate_limit: str = setting("TOKEN_RATE_LIMIT")
@@ -188,5 +193,6 @@ class Settings:
             self.videosdk_secret,
             self.voicegain_secret,
             self.voicegain_admin_key,
+            self.webhook_secret,
         )
         return keys + self.api_keys + tuple(value for value in platform if value)

@@ -153,6 +153,25 @@ SECTIONS = (
                  "(`startSpeaking`, ...) wait for the DP's response.", default=10.0,
                  limits=greater_than(0)),
     )),
+    Section("Webhook handler (`CONVERSATION_HANDLER=webhook`)", (
+        Variable("WEBHOOK_URL", TEXT, "Your backend's address: each turn is a signed `POST` "
+                 "of JSON there, its JSON reply is what the DP says "
+                 "(docs/webhook.md); required with `webhook`.",
+                 production=ProductionRule("must be `https://` (`http://` only to a loopback "
+                                           "address: a sidecar on the same host)",
+                                           refused=("http://backend.example.com/turn",))),
+        Variable("WEBHOOK_SECRET", SECRET, "The key of the `Orchestrator-Signature` HMAC "
+                 "on every request, at least 32 bytes; required with `webhook`."),
+        Variable("WEBHOOK_EVENTS_URL", TEXT, "Where the session events (started, idle, "
+                 "ended) go, when not to `WEBHOOK_URL`.", shown_default="`WEBHOOK_URL`",
+                 production=ProductionRule("must be `https://` (or loopback `http://`)",
+                                           refused=("http://backend.example.com/events",))),
+        Variable("WEBHOOK_HISTORY_LINES", INTEGER, "Transcript lines (user and DP, newest "
+                 "last) each turn's request carries.", default=10, limits=between(0, 200)),
+        Variable("WEBHOOK_MAX_REPLY_BYTES", INTEGER, "A longer reply is refused unread past "
+                 "this size (the DP says the apology).", default=64 * 1024,
+                 limits=between(1024, 4 * 1024 * 1024)),
+    )),
     Section("Sessions", (
         Variable("ORCHESTRATOR_API_KEY", SECRET_LIST, "The backend's key(s) for the sessions "
                  "API, each at least 32 bytes (several while rotating). Unset: only UI tokens "

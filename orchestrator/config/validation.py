@@ -45,6 +45,7 @@ def check_settings(settings: Settings) -> None:
         raise SettingsError(str(exc)) from None
     settings.cors_origin_regex()
     _check_token_profiles(settings)
+    _check_webhook(settings)
 
 
 def _check_production(settings: Settings) -> None:
@@ -116,6 +117,40 @@ def _check_ccai(settings: Settings) -> None:
         raise SettingsError("CCAI_USER_NAME_HEADER/CCAI_USER_EMAIL_HEADER need CCAI_USER_ID_HEADER")
     if settings.ccai_user_resolver:
         load_resolver(settings.ccai_user_resolver)
+
+
+def _check_webhook(settings: Settings) -> None:
+    check_secret("WEBHOOK_SECRET", settings.webhook_secret)
+    for name, url in (
+        ("WEBHOOK_URL", settings.webhook_url),
+        ("WEBHOOK_EVENTS_URL", settings.webhook_events_url),
+    ):
+        if url is not None:
+            check_webhook_url(name, url, production=settings.production)
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def check_webhook_url(name: str, url: str, *, production: bool) -> None:
+    """An ``http(s)://host/...`` URL; production wants ``https://``, except to a
+    loopback address (a sidecar on the same host: the body never leaves it).
+
+    The message never repeats the URL: its query may hold a credential.
+    """
+    parts = urlsplit(url)
+    try:
+        host = parts.hostname
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        host = None
+    if parts.scheme not in ("http", "https") or not host:
+        raise SettingsError(f"{name} must look like https://host/path")
+    if production and parts.scheme != "https" and host not in LOOPBACK_HOSTS:
+        raise SettingsError(
+            f"{name} must be https:// in production (http:// only to a loopback address): "
+            "turns carry what the user says and the token's claims"
+        )
 
 
 def _require(profile: str, **values: str | None) -> None:
