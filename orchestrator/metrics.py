@@ -25,11 +25,21 @@ from starlette.routing import Route
 from tokens.web.auth import ApiKeys
 from tokens.web.http import ApiError
 
+# Counted by the LLM handler, which is built before any app's registry exists:
+# one per process, shown by every app's ``/metrics``.
+LLM_ERRORS = Counter(
+    "orchestrator_llm_errors",
+    "LLM answers that failed (the DP said the apology), by reason",
+    ["reason"],
+    registry=None,
+)
+
 
 class Metrics:
     def __init__(self, live_sessions: Callable[[], int]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
+        registry.register(LLM_ERRORS)
         self.sessions_live = Gauge(
             "orchestrator_sessions_live", "Control sockets open in this process", registry=registry
         )

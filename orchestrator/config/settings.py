@@ -78,6 +78,18 @@ class Settings:
     transcript_turns: int = setting("TRANSCRIPT_TURNS")
     transcript_max_bytes: int = setting("TRANSCRIPT_MAX_BYTES")
     redis_url: str | None = setting("REDIS_URL")
+    llm_base_url: str = setting("LLM_BASE_URL")
+    llm_api_key: str | None = setting("LLM_API_KEY")
+    llm_model: str | None = setting("LLM_MODEL")
+    llm_system_prompt: str = setting("LLM_SYSTEM_PROMPT")
+    llm_welcome: str = setting("LLM_WELCOME")
+    llm_speech: str = setting("LLM_SPEECH")
+    llm_continuation: str = setting("LLM_CONTINUATION")
+    llm_history_turns: int = setting("LLM_HISTORY_TURNS")
+    llm_history_max_chars: int = setting("LLM_HISTORY_MAX_CHARS")
+    llm_max_tokens: int | None = setting("LLM_MAX_TOKENS")
+    llm_temperature: float | None = setting("LLM_TEMPERATURE")
+    llm_tools: bool = setting("LLM_TOOLS")
     profiles: tuple[str, ...] = setting("TOKEN_PROFILES")
     rate_limit: str = setting("TOKEN_RATE_LIMIT")
     verify_api_key: str | None = setting("TOKEN_VERIFY_API_KEY")
@@ -187,5 +199,6 @@ class Settings:
             self.videosdk_secret,
             self.voicegain_secret,
             self.voicegain_admin_key,
+            self.llm_api_key,
         )
         return keys + self.api_keys + tuple(value for value in platform if value)
