@@ -16,6 +16,7 @@ from orchestrator.control.connection import ControlServices
 from orchestrator.control.endpoint import ControlEndpoint
 from orchestrator.control.handshake import ControlAuthenticator
 from orchestrator.control.options import CLOSE_GOING_AWAY, ControlOptions
+from orchestrator.handlers.hooks import close_handler
 from orchestrator.handlers.loader import load_handler
 from orchestrator.http import ops
 from orchestrator.http.console import console_routes
@@ -47,9 +48,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         live=backend.live,
         metrics=metrics,
         options=ControlOptions(
-            handler=load_handler(settings.conversation_handler),
+            handler=load_handler(settings.conversation_handler, settings),
             handler_timeout_seconds=settings.handler_timeout_seconds,
             apology=settings.handler_apology,
+            idle_prompt_seconds=settings.idle_prompt_seconds,
             max_frame_bytes=settings.control_max_frame_bytes,
             max_frames_per_second=settings.control_max_frames_per_second,
             burst_frames=settings.control_max_frames_per_second * 4,
@@ -106,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await services.live.close_all(CLOSE_GOING_AWAY, "server shutting down")
         for connection in live:
             await connection.persist()
+        await close_handler(services.options.loaded, settings.handler_timeout_seconds, log)
         await backend.stop()
         await token_profiles.aclose()
         log.info("orchestrator stopped", closed_sockets=len(live))

@@ -56,8 +56,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         # Checked here so that a bad name is a configuration error, not a worker traceback.
-        load_handler(settings.conversation_handler)
-    except HandlerLoadError as exc:
+        load_handler(settings.conversation_handler, settings)
+    except (HandlerLoadError, SettingsError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if settings.ephemeral_key:

@@ -25,6 +25,7 @@ from starlette.routing import Route
 from tokens.web.auth import ApiKeys
 from tokens.web.http import ApiError
 
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 # Counted by the LLM handler, which is built before any app's registry exists:
 # one per process, shown by every app's ``/metrics``.
 LLM_ERRORS = Counter(
@@ -78,7 +79,27 @@ class Metrics:
         self.handler_latency = Histogram(
             "orchestrator_handler_latency_seconds",
             "Time the conversation handler took per turn",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+        self.turn_latency = Histogram(
+            "orchestrator_turn_latency_seconds",
+            "Time from a user turn's frame to each stage of its answer (handler_done, "
+            "first_frame; the LLM handler adds first_token, first_sentence)",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.turns_interrupted = Counter(
+            "orchestrator_turns_interrupted",
+            "Turns of an interruptible handler cancelled by the user speaking again",
+            registry=registry,
+        )
+        self.hook_failures = Counter(
+            "orchestrator_handler_hook_failures",
+            "Handler hooks (on_start, on_idle, on_end, aclose) that raised or timed out",
+            ["hook"],
             registry=registry,
         )
 

@@ -96,7 +96,7 @@ ALG_NONE = f"{b64({'alg': 'none', 'typ': 'sm-control+jwt'})}.{b64({'iss': 'test-
 def config(env: dict[str, str]) -> str:
     try:
         settings = Settings.from_env(environ=env, env_file=None)
-        load_handler(settings.conversation_handler)  # as `orchestrator serve` does
+        load_handler(settings.conversation_handler, settings)  # as `orchestrator serve` does
     except (SettingsError, HandlerLoadError):
         return "refused at start-up (exit 2)"
     return "accepted"

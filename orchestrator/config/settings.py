@@ -68,6 +68,7 @@ class Settings:
     conversation_handler: str = setting("CONVERSATION_HANDLER")
     handler_timeout_seconds: float = setting("HANDLER_TIMEOUT_SECONDS")
     handler_apology: str = setting("HANDLER_APOLOGY")
+    idle_prompt_seconds: float = setting("IDLE_PROMPT_SECONDS")
     allow_unauthenticated_control: bool = setting("ALLOW_UNAUTHENTICATED_CONTROL")
     control_max_frame_bytes: int = setting("CONTROL_MAX_FRAME_BYTES")
     control_max_frames_per_second: float = setting("CONTROL_MAX_FRAMES_PER_SECOND")

@@ -41,7 +41,7 @@ EPHEMERAL_KEY_NAME = "dev-ephemeral"
 # worker process shares it and says so in its log.
 EPHEMERAL_FLAG = "ORCHESTRATOR_EPHEMERAL_KEY"
 MIN_API_KEY_BYTES = 32
-DEFAULT_HANDLER = "orchestrator.handlers.default:handle"
+DEFAULT_HANDLER = "default"
 DEFAULT_APOLOGY = "Sorry, something went wrong on my side. Could you say that again?"
 DEFAULT_LLM_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_LLM_SYSTEM_PROMPT = (
@@ -129,14 +129,20 @@ SECTIONS = (
                  production_default="json"),
     )),
     Section("The conversation (control socket)", (
-        Variable("CONVERSATION_HANDLER", TEXT, "Your conversation logic as "
-                 "`package.module:callable` (an `async def`); one that does not load stops "
-                 "start-up.", default=DEFAULT_HANDLER),
+        Variable("CONVERSATION_HANDLER", TEXT, "Who answers turns: `default` (the built-in "
+                 "echo), `webhook` (your backend over HTTP), `llm` (an OpenAI-compatible "
+                 "model), or your own as `package.module:callable` (an `async def` or a "
+                 "handler object); one that does not load stops start-up.",
+                 default=DEFAULT_HANDLER),
         Variable("HANDLER_TIMEOUT_SECONDS", NUMBER, "A turn whose handler takes longer is "
                  "abandoned and the DP says the apology.", default=10.0,
                  limits=greater_than(0)),
         Variable("HANDLER_APOLOGY", TEXT, "What the DP says when the handler raises or times "
                  "out.", default=DEFAULT_APOLOGY),
+        Variable("IDLE_PROMPT_SECONDS", NUMBER, "After this long with no user turn (and the "
+                 "DP not speaking) the handler's `on_idle` is called once per silence (the "
+                 "default handler asks \"Are you still there?\"); `0` turns it off.",
+                 default=0.0, limits=at_least(0)),
         Variable("ALLOW_UNAUTHENTICATED_CONTROL", BOOLEAN, "Development only: a loopback "
                  "client may open the control socket without a token (a fresh anonymous "
                  "session).", default=False, production=REFUSED_WHEN_TRUE),

@@ -7,11 +7,12 @@ connection carries them out. The closes the core decides are built once here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.control.options import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG
 from orchestrator.control.protocol import ConversationRequestBody
+from orchestrator.handlers.api import TurnTimings
 from orchestrator.sessions.model import Turn
 
 
@@ -42,6 +43,44 @@ class StartTurn:
 
     body: ConversationRequestBody
     user_turn: Turn | None
+    timings: TurnTimings = field(default_factory=TurnTimings)
+
+
+@dataclass(slots=True)
+class StartIdle:
+    """Call the handler's ``on_idle``: ``seconds`` of silence (counted as a turn)."""
+
+    seconds: float
+
+
+@dataclass(slots=True)
+class SentReply:
+    """A reply of a timed turn went out (after its ``Send``): mark the turn's first
+    frame, record its latency on ``turn`` and publish the ``turn`` event."""
+
+    turn: Turn
+    timings: TurnTimings
+    extra: dict[str, bool]
+
+
+class Interrupt:
+    """Cancel the turn in flight and drop queued ones (``INTERRUPT``, an
+    interruptible handler's user spoke)."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IdleTimer:
+    """Fire ``StartIdle`` at ``deadline`` (the core's clock); ``None``: not now."""
+
+    deadline: float | None
+
+
+class SpeechChanged:
+    """The persona's speech state changed (``SPEECH_CHANGED``; wakes ``speech_idle``)."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +91,23 @@ class Close:
     reason: str
 
 
-Action = Send | Publish | Save | StartTurn | Close
+Action = (
+    Send
+    | Publish
+    | Save
+    | StartTurn
+    | Close
+    | StartIdle
+    | SentReply
+    | Interrupt
+    | IdleTimer
+    | SpeechChanged
+)
 Actions = Sequence[Action]
 
 SAVE = Save()
+INTERRUPT = Interrupt()
+SPEECH_CHANGED = SpeechChanged()
 NOTHING: Actions = ()
 FLOODED = Close(CLOSE_POLICY, "message rate limit exceeded")
 WRONG_KEY_NAME = Close(CLOSE_POLICY, "keyName does not match the token issuer")
@@ -70,4 +122,6 @@ def turn_event(turn: Turn, **extra: bool) -> dict[str, Any]:
     if turn.original_length is not None:
         data["truncated"] = True
         data["original_length"] = turn.original_length
+    if turn.latency_ms is not None:
+        data["latency_ms"] = dict(turn.latency_ms)
     return data

@@ -18,17 +18,24 @@ from orchestrator.control import outbound, protocol
 from orchestrator.control.actions import (
     ENDED,
     FLOODED,
+    INTERRUPT,
     NOTHING,
     OVERSIZED,
     SAVE,
+    SPEECH_CHANGED,
     WRONG_KEY_NAME,
+    Action,
     Actions,
+    IdleTimer,
     Publish,
     Send,
+    SentReply,
+    StartIdle,
     StartTurn,
     turn_event,
 )
 from orchestrator.control.flood import TokenBucket
+from orchestrator.control.idle import IdleWatch
 from orchestrator.control.options import (
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
@@ -37,7 +44,7 @@ from orchestrator.control.options import (
     ControlOptions,
 )
 from orchestrator.control.transactions import PendingRequests
-from orchestrator.handlers import Reply
+from orchestrator.handlers import Reply, TurnTimings
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Metrics
 from orchestrator.sessions.model import (
@@ -80,6 +87,13 @@ class ConversationCore:
         self.queued_turns = 0
         self.oversize_frames = 0
         self.log = log.bind(session_id=session.id)
+        self.clock = clock
+        handler = options.loaded
+        self.interruptible = handler.interruptible
+        # None (no work at all) unless the handler has on_idle and the setting is on.
+        self.idle: IdleWatch | None = None
+        if handler.on_idle is not None and options.idle_prompt_seconds > 0:
+            self.idle = IdleWatch(options.idle_prompt_seconds, clock)
 
     # --- frames in -----------------------------------------------------------------
 
@@ -184,7 +198,20 @@ class ConversationCore:
         if before[4:] == (session.speech_state, session.recognizing):
             return (SAVE,)
         event = {"speech_state": session.speech_state, "recognizing": session.recognizing}
-        return (Publish("speech", event), SAVE)
+        actions: list[Action] = [Publish("speech", event)]
+        if before[4] != session.speech_state:
+            actions.append(SPEECH_CHANGED)
+            if self.idle is not None:
+                speaking = session.speech_state != "idle"
+                actions.append(IdleTimer(self.idle.speech(speaking=speaking)))
+        if session.recognizing and not before[5]:
+            # The user started speaking: an interruptible handler's answer stops.
+            if self.interruptible:
+                actions.append(INTERRUPT)
+            if self.idle is not None:
+                actions.append(IdleTimer(self.idle.heard()))
+        actions.append(SAVE)
+        return actions
 
     # --- turns ---------------------------------------------------------------------
 
@@ -202,11 +229,33 @@ class ConversationCore:
             session.turns += 1
             user_turn = session.add_turn("user", body.text)
         self.queued_turns += 1
-        return (StartTurn(body, user_turn),)
+        start = StartTurn(body, user_turn, TurnTimings(self.clock))
+        if self.idle is None and not self.interruptible:
+            return (start,)
+        actions: list[Action] = []
+        if self.interruptible and not body.is_init:
+            actions.append(INTERRUPT)
+        if self.idle is not None:
+            actions.append(IdleTimer(self.idle.turn_started(user=not body.is_init)))
+        actions.append(start)
+        return actions
 
-    def turn_done(self) -> None:
-        """A turn started by ``StartTurn`` finished (or was cancelled)."""
+    def turn_done(self) -> Actions:
+        """A turn started by ``StartTurn`` (or ``StartIdle``) finished or was cancelled."""
         self.queued_turns -= 1
+        if self.idle is None:
+            return NOTHING
+        return (IdleTimer(self.idle.turn_finished()),)
+
+    def idle_due(self) -> Actions:
+        """The idle timer fired: prompt if the silence still lasts (once per silence)."""
+        if self.idle is None:
+            return NOTHING
+        seconds = self.idle.due()
+        if seconds is None:
+            return (IdleTimer(self.idle.deadline),)
+        self.queued_turns += 1
+        return (StartIdle(seconds),)
 
     # --- what the server says (for handlers, commands and the sessions API) ----------
 
@@ -222,9 +271,14 @@ class ConversationCore:
         )
         return Send(stamped.to_json())
 
-    def respond(self, reply: Reply, *, input_text: str = "") -> Actions:
+    def respond(
+        self, reply: Reply, *, input_text: str = "", timings: TurnTimings | None = None
+    ) -> Actions:
         """Answer a turn (or speak unprompted as one); ``TypeError``/``ValueError``
-        when the reply's variables are not JSON, before anything is recorded."""
+        when the reply's variables are not JSON, before anything is recorded.
+
+        With the turn's ``timings`` the entry gets its ``latency_ms`` once sent.
+        """
         session = self.session
         variables = {**session.variables, **reply.all_variables()}
         output = reply.output_text()
@@ -236,11 +290,18 @@ class ConversationCore:
                 fallback=reply.fallback,
             )
         )
-        turn = session.add_turn("dp", output, fallback=reply.fallback)
+        turn = session.add_turn("dp", output, fallback=reply.fallback, timed=timings is not None)
+        if timings is not None:
+            return (send, SentReply(turn, timings, {"fallback": reply.fallback}))
         return (send, Publish("turn", turn_event(turn, fallback=reply.fallback)))
 
     def speak(
-        self, text: str, *, can_be_interrupted: bool = True, filter_commands: bool | None = None
+        self,
+        text: str,
+        *,
+        can_be_interrupted: bool = True,
+        filter_commands: bool | None = None,
+        timings: TurnTimings | None = None,
     ) -> Actions:
         send = self.request(
             outbound.start_speaking(
@@ -250,7 +311,9 @@ class ConversationCore:
                 filter_commands=filter_commands,
             )
         )
-        turn = self.session.add_turn("dp", text)
+        turn = self.session.add_turn("dp", text, timed=timings is not None)
+        if timings is not None:
+            return (send, SentReply(turn, timings, {"unprompted": True}))
         return (send, Publish("turn", turn_event(turn, unprompted=True)))
 
     def stop_speaking(self) -> Actions:
@@ -281,6 +344,8 @@ class ConversationCore:
         session.status = SessionStatus.CONNECTED
         session.connected_at = time.time()
         session.ended_at = None
+        if self.idle is not None:
+            return (SAVE, Publish("connected", {"source": source}), IdleTimer(self.idle.deadline))
         return (SAVE, Publish("connected", {"source": source}))
 
     def ended(self) -> Actions:

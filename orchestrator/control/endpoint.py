@@ -57,10 +57,12 @@ class ControlEndpoint:
             await self.services.live.attach(connection)
             connection.log.info("control socket connected", source=identity.source, client=client)
             await connection.perform(connected)
+            connection.start()
             await connection.run()
         finally:
             if await self.services.live.detach(connection):
                 await connection.perform(connection.core.ended())
+                await connection.finish()
 
     async def _session_for(self, identity: ControlIdentity) -> Session:
         """The record the handshake read, or a new one (created in the store)."""

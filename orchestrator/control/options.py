@@ -6,10 +6,17 @@ the connection, which applies the rest (slow peers, shutdown, replacement).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrator.control import protocol
-from orchestrator.handlers import Handler
+from orchestrator.handlers.api import (
+    END_CLOSED_BY_SERVER,
+    END_DISCONNECTED,
+    END_SHUTDOWN,
+    END_TERMINATED,
+)
+from orchestrator.handlers.hooks import LoadedHandler
 from orchestrator.sessions.model import DEFAULT_TRANSCRIPT_MAX_BYTES, DEFAULT_TRANSCRIPT_TURNS
 
 # Close codes (documented in the README).
@@ -19,6 +26,7 @@ CLOSE_POLICY = 1008  # flood past the rate limit; keyName does not match the tok
 CLOSE_TOO_BIG = 1009  # repeated oversize frames
 CLOSE_REPLACED = 4001  # a newer connection for the same session took over
 CLOSE_SLOW_PEER = 4008  # the peer stopped reading
+CLOSE_SERVICE_RESTART = 1012  # how uvicorn closes live sockets when it shuts down
 
 MAX_OVERSIZE_FRAMES = 3
 CLOSE_TIMEOUT_SECONDS = 2.0
@@ -29,7 +37,7 @@ MAX_QUEUED_TURNS = 16
 class ControlOptions:
     """Limits and behaviour of control connections (from the settings)."""
 
-    handler: Handler
+    handler: Any  # a handler function or object (see ``orchestrator.handlers.api``)
     handler_timeout_seconds: float = 10.0
     apology: str = "Sorry, something went wrong on my side."
     max_frame_bytes: int = protocol.DEFAULT_MAX_FRAME_BYTES
@@ -39,3 +47,23 @@ class ControlOptions:
     transaction_timeout_seconds: float = 10.0
     transcript_turns: int = DEFAULT_TRANSCRIPT_TURNS
     transcript_max_bytes: int = DEFAULT_TRANSCRIPT_MAX_BYTES
+    idle_prompt_seconds: float = 0.0
+    loaded: LoadedHandler = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.loaded = LoadedHandler.of(self.handler)
+
+
+def end_reason(close_code: int | None, *, by_server: bool) -> str:
+    """Why a conversation ended, from how its socket closed (``on_end``'s reason).
+
+    ``by_server``: this server sent the close; otherwise the peer did (or the
+    network broke), except uvicorn's own close at shutdown.
+    """
+    if not by_server:
+        return END_SHUTDOWN if close_code == CLOSE_SERVICE_RESTART else END_DISCONNECTED
+    if close_code == CLOSE_NORMAL:
+        return END_TERMINATED
+    if close_code == CLOSE_GOING_AWAY:
+        return END_SHUTDOWN
+    return END_CLOSED_BY_SERVER

@@ -3,6 +3,30 @@
 from orchestrator.handlers import Conversation, ConversationRequest, Reply
 """
 
-from orchestrator.handlers.api import Card, Conversation, ConversationRequest, Handler, Reply
+from orchestrator.handlers.api import (
+    END_CLOSED_BY_SERVER,
+    END_DISCONNECTED,
+    END_SHUTDOWN,
+    END_TERMINATED,
+    Card,
+    Conversation,
+    ConversationRequest,
+    Handler,
+    HandlerObject,
+    Reply,
+    TurnTimings,
+)
 
-__all__ = ["Card", "Conversation", "ConversationRequest", "Handler", "Reply"]
+__all__ = [
+    "END_CLOSED_BY_SERVER",
+    "END_DISCONNECTED",
+    "END_SHUTDOWN",
+    "END_TERMINATED",
+    "Card",
+    "Conversation",
+    "ConversationRequest",
+    "Handler",
+    "HandlerObject",
+    "Reply",
+    "TurnTimings",
+]

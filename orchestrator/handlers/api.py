@@ -1,7 +1,9 @@
 """The conversation handler API: how users plug their logic in.
 
-A handler is an async callable chosen by the ``CONVERSATION_HANDLER`` setting
-(``module:callable``), checked at start-up (``load_handler``)::
+A handler is chosen by the ``CONVERSATION_HANDLER`` setting (a built-in name,
+``default``, ``webhook`` or ``llm``, or ``module:callable``) and checked at
+start-up (``orchestrator.handlers.loader``). The simplest is an async
+function::
 
     from orchestrator.handlers import Conversation, ConversationRequest, Reply
 
@@ -16,15 +18,34 @@ custom claims and shared variables) and returns a ``Reply`` (sent as one
 speak unprompted, stop speaking, send several responses in one turn and set
 variables. A handler that raises or times out makes the DP say the configured
 apology; the socket stays open.
+
+A handler may also be an object (see ``HandlerObject``): its async ``handle``
+(or ``__call__``) answers turns, and optional async hooks hear about the
+conversation's life: ``on_start(session)`` when the control socket connects,
+``on_idle(session, seconds)`` after ``IDLE_PROMPT_SECONDS`` of silence (once
+per silence; what it returns is said), ``on_end(session, reason)`` when the
+conversation ends for good (``reason`` is one of the ``END_*`` constants) and
+``aclose()`` at server shutdown. ``interruptible = True`` lets a new user turn
+(or the DP reporting that the user started speaking) cancel the turn in
+flight. Each hook is bounded by the handler timeout; one that fails is logged
+and counted, never ends the socket.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
-from orchestrator.sessions.model import Session
+from orchestrator.sessions.model import MAX_STAGE_CHARS, MAX_TIMING_STAGES, Session
+
+# Why a conversation ended (``on_end``'s ``reason``).
+END_DISCONNECTED = "disconnected"  # the peer closed or the network broke
+END_TERMINATED = "terminated"  # ended through the sessions API
+END_SHUTDOWN = "shutdown"  # this server is shutting down
+END_CLOSED_BY_SERVER = "closed_by_server"  # flood, oversize frames, slow peer, keyName
+END_REASONS = (END_DISCONNECTED, END_TERMINATED, END_SHUTDOWN, END_CLOSED_BY_SERVER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +96,35 @@ class Reply:
         return merged
 
 
+class TurnTimings:
+    """When each stage of one turn happened, from the frame's arrival (monotonic clock).
+
+    The connection marks ``"handler_done"`` and ``"first_frame"`` (the first
+    ``conversationResponse`` or ``startSpeaking`` of the turn written to the
+    socket); a handler may mark its own (the LLM handler: ``"first_token"``,
+    ``"first_sentence"``). Only the first mark of a stage counts.
+    """
+
+    __slots__ = ("_clock", "_marks", "received")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.received = clock()
+        self._marks: dict[str, float] = {}
+
+    def mark(self, stage: str) -> None:
+        """Record that ``stage`` happened now (ignored when already recorded)."""
+        marks = self._marks
+        stage = stage[:MAX_STAGE_CHARS]
+        if stage not in marks and len(marks) < MAX_TIMING_STAGES:
+            marks[stage] = self._clock()
+
+    def as_ms(self) -> dict[str, float]:
+        """Milliseconds from the frame's arrival to each stage, to 0.1 ms."""
+        received = self.received
+        return {stage: round((at - received) * 1000, 1) for stage, at in self._marks.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class ConversationRequest:
     """One ``conversationRequest`` from the DP, with the session it belongs to."""
@@ -84,6 +134,7 @@ class ConversationRequest:
     is_init: bool
     optional_args: Mapping[str, Any]
     session: Session
+    timings: TurnTimings = field(default_factory=TurnTimings)
 
     @property
     def claims(self) -> Mapping[str, Any]:
@@ -111,5 +162,37 @@ class Conversation(Protocol):
     async def set_variables(self, variables: Mapping[str, Any]) -> None:
         """Merge into the session's variables (sent with the next response)."""
 
+    async def speech_idle(self) -> None:
+        """Return once the persona is not speaking (at once when it is not)."""
+
 
 Handler = Callable[[ConversationRequest, Conversation], Awaitable[Reply | None]]
+"""A turn handler: an async function (or object with an async ``__call__``)."""
+
+
+class HandlerObject(Protocol):
+    """A handler with lifecycle hooks; every member but ``handle`` is optional.
+
+    The server looks each hook up by name; this protocol documents them (a
+    handler need not inherit from it).
+    """
+
+    interruptible: ClassVar[bool]
+
+    async def handle(
+        self, request: ConversationRequest, conversation: Conversation
+    ) -> Reply | None:
+        """Answer one turn (as a function handler does)."""
+
+    async def on_start(self, session: Session) -> None:
+        """The session's control socket connected (usually before the init turn)."""
+
+    async def on_idle(self, session: Session, seconds: float) -> Reply | str | None:
+        """``seconds`` of silence: what the DP should say (recorded in the transcript)."""
+
+    async def on_end(self, session: Session, reason: str) -> None:
+        """The conversation on this connection ended for good (``END_*``); not
+        called when a newer connection took the session over."""
+
+    async def aclose(self) -> None:
+        """The server is shutting down (close pooled clients)."""

@@ -3,7 +3,9 @@
 It welcomes on init, remembers the user's name in a shared session variable
 (which the UI or backend can also set through the sessions API), shows a
 content card, tells the time, speaks unprompted on request, hands questions it
-cannot answer to a Studio fallback skill, and echoes everything else.
+cannot answer to a Studio fallback skill, and echoes everything else. As a
+handler object (``CONVERSATION_HANDLER=default``, built by ``build``) it also
+asks whether the user is still there after ``IDLE_PROMPT_SECONDS`` of silence.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from orchestrator.config import Settings
 from orchestrator.handlers import Card, Conversation, ConversationRequest, Reply
+from orchestrator.sessions.model import Session
 
 HELP = (
     "You can say: show me a card, what time is it, my name is ..., what is my name, "
     "announce followed by something for me to say, or anything else and I will repeat it."
 )
+IDLE_PROMPT = "Are you still there?"
 _NAME_IS = re.compile(r"^(?:my name is|call me)\s+(?P<name>[\w' -]{1,40})$", re.IGNORECASE)
 _ANNOUNCE = re.compile(r"^announce\s+(?P<text>.+)$", re.IGNORECASE)
 
@@ -73,3 +78,22 @@ async def handle(request: ConversationRequest, conversation: Conversation) -> Re
         return Reply("I do not know that one yet.", fallback=True)
     prefix = f"{name}, you said" if greeting_name else "You said"
     return Reply(f"{prefix}: {text}")
+
+
+class DefaultHandler:
+    """``handle`` with an idle prompt: the built-in ``default`` handler object."""
+
+    interruptible = False
+
+    async def handle(
+        self, request: ConversationRequest, conversation: Conversation
+    ) -> Reply | None:
+        return await handle(request, conversation)
+
+    async def on_idle(self, session: Session, seconds: float) -> Reply | None:
+        return Reply(IDLE_PROMPT)
+
+
+def build(settings: Settings) -> DefaultHandler:
+    """``CONVERSATION_HANDLER=default`` (it needs no settings)."""
+    return DefaultHandler()

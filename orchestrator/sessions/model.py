@@ -28,6 +28,11 @@ MAX_EVENT_NAME_CHARS = 64
 MAX_STATE_CHARS = 1024
 # What a transcript entry costs beside its text (the Turn, its time, its deque slot).
 TURN_OVERHEAD_BYTES = 128
+# A DP entry's latency: at most this many stages, names cut to this length (names
+# interned, so the dict and its floats are what it costs).
+MAX_TIMING_STAGES = 8
+MAX_STAGE_CHARS = 32
+LATENCY_BYTES = 512
 
 
 def clip(text: str, limit: int) -> str:
@@ -55,7 +60,9 @@ class Turn:
     """One line of the transcript: who said what, when.
 
     ``original_length`` is set when ``text`` was cut to ``MAX_TURN_CHARS``:
-    the length (in characters) of what was said.
+    the length (in characters) of what was said. ``latency_ms`` (a DP reply to a
+    turn) holds the turn's stages in milliseconds from the user's frame; it is
+    filled in place once the reply is sent, its cost counted from the start.
     """
 
     role: str  # "user" | "dp"
@@ -63,11 +70,13 @@ class Turn:
     at: float
     fallback: bool = False
     original_length: int | None = None
+    latency_ms: dict[str, float] | None = None
 
     @property
     def cost(self) -> int:
         """The bytes this entry counts against the transcript's budget."""
-        return TURN_OVERHEAD_BYTES + sys.getsizeof(self.text)
+        latency = 0 if self.latency_ms is None else LATENCY_BYTES
+        return TURN_OVERHEAD_BYTES + sys.getsizeof(self.text) + latency
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"role": self.role, "text": self.text, "at": self.at}
@@ -76,6 +85,8 @@ class Turn:
         if self.original_length is not None:
             data["truncated"] = True
             data["original_length"] = self.original_length
+        if self.latency_ms is not None:
+            data["latency_ms"] = dict(self.latency_ms)
         return data
 
 
@@ -145,8 +156,13 @@ class Session:
             self._transcript_bytes = sum(turn.cost for turn in self._transcript)
         self._trim_transcript()
 
-    def add_turn(self, role: str, text: str, *, fallback: bool = False) -> Turn:
-        """Record a line; past ``MAX_TURN_CHARS`` only its start is kept (and marked)."""
+    def add_turn(
+        self, role: str, text: str, *, fallback: bool = False, timed: bool = False
+    ) -> Turn:
+        """Record a line; past ``MAX_TURN_CHARS`` only its start is kept (and marked).
+
+        ``timed``: a reply whose ``latency_ms`` is filled in once it is sent.
+        """
         original_length = len(text) if len(text) > MAX_TURN_CHARS else None
         turn = Turn(
             role=role,
@@ -154,6 +170,7 @@ class Session:
             at=time.time(),
             fallback=fallback,
             original_length=original_length,
+            latency_ms={} if timed else None,
         )
         self._append_turn(turn)
         return turn
@@ -268,11 +285,25 @@ class Session:
                     at=float(turn["at"]),
                     fallback=bool(turn.get("fallback", False)),
                     original_length=None if original_length is None else int(original_length),
+                    latency_ms=_latency(turn.get("latency_ms")),
                 )
             )
         if data.get("events"):
             session.events.extend(data["events"])
         return session
+
+
+def _latency(value: Any) -> dict[str, float] | None:
+    """A stored ``latency_ms``, within the bounds its cost assumes."""
+    if not isinstance(value, Mapping):
+        return None
+    latency: dict[str, float] = {}
+    for stage, ms in value.items():
+        if len(latency) >= MAX_TIMING_STAGES:
+            break
+        if isinstance(stage, str) and isinstance(ms, int | float) and not isinstance(ms, bool):
+            latency[sys.intern(clip(stage, MAX_STAGE_CHARS))] = float(ms)
+    return latency
 
 
 def _persona_id(value: Any) -> int | str:
