@@ -45,6 +45,7 @@ class Answer:
     error: dict[str, Any] | None = None  # the error body's "error" object
     raw: str | None = None  # sent as the SSE body verbatim (bad streams)
     hang: float = 0.0  # before the response's headers
+    drop: bool = False  # the connection breaks after the content (no end, no [DONE])
 
 
 @dataclass
@@ -111,6 +112,8 @@ class FakeOpenAI:
                 if answer.delay:
                     await asyncio.sleep(answer.delay)
                 yield f"data: {json.dumps(_chunk(model, delta, None))}\n\n"
+            if answer.drop:
+                raise ConnectionAbortedError("the fake server drops the stream")
             finish = "tool_calls" if answer.tool_calls else "stop"
             yield f"data: {json.dumps(_chunk(model, {}, finish))}\n\n"
             yield "data: [DONE]\n\n"

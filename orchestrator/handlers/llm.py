@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import httpx
 import openai
 
 from orchestrator.config import Settings, SettingsError
@@ -162,8 +161,12 @@ class LlmHandler:
         """One streamed completion: its text goes to ``speech`` as it comes."""
         extra: dict[str, Any] = {"tools": TOOLS} if tools else {}
         stream = await self.client.chat.completions.create(
-            model=self.model, messages=messages, stream=True, **self.parameters, **extra
-        )  # type: ignore[call-overload]
+            model=self.model,
+            messages=cast(Any, messages),  # plain dicts, as the wire format has them
+            stream=True,
+            **self.parameters,
+            **extra,
+        )
         calls = ToolCalls()
         parts: list[str] = []
         async with stream:  # closed on the way out, also when the turn is cancelled
@@ -199,8 +202,10 @@ def failure_reason(exc: BaseException) -> str | None:
         return "connection"
     if isinstance(exc, EmptyAnswer):
         return "empty_answer"
-    if isinstance(exc, openai.APIError | httpx.HTTPError | ValueError | KeyError):
-        return "bad_response"  # an error event in the stream, bad JSON, a broken stream
+    if type(exc).__module__.startswith(("httpx", "httpcore")):
+        return "connection"  # a transport error the client let through mid-stream
+    if isinstance(exc, openai.OpenAIError | ValueError | KeyError):
+        return "bad_response"  # an error event in the stream, bad JSON
     return None
 
 
@@ -218,7 +223,7 @@ def build(settings: Settings) -> LlmHandler:
     client = openai.AsyncOpenAI(
         base_url=settings.llm_base_url,
         api_key=settings.llm_api_key or NO_KEY,
-        timeout=httpx.Timeout(budget, connect=min(budget, CONNECT_TIMEOUT_SECONDS)),
+        timeout=openai.Timeout(budget, connect=min(budget, CONNECT_TIMEOUT_SECONDS)),
         max_retries=0,  # a retry would spend the turn's budget; the user can say it again
     )
     return LlmHandler(

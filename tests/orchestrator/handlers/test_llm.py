@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from orchestrator.config import Settings, SettingsError
-from orchestrator.handlers import Reply
+from orchestrator.handlers import ConversationRequest, Reply
 from orchestrator.handlers.llm import LlmHandler, build
 from orchestrator.logs import configure_logging
 from orchestrator.metrics import LLM_ERRORS
@@ -82,36 +81,13 @@ def new_session() -> Session:
     return Session(id="s-1", issuer="k", expires_at=0, claims={"name": "Ada"})
 
 
-class _Timings:  # TEMPORARY until the core contract lands
-    def __init__(self) -> None:
-        import time
-
-        self.t0 = time.monotonic()
-        self.marks: dict[str, float] = {}
-
-    def mark(self, stage: str) -> None:
-        import time
-
-        self.marks.setdefault(stage, time.monotonic())
-
-    def as_ms(self) -> dict[str, float]:
-        return {k: round((v - self.t0) * 1000, 1) for k, v in self.marks.items()}
-
-
-@dataclass
-class _Req:
-    text: str
-    variables: Any
-    is_init: bool
-    optional_args: Any
-    session: Session
-    timings: _Timings = field(default_factory=_Timings)
-
-
-def turn(session: Session, text: str, *, init: bool = False) -> Any:
+def turn(session: Session, text: str, *, init: bool = False) -> ConversationRequest:
+    """A request as the connection makes it (the user's line already in the transcript)."""
     if not init:
         session.add_turn("user", text)
-    return _Req(text=text, variables={}, is_init=init, optional_args={}, session=session)
+    return ConversationRequest(
+        text=text, variables={}, is_init=init, optional_args={}, session=session
+    )
 
 
 @pytest.fixture(scope="module")
@@ -281,6 +257,7 @@ async def test_the_tool_loop_is_bounded(fake: FakeOpenAI, handler: LlmHandler) -
         (Answer(raw="data: {not json\n\n"), "bad_response"),
         (Answer(raw='data: {"error": {"message": "mid-stream", "type": "x"}}\n\n'), "bad_response"),
         (Answer(raw="data: [DONE]\n\n"), "empty_answer"),
+        (Answer("Cut short here", drop=True), "connection"),
         (Answer(hang=3.0), "timeout"),
     ],
 )
