@@ -394,7 +394,6 @@ ROWS: list[Row] = [
 ]  # fmt: skip
 
 
-
 @contextmanager
 def probe() -> Iterator[Probe]:
     """The app with every route mounted, a UI token, and the secrets to look for."""
