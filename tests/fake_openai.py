@@ -179,3 +179,19 @@ def _completion(model: str, answer: Answer) -> dict[str, Any]:
         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
+
+
+MENU_CARD = {"id": "menu", "component": "markdown", "data": {"text": "**Menu**"}}
+
+
+def card_and_variable_script(text: str) -> list[Answer]:
+    """A model that shows ``MENU_CARD`` and sets ``city=Paris``, then says ``text``."""
+    return [
+        Answer(
+            tool_calls=[
+                ToolCallPlan("show_card", json.dumps(MENU_CARD), id="c1"),
+                ToolCallPlan("set_variable", '{"name": "city", "value": "Paris"}', id="c2"),
+            ]
+        ),
+        Answer(text),
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,13 @@ from orchestrator.handlers.llm import LlmHandler, build
 from orchestrator.logs import configure_logging
 from orchestrator.metrics import LLM_ERRORS
 from orchestrator.sessions.model import Session
-from tests.fake_openai import Answer, FakeOpenAI, ToolCallPlan
+from tests.fake_openai import (
+    MENU_CARD,
+    Answer,
+    FakeOpenAI,
+    ToolCallPlan,
+    card_and_variable_script,
+)
 from tests.orchestrator.test_logs import restore_logging  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.anyio
@@ -90,20 +96,6 @@ def turn(session: Session, text: str, *, init: bool = False) -> ConversationRequ
     )
 
 
-@pytest.fixture(scope="module")
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
-def fake(llm: FakeOpenAI) -> FakeOpenAI:
-    llm.script.clear()
-    llm.received.clear()
-    llm.stream_started.clear()
-    return llm
-
-
 def settings_for(fake: FakeOpenAI, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "llm_base_url": fake.base_url,
@@ -163,18 +155,8 @@ async def test_the_init_turn_says_the_welcome_without_asking_the_model(fake: Fak
 async def test_show_card_and_set_variable_become_a_card_and_a_shared_variable(
     fake: FakeOpenAI, handler: LlmHandler
 ) -> None:
-    card = {"id": "menu", "component": "markdown", "data": {"text": "**Menu**"}}
-    fake.script += [
-        Answer(
-            tool_calls=[
-                ToolCallPlan("show_card", json.dumps(card), id="c1"),
-                ToolCallPlan(
-                    "set_variable", json.dumps({"name": "city", "value": "Paris"}), id="c2"
-                ),
-            ]
-        ),
-        Answer("Here is the menu."),
-    ]
+    card = MENU_CARD
+    fake.script += card_and_variable_script("Here is the menu.")
     session = new_session()
     reply = await handler.handle(turn(session, "menu please"), SpeakingConversation(session))
     assert reply is not None

@@ -4,10 +4,6 @@ an OpenAI-compatible server started by the test (the real ``openai`` client betw
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,28 +12,20 @@ import pytest
 from orchestrator.control import protocol
 from orchestrator.sessions.model import Session
 from orchestrator.simulate import HostSimulator
-from tests.fake_openai import Answer, FakeOpenAI, ToolCallPlan
+from tests.fake_openai import (
+    Answer,
+    FakeOpenAI,
+    ToolCallPlan,
+    card_and_variable_script,
+)
 from tests.orchestrator.control.test_control_e2e import fetch_token
 from tests.orchestrator.control_helpers import make_app
+from tests.orchestrator.test_cli import simulate
 from tests.uvicorn_thread import ThreadedServer
 
 ROOT = Path(__file__).resolve().parents[3]
 KEY = "sk-e2e-" + "z" * 40
 APOLOGY = "Sorry, something broke. Say it again?"
-
-
-@pytest.fixture(scope="module")
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
-def fake(llm: FakeOpenAI) -> FakeOpenAI:
-    llm.script.clear()
-    llm.received.clear()
-    llm.stream_started.clear()
-    return llm
 
 
 def llm_server(fake: FakeOpenAI, **overrides: Any) -> ThreadedServer:
@@ -62,16 +50,7 @@ async def stored(server: ThreadedServer, session_id: str) -> Session:
 async def test_hello_gets_the_models_answer_with_its_card_variable_and_latency(
     fake: FakeOpenAI,
 ) -> None:
-    card = {"id": "menu", "component": "markdown", "data": {"text": "**Menu**"}}
-    fake.script += [
-        Answer(
-            tool_calls=[
-                ToolCallPlan("show_card", json.dumps(card), id="c1"),
-                ToolCallPlan("set_variable", '{"name": "city", "value": "Paris"}', id="c2"),
-            ]
-        ),
-        Answer("Here is the menu. Enjoy!"),
-    ]
+    fake.script += card_and_variable_script("Here is the menu. Enjoy!")
     with llm_server(fake) as server:
         issued = await fetch_token(server)
         async with HostSimulator.connect(server.ws_url, issued["jwt"]) as host:
@@ -147,7 +126,9 @@ async def test_an_api_error_gives_the_apology_and_the_socket_stays_open(fake: Fa
     assert text is not None and text >= 1
 
 
-def test_simulate_works_against_the_llm_handler(fake: FakeOpenAI, tmp_path: Path) -> None:
+def test_simulate_works_against_the_llm_handler(
+    fake: FakeOpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     script = tmp_path / "demo.txt"
     script.write_text("hello\nshow me\n")
     fake.script += [
@@ -156,12 +137,8 @@ def test_simulate_works_against_the_llm_handler(fake: FakeOpenAI, tmp_path: Path
         Answer("Look."),
     ]
     with llm_server(fake) as server:
-        result = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "simulate", "--url", server.base_url,
-             "--script", str(script), "--settle", "0.2"],
-            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
+        code, out, err = simulate(capsys, "--url", server.base_url, "--script", str(script))
+    assert code == 0, out + err
+    lines = out.splitlines()
     assert "DP: Hi there." in lines
     assert "    [card c: x]" in lines
