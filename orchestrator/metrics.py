@@ -8,6 +8,7 @@ in production without one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from prometheus_client import (
@@ -45,62 +46,45 @@ class Metrics:
             "orchestrator_sessions_live", "Control sockets open in this process", registry=registry
         )
         self.sessions_live.set_function(lambda: float(live_sessions()))
-        self.turns = Counter(
-            "orchestrator_turns",
-            "Conversation turns handled (conversationRequest)",
-            registry=registry,
+        counter = functools.partial(Counter, registry=registry)
+        histogram = functools.partial(Histogram, buckets=LATENCY_BUCKETS, registry=registry)
+        self.turns = counter(
+            "orchestrator_turns", "Conversation turns handled (conversationRequest)"
         )
-        self.messages_in = Counter(
-            "orchestrator_control_messages_in",
-            "Frames received on control sockets",
-            registry=registry,
+        self.messages_in = counter(
+            "orchestrator_control_messages_in", "Frames received on control sockets"
         )
-        self.messages_out = Counter(
-            "orchestrator_control_messages_out", "Frames sent on control sockets", registry=registry
+        self.messages_out = counter(
+            "orchestrator_control_messages_out", "Frames sent on control sockets"
         )
-        self.bad_frames = Counter(
-            "orchestrator_control_bad_frames",
-            "Frames ignored as malformed, by reason",
-            ["reason"],
-            registry=registry,
+        self.bad_frames = counter(
+            "orchestrator_control_bad_frames", "Frames ignored as malformed, by reason", ["reason"]
         )
-        self.tokens_issued = Counter(
-            "orchestrator_tokens_issued",
-            "Tokens issued, by profile",
-            ["profile"],
-            registry=registry,
+        self.tokens_issued = counter(
+            "orchestrator_tokens_issued", "Tokens issued, by profile", ["profile"]
         )
-        self.tokens_refused = Counter(
+        self.tokens_refused = counter(
             "orchestrator_tokens_refused",
             "Presented tokens refused, by where and why",
             ["where", "reason"],
-            registry=registry,
         )
-        self.handler_latency = Histogram(
-            "orchestrator_handler_latency_seconds",
-            "Time the conversation handler took per turn",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.handler_latency = histogram(
+            "orchestrator_handler_latency_seconds", "Time the conversation handler took per turn"
         )
-
-        self.turn_latency = Histogram(
+        self.turn_latency = histogram(
             "orchestrator_turn_latency_seconds",
             "Time from a user turn's frame to each stage of its answer (handler_done, "
             "first_frame; the LLM handler adds first_token, first_sentence)",
             ["stage"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
         )
-        self.turns_interrupted = Counter(
+        self.turns_interrupted = counter(
             "orchestrator_turns_interrupted",
             "Turns of an interruptible handler cancelled by the user speaking again",
-            registry=registry,
         )
-        self.hook_failures = Counter(
+        self.hook_failures = counter(
             "orchestrator_handler_hook_failures",
             "Handler hooks (on_start, on_idle, on_end, aclose) that raised or timed out",
             ["hook"],
-            registry=registry,
         )
 
     def route(self, api_keys: ApiKeys, *, production: bool) -> Route:

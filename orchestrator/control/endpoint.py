@@ -57,7 +57,7 @@ class ControlEndpoint:
             await self.services.live.attach(connection)
             connection.log.info("control socket connected", source=identity.source, client=client)
             await connection.perform(connected)
-            connection.start()
+            connection.turns.start()
             await connection.run()
         finally:
             if await self.services.live.detach(connection):

@@ -6,6 +6,7 @@ import asyncio
 import functools
 
 from orchestrator.handlers import Conversation, ConversationRequest, Reply
+from orchestrator.sessions.model import Session
 
 
 async def explode(request: ConversationRequest, conversation: Conversation) -> Reply | None:
@@ -93,3 +94,121 @@ async def one_argument(request: ConversationRequest) -> Reply | None:
 
 async def keyword_only(*, request: ConversationRequest, conversation: Conversation) -> Reply:
     return Reply(request.text)
+
+
+# --- handler objects with hooks -----------------------------------------------------------
+
+
+class HookedEcho:
+    """Echoes, and records every hook the server calls (``calls``, in order)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    async def handle(self, request: ConversationRequest, conversation: Conversation) -> Reply:
+        return Reply("ready" if request.is_init else f"echo: {request.text}")
+
+    async def on_start(self, session: Session) -> None:
+        self.calls.append(("on_start", session.id))
+
+    async def on_idle(self, session: Session, seconds: float) -> str:
+        self.calls.append(("on_idle", session.id))
+        return "Anyone there?"
+
+    async def on_end(self, session: Session, reason: str) -> None:
+        self.calls.append(("on_end", session.id, reason))
+
+    async def aclose(self) -> None:
+        self.calls.append(("aclose",))
+
+
+hooked = HookedEcho()
+
+
+class SlowInterruptible:
+    """Lines starting with "slow" take seconds; a new user turn or the user speaking
+    cancels them (``cancelled`` counts the cancellations seen inside ``handle``)."""
+
+    interruptible = True
+
+    def __init__(self) -> None:
+        self.cancelled: list[str] = []
+
+    async def handle(self, request: ConversationRequest, conversation: Conversation) -> Reply:
+        if request.is_init:
+            return Reply("ready")
+        if request.text.startswith("slow"):
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                self.cancelled.append(request.text)
+                raise
+        return Reply(f"answer to {request.text}")
+
+
+interruptible = SlowInterruptible()
+
+
+class FailingHooks:
+    """Every hook raises or hangs: the conversation must go on regardless."""
+
+    async def handle(self, request: ConversationRequest, conversation: Conversation) -> Reply:
+        return Reply("ready" if request.is_init else f"echo: {request.text}")
+
+    async def on_start(self, session: Session) -> None:
+        raise RuntimeError("on_start bug")
+
+    async def on_idle(self, session: Session, seconds: float) -> str:
+        await asyncio.sleep(30)
+        return "never said"
+
+
+failing_hooks = FailingHooks()
+
+
+class SyncHook:
+    """``on_idle`` is a plain ``def``: refused at start-up."""
+
+    async def handle(self, request: ConversationRequest, conversation: Conversation) -> Reply:
+        return Reply(request.text)
+
+    def on_idle(self, session: Session, seconds: float) -> str:
+        return "hello?"
+
+
+sync_hook = SyncHook()
+
+
+class EndWithoutReason:
+    """``on_end`` that cannot take the reason: refused at start-up."""
+
+    async def handle(self, request: ConversationRequest, conversation: Conversation) -> Reply:
+        return Reply(request.text)
+
+    async def on_end(self, session: Session) -> None:
+        return None
+
+
+end_without_reason = EndWithoutReason()
+
+
+class SyncHandleMethod:
+    """A plain ``def handle``: refused at start-up."""
+
+    def handle(self, request: ConversationRequest, conversation: Conversation) -> Reply:
+        return Reply(request.text)
+
+
+sync_handle_method = SyncHandleMethod()
+
+
+class MaybeInterruptible:
+    """``interruptible`` that is not a bool: refused (a typo would silently queue)."""
+
+    interruptible = "yes"
+
+    async def handle(self, request: ConversationRequest, conversation: Conversation) -> Reply:
+        return Reply(request.text)
+
+
+maybe_interruptible = MaybeInterruptible()

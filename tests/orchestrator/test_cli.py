@@ -239,6 +239,17 @@ def test_config_error_exits_2_with_a_clear_message(
             "arguments (request, conversation)",
         ),
         (
+            {"CONVERSATION_HANDLER": "tests.orchestrator.handlers_for_tests:sync_hook"},
+            "configuration error: CONVERSATION_HANDLER="
+            "'tests.orchestrator.handlers_for_tests:sync_hook': its on_idle is not async",
+        ),
+        (
+            {"CONVERSATION_HANDLER": "tests.orchestrator.handlers_for_tests:end_without_reason"},
+            "configuration error: CONVERSATION_HANDLER="
+            "'tests.orchestrator.handlers_for_tests:end_without_reason': its on_end must accept "
+            "two positional arguments (session, reason)",
+        ),
+        (
             {
                 "ORCHESTRATOR_ENV": "production",
                 "JWT_PUBLIC_KEY": "cli-key",
@@ -259,6 +270,8 @@ def test_config_error_exits_2_with_a_clear_message(
         "token-profile-setting",
         "sync-handler",
         "one-argument-handler",
+        "sync-hook",
+        "hook-without-its-arguments",
         "production-ws-session-server",
     ],
 )

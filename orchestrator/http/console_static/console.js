@@ -392,7 +392,7 @@
     on("speech", (e) => { s().speech = e.data.speech_state; s().recognizing = e.data.recognizing; });
     on("variables", (e) => { s().variables = e.data.variables || {}; });
     on("turn", (e) => {
-      s().transcript.push({ role: e.data.role, text: e.data.text, fallback: !!e.data.fallback });
+      s().transcript.push(transcriptEntry(e.data));
       // No event says which DP session the host bound: read the record once it has one.
       if (!s().dpSessionId) refreshSession();
     });
@@ -405,8 +405,30 @@
       speech: d.speech_state,
       recognizing: d.recognizing,
       variables: d.variables || {},
-      transcript: (d.transcript || []).map((t) => ({ role: t.role, text: t.text, fallback: !!t.fallback })),
+      transcript: (d.transcript || []).map(transcriptEntry),
     };
+  }
+
+  function transcriptEntry(t) {
+    return { role: t.role, text: t.text, fallback: !!t.fallback, latency: t.latency_ms || null };
+  }
+
+  // A reply's latency: milliseconds from the user's frame to each stage, known stages first.
+  const STAGES = { handler_done: "handler", first_token: "first token", first_sentence: "first sentence", first_frame: "first frame" };
+
+  function formatLatency(latency) {
+    const known = Object.keys(STAGES).filter((stage) => stage in latency);
+    const others = Object.keys(latency).filter((stage) => !(stage in STAGES)).sort();
+    return [...known, ...others]
+      .filter((stage) => typeof latency[stage] === "number")
+      .map((stage) => `${STAGES[stage] || stage} ${latency[stage].toFixed(1)} ms`)
+      .join(" · ");
+  }
+
+  function latencyBadge(latency) {
+    const badge = el("span", "latency", formatLatency(latency));
+    badge.title = "Milliseconds from the user's turn arriving to each stage of this reply";
+    return badge;
   }
 
   async function refreshSession() {
@@ -439,9 +461,11 @@
       })
     );
     $("transcript").replaceChildren(
-      ...s.transcript.map((t) =>
-        el("li", `turn turn-${t.role}`, el("span", "who", t.role === "user" ? "user" : "DP"), " ", t.text, t.fallback ? " (fallback)" : "")
-      )
+      ...s.transcript.map((t) => {
+        const item = el("li", `turn turn-${t.role}`, el("span", "who", t.role === "user" ? "user" : "DP"), " ", t.text, t.fallback ? " (fallback)" : "");
+        if (t.latency) item.append(" ", latencyBadge(t.latency));
+        return item;
+      })
     );
     scrollToEnd($("transcript"));
   }

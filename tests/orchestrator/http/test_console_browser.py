@@ -129,6 +129,11 @@ def test_the_console_drives_a_whole_conversation_in_chromium(page: Any) -> None:
             say.press("Enter")
             expect(chat.locator(".msg-dp").last).to_contain_text("Lin, you said: good morning")
             expect(page.locator("#transcript")).to_contain_text("Lin, you said: good morning")
+            # Each reply shows its latency (from the turn event) next to it.
+            reply = page.locator("#transcript .turn-dp").last
+            expect(reply.locator(".latency")).to_have_text(
+                re.compile(r"^handler \d+\.\d ms · first frame \d+\.\d ms$")
+            )
             expect(page.locator("#s-speech")).to_have_text("idle")
             # The server saw the page as a DP: keyName = the token's iss, and every
             # request it sent was answered (the idle state came after the last response).

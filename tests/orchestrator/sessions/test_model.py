@@ -127,3 +127,23 @@ def test_a_stored_persona_id_of_another_type_reads_as_the_default(stored: object
     data = _issued().to_dict()
     data["persona_id"] = stored
     assert Session.from_dict(data).persona_id == "1"
+
+
+def test_a_replys_latency_survives_the_json_round_trip_within_its_bounds() -> None:
+    """``latency_ms`` is kept (as numbers, at most eight stages) through the stored form."""
+    session = Session(id="s", issuer="k", expires_at=2**31)
+    turn = session.add_turn("dp", "hi", timed=True)
+    assert turn.latency_ms is not None
+    turn.latency_ms.update({"handler_done": 1.5, "first_frame": 2.0})
+    data = json.loads(json.dumps(session.to_dict()))
+    assert data["transcript"][0]["latency_ms"] == {"handler_done": 1.5, "first_frame": 2.0}
+    data["transcript"].append(
+        {"role": "dp", "text": "x", "at": 1.0, "latency_ms": {f"s{i}": i for i in range(20)}}
+    )
+    data["transcript"].append({"role": "dp", "text": "y", "at": 1.0, "latency_ms": "fast"})
+    again = Session.from_dict(data)
+    first, many, bad = again.transcript
+    assert first.latency_ms == {"handler_done": 1.5, "first_frame": 2.0}
+    assert many.latency_ms is not None and len(many.latency_ms) == 8
+    assert bad.latency_ms is None
+    assert again.transcript_bytes == sum(t.cost for t in again.transcript)
