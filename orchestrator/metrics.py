@@ -27,12 +27,21 @@ from tokens.web.auth import ApiKeys
 from tokens.web.http import ApiError
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# Counted by the LLM handler, which is built before any app's registry exists:
+# one per process, shown by every app's ``/metrics``.
+LLM_ERRORS = Counter(
+    "orchestrator_llm_errors",
+    "LLM answers that failed (the DP said the apology), by reason",
+    ["reason"],
+    registry=None,
+)
 
 
 class Metrics:
     def __init__(self, live_sessions: Callable[[], int]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
+        registry.register(LLM_ERRORS)
         self.sessions_live = Gauge(
             "orchestrator_sessions_live", "Control sockets open in this process", registry=registry
         )

@@ -102,6 +102,9 @@ def config(env: dict[str, str]) -> str:
     return "accepted"
 
 
+LLM = {"CONVERSATION_HANDLER": "llm", "LLM_MODEL": "m"}
+
+
 def production(**env: str) -> dict[str, str]:
     """A production configuration that starts, with ``env`` on top."""
     return {
@@ -392,6 +395,25 @@ ROWS: list[Row] = [
      lambda p: config(production(SESSION_SERVER="ws://dh.soulmachines.cloud"))),
     ("config", "`SESSION_SERVER=wss://…` in production", "accepted",
      lambda p: config(production(SESSION_SERVER="wss://dh.soulmachines.cloud"))),
+    ("config", "`CONVERSATION_HANDLER=llm` without `LLM_MODEL`", "refused at start-up (exit 2)",
+     lambda p: config({"CONVERSATION_HANDLER": "llm"})),
+    ("config", "`CONVERSATION_HANDLER=llm` with `LLM_MODEL`", "accepted",
+     lambda p: config(LLM)),
+    ("config", "`LLM_BASE_URL=ftp://x`", "refused at start-up (exit 2)",
+     lambda p: config({**LLM, "LLM_BASE_URL": "ftp://x"})),
+    ("config", "`LLM_BASE_URL=http://…` (not loopback) in production",
+     "refused at start-up (exit 2)",
+     lambda p: config(production(**LLM, LLM_BASE_URL="http://llm.example.com/v1"))),
+    ("config", "`LLM_BASE_URL=http://127.0.0.1:11434/v1` in production", "accepted",
+     lambda p: config(production(**LLM, LLM_BASE_URL="http://127.0.0.1:11434/v1"))),
+    ("config", "`LLM_SYSTEM_PROMPT` naming `{claims.x.__class__}`", "refused at start-up (exit 2)",
+     lambda p: config({**LLM, "LLM_SYSTEM_PROMPT": "Hi {claims.x.__class__}"})),
+    ("config", "`LLM_SYSTEM_PROMPT=@` a missing file", "refused at start-up (exit 2)",
+     lambda p: config({**LLM, "LLM_SYSTEM_PROMPT": "@/no/such/prompt.txt"})),
+    ("config", "`LLM_SPEECH=words`", "refused at start-up (exit 2)",
+     lambda p: config({**LLM, "LLM_SPEECH": "words"})),
+    ("config", "`LLM_TEMPERATURE=3`", "refused at start-up (exit 2)",
+     lambda p: config({**LLM, "LLM_TEMPERATURE": "3"})),
 ]  # fmt: skip
 
 

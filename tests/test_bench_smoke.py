@@ -88,3 +88,11 @@ def test_soak_bench_runs_quick_and_loses_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "RESULT: PASS" in result.stdout
     assert "misrouted=0" in result.stdout
+
+
+def test_llm_first_speech_bench_runs() -> None:
+    """bench/llm_first_speech.py --quick measures both speech modes against the fake LLM."""
+    result = _run("llm_first_speech.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| `final` |" in result.stdout
+    assert "| `sentences` |" in result.stdout

@@ -84,6 +84,18 @@ class Settings:
     webhook_history_lines: int = setting("WEBHOOK_HISTORY_LINES")
     webhook_max_reply_bytes: int = setting("WEBHOOK_MAX_REPLY_BYTES")
     redis_url: str | None = setting("REDIS_URL")
+    llm_base_url: str = setting("LLM_BASE_URL")
+    llm_api_key: str | None = setting("LLM_API_KEY")
+    llm_model: str | None = setting("LLM_MODEL")
+    llm_system_prompt: str = setting("LLM_SYSTEM_PROMPT")
+    llm_welcome: str = setting("LLM_WELCOME")
+    llm_speech: str = setting("LLM_SPEECH")
+    llm_continuation: str = setting("LLM_CONTINUATION")
+    llm_history_turns: int = setting("LLM_HISTORY_TURNS")
+    llm_history_max_chars: int = setting("LLM_HISTORY_MAX_CHARS")
+    llm_max_tokens: int | None = setting("LLM_MAX_TOKENS")
+    llm_temperature: float | None = setting("LLM_TEMPERATURE")
+    llm_tools: bool = setting("LLM_TOOLS")
     profiles: tuple[str, ...] = setting("TOKEN_PROFILES")
     rate_limit: str = setting("TOKEN_RATE_LIMIT")
     verify_api_key: str | None = setting("TOKEN_VERIFY_API_KEY")
@@ -194,5 +206,6 @@ class Settings:
             self.voicegain_secret,
             self.voicegain_admin_key,
             self.webhook_secret,
+            self.llm_api_key,
         )
         return keys + self.api_keys + tuple(value for value in platform if value)

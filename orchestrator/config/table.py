@@ -43,6 +43,12 @@ EPHEMERAL_FLAG = "ORCHESTRATOR_EPHEMERAL_KEY"
 MIN_API_KEY_BYTES = 32
 DEFAULT_HANDLER = "default"
 DEFAULT_APOLOGY = "Sorry, something went wrong on my side. Could you say that again?"
+DEFAULT_LLM_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_LLM_SYSTEM_PROMPT = (
+    "You are a friendly digital person talking with a user by voice. Answer in one to three "
+    "short spoken sentences, without lists or markdown."
+)
+DEFAULT_LLM_WELCOME = "Hello! How can I help you today?"
 DEV_CORS_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "https://localhost:*")
 DEFAULT_RATE_LIMIT = "60/minute"
 # A Redis URL may carry a password: never shown, like a secret.
@@ -189,6 +195,41 @@ SECTIONS = (
                  "deployment.", shown_default="in memory, one process",
                  production=ProductionRule("required with the `voicegain` profile (else a "
                                            "restart revokes every API token)", refused=("",))),
+    )),
+    Section("LLM handler (`CONVERSATION_HANDLER=llm`)", (
+        Variable("LLM_BASE_URL", TEXT, "An OpenAI-compatible API: OpenAI, Azure OpenAI, vLLM, "
+                 "Ollama (`http://localhost:11434/v1`), llama.cpp server, LM Studio.",
+                 default=DEFAULT_LLM_BASE_URL,
+                 production=ProductionRule("`http://` refused unless the host is loopback "
+                                           "(the key and the conversation would travel in clear)",
+                                           refused=("http://llm.example.com/v1",))),
+        Variable("LLM_API_KEY", SECRET, "The API key, sent as `Authorization: Bearer`; unset "
+                 "for a local server that needs none."),
+        Variable("LLM_MODEL", TEXT, "The model (or Azure deployment) name; required with "
+                 "`CONVERSATION_HANDLER=llm`."),
+        Variable("LLM_SYSTEM_PROMPT", TEXT, "The system prompt, or `@path` to a UTF-8 file; may "
+                 "name `{claims.NAME}` and `{variables.NAME}` (see docs/llm.md).",
+                 default=DEFAULT_LLM_SYSTEM_PROMPT),
+        Variable("LLM_WELCOME", TEXT, "What the DP says on the init turn (a template like the "
+                 "system prompt; the model is not asked).", default=DEFAULT_LLM_WELCOME),
+        Variable("LLM_SPEECH", choice("final", "sentences"), "`final`: one "
+                 "`conversationResponse` once the answer is complete; `sentences`: the first "
+                 "sentence as soon as it is complete, the rest as the DP finishes speaking.",
+                 default="final"),
+        Variable("LLM_CONTINUATION", choice("startspeaking", "conversationresponse"), "With "
+                 "`LLM_SPEECH=sentences`, the message that carries the sentences after the "
+                 "first (see docs/llm.md).", default="startspeaking"),
+        Variable("LLM_HISTORY_TURNS", INTEGER, "Transcript lines (user and DP) sent as "
+                 "history.", default=20, limits=between(0, 1000)),
+        Variable("LLM_HISTORY_MAX_CHARS", INTEGER, "Characters of history sent at most (the "
+                 "newest lines are kept).", default=8000, limits=between(0, 1_000_000)),
+        Variable("LLM_MAX_TOKENS", INTEGER, "`max_tokens` of each request; unset: the "
+                 "server's default.", limits=between(1, 1_000_000)),
+        Variable("LLM_TEMPERATURE", NUMBER, "`temperature` of each request; unset: the "
+                 "server's default.", limits=between(0, 2)),
+        Variable("LLM_TOOLS", BOOLEAN, "Offer the model the `show_card` and `set_variable` "
+                 "tools (turn off for a server or model without function calling).",
+                 default=True),
     )),
     Section("Token profiles", (
         Variable("TOKEN_PROFILES", LIST, "Which tokens the server issues: any of "

@@ -4,6 +4,7 @@ profile needs. Every message names the variable and the fix."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
@@ -37,13 +38,15 @@ def check_settings(settings: Settings) -> None:
             )
     for field in fields(settings):
         variable = VARIABLE.get(field.metadata.get(ENV, ""))
-        if variable is not None and variable.limits is not None:
-            variable.limits.check(variable.name, getattr(settings, field.name))
+        value = getattr(settings, field.name)
+        if variable is not None and variable.limits is not None and value is not None:
+            variable.limits.check(variable.name, value)
     try:
         settings.sm_policy()
     except PolicyError as exc:
         raise SettingsError(str(exc)) from None
     settings.cors_origin_regex()
+    check_llm_base_url(settings.llm_base_url, production=settings.production)
     _check_token_profiles(settings)
     _check_webhook(settings)
 
@@ -166,6 +169,28 @@ def check_secret(name: str, value: str | None) -> None:
             f"{name} must be at least {MIN_KEY_BYTES} bytes "
             "(generate one with `orchestrator keygen`)"
         )
+
+
+def check_llm_base_url(url: str, *, production: bool) -> None:
+    """``LLM_BASE_URL`` is an http(s) URL; production wants TLS unless the
+    server is on this host (a local Ollama or vLLM)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError("LLM_BASE_URL must look like https://host/v1")
+    if production and parts.scheme == "http" and not _loopback(parts.hostname):
+        raise SettingsError(
+            "LLM_BASE_URL: http:// is refused in production unless the host is loopback "
+            "(the key and the conversation would travel in clear); use https://"
+        )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_redis_url(url: str) -> None:

@@ -1,0 +1,261 @@
+"""``CONVERSATION_HANDLER=llm``: answer turns from an OpenAI-compatible chat API.
+
+One ``AsyncOpenAI`` client per app (OpenAI, Azure OpenAI, vLLM, Ollama,
+llama.cpp server, LM Studio through ``LLM_BASE_URL``). Each turn streams a chat
+completion: the system prompt (templated with the token's claims and the shared
+variables), the transcript as history, the user's words. The answer is spoken
+as one ``conversationResponse`` (``LLM_SPEECH=final``) or sentence by sentence
+(``sentences``, see ``speech``). The model may call ``show_card`` and
+``set_variable``. A new user turn cancels the stream (``interruptible``).
+A failure of the API (timeout, 429, 5xx, a bad stream) makes the DP say the
+apology, counted in ``orchestrator_llm_errors_total{reason}`` and logged with
+the reason (never the key, nor the server's message, which may quote it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, cast
+
+import openai
+
+from orchestrator.config import Settings, SettingsError
+from orchestrator.handlers.api import Conversation, ConversationRequest, Reply
+from orchestrator.handlers.llm_tools import TOOLS, ToolCalls, ToolRefused, run_tool
+from orchestrator.handlers.prompt import PromptTemplate, history_messages
+from orchestrator.handlers.speech import EmptyAnswer, FinalSpeech, SentenceSpeech, Speech
+from orchestrator.logs import get_logger
+from orchestrator.metrics import LLM_ERRORS
+
+log = get_logger("orchestrator.handlers.llm")
+
+MAX_TOOL_ROUNDS = 3  # model calls that may end in tool calls; the next one gets no tools
+MAX_PROMPT_FILE_BYTES = 64 * 1024
+CONNECT_TIMEOUT_SECONDS = 5.0
+# Sent when LLM_API_KEY is unset: the client insists on a key; local servers ignore it.
+NO_KEY = "no-key"
+
+
+class LlmHandler:
+    """The handler object: ``handle`` per turn, ``aclose`` at shutdown."""
+
+    interruptible = True
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        *,
+        model: str,
+        system_prompt: PromptTemplate,
+        welcome: PromptTemplate,
+        apology: str,
+        budget_seconds: float,
+        sentences: bool = False,
+        continuation: str = "startspeaking",
+        history_turns: int = 20,
+        history_max_chars: int = 8000,
+        tools: bool = True,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> None:
+        self.client = client
+        self.model = model
+        self.system_prompt = system_prompt
+        self.welcome = welcome
+        self.apology = apology
+        self.budget_seconds = budget_seconds
+        self.sentences = sentences
+        self.continuation = continuation
+        self.history_turns = history_turns
+        self.history_max_chars = history_max_chars
+        self.tools = tools
+        self.parameters: dict[str, Any] = {}
+        if max_tokens is not None:
+            self.parameters["max_tokens"] = max_tokens
+        if temperature is not None:
+            self.parameters["temperature"] = temperature
+
+    async def handle(
+        self, request: ConversationRequest, conversation: Conversation
+    ) -> Reply | None:
+        session = request.session
+        if request.is_init:
+            return Reply(self.welcome.render(session.claims, session.variables))
+        speech: Speech = (
+            SentenceSpeech(request, conversation, continuation=self.continuation)
+            if self.sentences
+            else FinalSpeech(request)
+        )
+        failure: Exception
+        try:
+            async with asyncio.timeout(self.budget_seconds):
+                await self._answer(request, conversation, speech)
+                return await speech.finish()
+        except Exception as exc:  # an API failure is named, counted and answered below
+            if failure_reason(exc) is None:
+                raise
+            failure = exc
+        finally:
+            await speech.aclose()
+        reason = failure_reason(failure)
+        LLM_ERRORS.labels(reason).inc()
+        log.warning(
+            "llm answer failed",
+            reason=reason,
+            status=getattr(failure, "status_code", None),
+            code=getattr(failure, "code", None),
+            model=self.model,
+        )
+        return None if speech.spoken else Reply(self.apology)
+
+    async def _answer(
+        self, request: ConversationRequest, conversation: Conversation, speech: Speech
+    ) -> None:
+        session = request.session
+        messages: list[dict[str, Any]] = [
+            {
+                "role": "system",
+                "content": self.system_prompt.render(session.claims, session.variables),
+            },
+            *history_messages(
+                session.transcript,
+                request.text,
+                max_turns=self.history_turns,
+                max_chars=self.history_max_chars,
+            ),
+            {"role": "user", "content": request.text},
+        ]
+        for round_ in range(MAX_TOOL_ROUNDS + 1):
+            offer_tools = self.tools and round_ < MAX_TOOL_ROUNDS
+            text, calls = await self._stream(request, messages, speech, tools=offer_tools)
+            if not calls:
+                return
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": text or None,
+                    "tool_calls": [call.as_message() for call in calls],
+                }
+            )
+            for call in calls:
+                try:
+                    result = await run_tool(call, conversation)
+                except ToolRefused as refused:
+                    log.warning("llm tool call refused", tool=call.name[:64], why=str(refused))
+                    content = f"refused: {refused}"
+                else:
+                    content = result.content
+                    if result.card is not None:
+                        speech.add_card(result.card)
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+
+    async def _stream(
+        self,
+        request: ConversationRequest,
+        messages: list[dict[str, Any]],
+        speech: Speech,
+        *,
+        tools: bool,
+    ) -> tuple[str, list[Any]]:
+        """One streamed completion: its text goes to ``speech`` as it comes."""
+        extra: dict[str, Any] = {"tools": TOOLS} if tools else {}
+        stream = await self.client.chat.completions.create(
+            model=self.model,
+            messages=cast(Any, messages),  # plain dicts, as the wire format has them
+            stream=True,
+            **self.parameters,
+            **extra,
+        )
+        calls = ToolCalls()
+        parts: list[str] = []
+        async with stream:  # closed on the way out, also when the turn is cancelled
+            async for chunk in stream:
+                if not chunk.choices:
+                    continue
+                delta = chunk.choices[0].delta
+                if delta.content or delta.tool_calls:
+                    request.timings.mark("first_token")
+                if delta.tool_calls:
+                    calls.add(delta.tool_calls)
+                if delta.content:
+                    parts.append(delta.content)
+                    await speech.add_text(delta.content)
+        return "".join(parts), calls.done()
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def failure_reason(exc: BaseException) -> str | None:
+    """The metric label of a failed answer; ``None``: not an API failure (a bug)."""
+    if isinstance(exc, TimeoutError | openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status == 429:
+            return "rate_limited"
+        if status in (401, 403):
+            return "unauthorized"
+        return "server_error" if status >= 500 else "bad_request"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection"
+    if isinstance(exc, EmptyAnswer):
+        return "empty_answer"
+    if type(exc).__module__.startswith(("httpx", "httpcore")):
+        return "connection"  # a transport error the client let through mid-stream
+    if isinstance(exc, openai.OpenAIError | ValueError | KeyError):
+        return "bad_response"  # an error event in the stream, bad JSON
+    return None
+
+
+def build(settings: Settings) -> LlmHandler:
+    """The handler from the ``LLM_*`` settings; ``SettingsError`` naming what is missing."""
+    if not settings.llm_model:
+        raise SettingsError("CONVERSATION_HANDLER=llm needs LLM_MODEL (the model's name)")
+    system_prompt = PromptTemplate.parse(
+        "LLM_SYSTEM_PROMPT", _prompt_text("LLM_SYSTEM_PROMPT", settings.llm_system_prompt)
+    )
+    welcome = PromptTemplate.parse("LLM_WELCOME", settings.llm_welcome)
+    # The client gives up a little before the turn does, so a slow API ends as
+    # this handler's apology (counted, with its reason) rather than the turn's timeout.
+    budget = settings.handler_timeout_seconds * 0.9
+    client = openai.AsyncOpenAI(
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key or NO_KEY,
+        timeout=openai.Timeout(budget, connect=min(budget, CONNECT_TIMEOUT_SECONDS)),
+        max_retries=0,  # a retry would spend the turn's budget; the user can say it again
+    )
+    return LlmHandler(
+        client,
+        model=settings.llm_model,
+        system_prompt=system_prompt,
+        welcome=welcome,
+        apology=settings.handler_apology,
+        budget_seconds=budget,
+        sentences=settings.llm_speech == "sentences",
+        continuation=settings.llm_continuation,
+        history_turns=settings.llm_history_turns,
+        history_max_chars=settings.llm_history_max_chars,
+        tools=settings.llm_tools,
+        max_tokens=settings.llm_max_tokens,
+        temperature=settings.llm_temperature,
+    )
+
+
+def _prompt_text(variable: str, value: str) -> str:
+    """``value``, or the text of the file ``@path`` names."""
+    if not value.startswith("@"):
+        return value
+    path = Path(value[1:]).expanduser()
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_PROMPT_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SettingsError(f"{variable}: cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_PROMPT_FILE_BYTES:
+        raise SettingsError(f"{variable}: {path} is over {MAX_PROMPT_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(f"{variable}: {path} is not UTF-8 text") from None

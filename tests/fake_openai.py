@@ -1,0 +1,197 @@
+"""An OpenAI-compatible chat server for tests: the public wire format, over real HTTP.
+
+``POST /v1/chat/completions`` answers with JSON, or with SSE (``data: {...}``
+chunks, then ``data: [DONE]``) when the request says ``"stream": true``.
+What it answers is scripted (``FakeOpenAI.script``: one ``Answer`` per request,
+in order; an empty script echoes the user); it records every request it
+received (body and headers) and whether a stream was closed by the client
+before its end. Nothing reaches the internet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.uvicorn_thread import ThreadedServer
+
+
+@dataclass
+class ToolCallPlan:
+    name: str
+    arguments: str  # JSON text, sent in fragments of ``fragment`` characters
+    id: str = "call_1"
+    fragment: int = 7
+
+
+@dataclass
+class Answer:
+    """One scripted answer."""
+
+    text: str = ""
+    tool_calls: list[ToolCallPlan] = field(default_factory=list)
+    pieces: list[str] | None = None  # the content deltas (default: word by word)
+    delay: float = 0.0  # before each chunk
+    status: int = 200
+    error: dict[str, Any] | None = None  # the error body's "error" object
+    raw: str | None = None  # sent as the SSE body verbatim (bad streams)
+    hang: float = 0.0  # before the response's headers
+    drop: bool = False  # the connection breaks after the content (no end, no [DONE])
+
+
+@dataclass
+class Received:
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+class FakeOpenAI:
+    """``with FakeOpenAI() as llm:`` serves at ``llm.base_url`` (``.../v1``)."""
+
+    def __init__(self) -> None:
+        self.script: list[Answer] = []
+        self.received: list[Received] = []
+        self.streams_closed_early = 0
+        self.streams_completed = 0
+        self.lock = threading.Lock()
+        self.stream_started = threading.Event()
+        app = Starlette(routes=[Route("/v1/chat/completions", self.completions, methods=["POST"])])
+        self.server = ThreadedServer(app)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.server.base_url}/v1"
+
+    def __enter__(self) -> FakeOpenAI:
+        self.server.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+    def messages(self, index: int = -1) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = self.received[index].body["messages"]
+        return messages
+
+    async def completions(self, request: Request) -> Response:
+        body = await request.json()
+        with self.lock:
+            self.received.append(Received(body, dict(request.headers)))
+            answer = self.script.pop(0) if self.script else None
+        if answer is None:
+            user = next(m for m in reversed(body["messages"]) if m["role"] == "user")
+            answer = Answer(f"You said: {user['content']}.")
+        if answer.hang:
+            await asyncio.sleep(answer.hang)
+        if answer.error is not None:
+            return JSONResponse({"error": answer.error}, status_code=answer.status)
+        if not body.get("stream"):
+            return JSONResponse(_completion(body["model"], answer))
+        return StreamingResponse(
+            self._events(body["model"], answer), media_type="text/event-stream"
+        )
+
+    async def _events(self, model: str, answer: Answer) -> AsyncIterator[str]:
+        completed = False
+        self.stream_started.set()
+        try:
+            if answer.raw is not None:
+                yield answer.raw
+                completed = True
+                return
+            for delta in _deltas(answer):
+                if answer.delay:
+                    await asyncio.sleep(answer.delay)
+                yield f"data: {json.dumps(_chunk(model, delta, None))}\n\n"
+            if answer.drop:
+                raise ConnectionAbortedError("the fake server drops the stream")
+            finish = "tool_calls" if answer.tool_calls else "stop"
+            yield f"data: {json.dumps(_chunk(model, {}, finish))}\n\n"
+            yield "data: [DONE]\n\n"
+            completed = True
+        finally:
+            with self.lock:
+                if completed:
+                    self.streams_completed += 1
+                else:
+                    self.streams_closed_early += 1
+
+
+def _deltas(answer: Answer) -> list[dict[str, Any]]:
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    pieces = answer.pieces
+    if pieces is None:
+        words = answer.text.split(" ")
+        pieces = (
+            [word if i == 0 else f" {word}" for i, word in enumerate(words)] if answer.text else []
+        )
+    deltas += [{"content": piece} for piece in pieces]
+    for index, call in enumerate(answer.tool_calls):
+        deltas.append(
+            {
+                "tool_calls": [
+                    {
+                        "index": index,
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": ""},
+                    }
+                ]
+            }
+        )
+        for start in range(0, len(call.arguments), call.fragment):
+            fragment = call.arguments[start : start + call.fragment]
+            deltas.append({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
+    return deltas
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def _completion(model: str, answer: Answer) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": answer.text or None}
+    if answer.tool_calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in answer.tool_calls
+        ]
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+MENU_CARD = {"id": "menu", "component": "markdown", "data": {"text": "**Menu**"}}
+
+
+def card_and_variable_script(text: str) -> list[Answer]:
+    """A model that shows ``MENU_CARD`` and sets ``city=Paris``, then says ``text``."""
+    return [
+        Answer(
+            tool_calls=[
+                ToolCallPlan("show_card", json.dumps(MENU_CARD), id="c1"),
+                ToolCallPlan("set_variable", '{"name": "city", "value": "Paris"}', id="c2"),
+            ]
+        ),
+        Answer(text),
+    ]

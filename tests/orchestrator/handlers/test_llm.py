@@ -1,0 +1,389 @@
+"""The LLM handler against an OpenAI-compatible server over HTTP (the real ``openai`` client)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from orchestrator.config import Settings, SettingsError
+from orchestrator.handlers import ConversationRequest, Reply
+from orchestrator.handlers.llm import LlmHandler, build
+from orchestrator.logs import configure_logging
+from orchestrator.metrics import LLM_ERRORS
+from orchestrator.sessions.model import Session
+from tests.fake_openai import (
+    MENU_CARD,
+    Answer,
+    FakeOpenAI,
+    ToolCallPlan,
+    card_and_variable_script,
+)
+from tests.orchestrator.test_logs import restore_logging  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.anyio
+KEY = "sk-test-" + "k" * 40
+APOLOGY = "Sorry, say again?"
+
+
+class SpeakingConversation:
+    """A Conversation that records what was sent and plays a DP that speaks each piece
+    for ``speech_seconds`` (its speech state goes speaking, then idle)."""
+
+    def __init__(self, session: Session, *, speech_seconds: float = 0.0) -> None:
+        self._session = session
+        self.sent: list[tuple[str, str, dict[str, Any]]] = []
+        self.speech_seconds = speech_seconds
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._speaking: asyncio.Task[None] | None = None
+        self.first_sent = asyncio.Event()
+
+    @property
+    def session(self) -> Session:
+        return self._session
+
+    def _say(self) -> None:
+        if self.speech_seconds:
+            self._session.speech_state = "speaking"
+            self._idle.clear()
+            self._speaking = asyncio.create_task(self._finish_speaking())
+
+    async def _finish_speaking(self) -> None:
+        await asyncio.sleep(self.speech_seconds)
+        self._session.speech_state = "idle"
+        self._idle.set()
+
+    async def respond(self, reply: Reply, *, input_text: str = "") -> None:
+        self.sent.append(("conversationResponse", reply.output_text(), reply.all_variables()))
+        self.first_sent.set()
+        self._session.add_turn("dp", reply.output_text())
+        self._say()
+
+    async def speak(
+        self, text: str, *, can_be_interrupted: bool = True, filter_commands: bool | None = None
+    ) -> None:
+        self.sent.append(("startSpeaking", text, {}))
+        self._session.add_turn("dp", text)
+        self._say()
+
+    async def stop_speaking(self) -> None:
+        self.sent.append(("stopSpeaking", "", {}))
+
+    async def set_variables(self, variables: Mapping[str, Any]) -> None:
+        self._session.variables.update(variables)
+
+    async def speech_idle(self) -> None:
+        await self._idle.wait()
+
+
+def new_session() -> Session:
+    return Session(id="s-1", issuer="k", expires_at=0, claims={"name": "Ada"})
+
+
+def turn(session: Session, text: str, *, init: bool = False) -> ConversationRequest:
+    """A request as the connection makes it (the user's line already in the transcript)."""
+    if not init:
+        session.add_turn("user", text)
+    return ConversationRequest(
+        text=text, variables={}, is_init=init, optional_args={}, session=session
+    )
+
+
+def settings_for(fake: FakeOpenAI, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "llm_base_url": fake.base_url,
+        "llm_api_key": KEY,
+        "llm_model": "test-model",
+        "handler_apology": APOLOGY,
+        "handler_timeout_seconds": 5.0,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture
+async def handler(fake: FakeOpenAI) -> Any:
+    built = build(settings_for(fake, llm_system_prompt="You help {claims.name}."))
+    yield built
+    await built.aclose()
+
+
+async def test_a_turn_sends_the_prompt_history_and_key_and_answers_with_the_stream(
+    fake: FakeOpenAI, handler: LlmHandler
+) -> None:
+    session = new_session()
+    session.add_turn("user", "hi")
+    session.add_turn("dp", "Hello Ada.")
+    conversation = SpeakingConversation(session)
+    fake.script.append(Answer("Paris is the capital. It is lovely."))
+    reply = await handler.handle(turn(session, "capital of France?"), conversation)
+    assert reply == Reply("Paris is the capital. It is lovely.")
+    received = fake.received[-1]
+    assert received.headers["authorization"] == f"Bearer {KEY}"
+    assert received.body["model"] == "test-model"
+    assert received.body["stream"] is True
+    assert [tool["function"]["name"] for tool in received.body["tools"]] == [
+        "show_card",
+        "set_variable",
+    ]
+    assert received.body["messages"] == [
+        {"role": "system", "content": "You help Ada."},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Hello Ada."},
+        {"role": "user", "content": "capital of France?"},
+    ]
+
+
+async def test_the_init_turn_says_the_welcome_without_asking_the_model(fake: FakeOpenAI) -> None:
+    handler = build(settings_for(fake, llm_welcome="Hello {claims.name}!"))
+    try:
+        session = new_session()
+        reply = await handler.handle(turn(session, "", init=True), SpeakingConversation(session))
+    finally:
+        await handler.aclose()
+    assert reply == Reply("Hello Ada!")
+    assert fake.received == []
+
+
+async def test_show_card_and_set_variable_become_a_card_and_a_shared_variable(
+    fake: FakeOpenAI, handler: LlmHandler
+) -> None:
+    card = MENU_CARD
+    fake.script += card_and_variable_script("Here is the menu.")
+    session = new_session()
+    reply = await handler.handle(turn(session, "menu please"), SpeakingConversation(session))
+    assert reply is not None
+    assert reply.output_text() == "Here is the menu. @showcards(menu)"
+    assert reply.all_variables() == {
+        "public-menu": {"component": "markdown", "data": {"text": "**Menu**"}}
+    }
+    assert session.variables == {"city": "Paris"}
+    second = fake.messages(-1)
+    assert second[-3]["tool_calls"][0]["function"] == {
+        "name": "show_card",
+        "arguments": json.dumps(card),
+    }
+    assert second[-2:] == [
+        {"role": "tool", "tool_call_id": "c1", "content": "shown"},
+        {"role": "tool", "tool_call_id": "c2", "content": "set"},
+    ]
+
+
+async def test_an_unknown_or_bad_tool_call_is_refused_logged_and_told_to_the_model(
+    fake: FakeOpenAI, handler: LlmHandler
+) -> None:
+    fake.script += [
+        Answer(
+            tool_calls=[
+                ToolCallPlan("delete_everything", "{}", id="c1"),
+                ToolCallPlan("set_variable", '{"name": "public-x", "value": 1}', id="c2"),
+                ToolCallPlan("show_card", "{not json", id="c3"),
+            ]
+        ),
+        Answer("I cannot do that."),
+    ]
+    session = new_session()
+    with capture_logs() as logs:
+        reply = await handler.handle(turn(session, "do it"), SpeakingConversation(session))
+    assert reply == Reply("I cannot do that.")
+    results = [m["content"] for m in fake.messages(-1) if m["role"] == "tool"]
+    assert results[0].startswith("refused: unknown tool 'delete_everything'")
+    assert results[1] == "refused: names starting with public- belong to cards"
+    assert results[2] == "refused: arguments are not JSON"
+    assert session.variables == {}
+    refused = [log for log in logs if log["event"] == "llm tool call refused"]
+    assert [log["tool"] for log in refused] == ["delete_everything", "set_variable", "show_card"]
+
+
+async def test_the_tool_loop_is_bounded(fake: FakeOpenAI, handler: LlmHandler) -> None:
+    """A model that keeps calling tools gets no tools on its last call and must answer."""
+    loop_call = ToolCallPlan("set_variable", '{"name": "n", "value": 1}')
+    fake.script += [Answer(tool_calls=[loop_call]) for _ in range(3)] + [Answer("Done.")]
+    session = new_session()
+    reply = await handler.handle(turn(session, "loop"), SpeakingConversation(session))
+    assert reply == Reply("Done.")
+    assert len(fake.received) == 4
+    assert "tools" not in fake.received[-1].body
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (
+            Answer(status=429, error={"message": "slow down", "type": "rate", "code": "r"}),
+            "rate_limited",
+        ),
+        (
+            Answer(status=500, error={"message": "boom", "type": "server", "code": None}),
+            "server_error",
+        ),
+        (
+            Answer(status=503, error={"message": "busy", "type": "server", "code": None}),
+            "server_error",
+        ),
+        (
+            Answer(status=401, error={"message": f"bad key {KEY}", "type": "auth", "code": "k"}),
+            "unauthorized",
+        ),
+        (
+            Answer(status=400, error={"message": "no", "type": "invalid", "code": None}),
+            "bad_request",
+        ),
+        (Answer(raw="data: {not json\n\n"), "bad_response"),
+        (Answer(raw='data: {"error": {"message": "mid-stream", "type": "x"}}\n\n'), "bad_response"),
+        (Answer(raw="data: [DONE]\n\n"), "empty_answer"),
+        (Answer("Cut short here", drop=True), "connection"),
+        (Answer(hang=3.0), "timeout"),
+    ],
+)
+async def test_an_api_failure_gives_the_apology_a_metric_and_a_log_line_without_the_key(
+    fake: FakeOpenAI, answer: Answer, reason: str
+) -> None:
+    handler = build(settings_for(fake, handler_timeout_seconds=1.0))
+    fake.script.append(answer)
+    before = LLM_ERRORS.labels(reason)._value.get()
+    session = new_session()
+    try:
+        with capture_logs() as logs:
+            reply = await handler.handle(turn(session, "hi"), SpeakingConversation(session))
+    finally:
+        await handler.aclose()
+    assert reply == Reply(APOLOGY)
+    assert LLM_ERRORS.labels(reason)._value.get() == before + 1
+    failed = [log for log in logs if log["event"] == "llm answer failed"]
+    assert [log["reason"] for log in failed] == [reason]
+    assert KEY not in repr(logs)
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_the_key_never_reaches_the_log_even_at_debug_level(fake: FakeOpenAI) -> None:
+    """The server's 401 message quotes the key; the client logs at debug level: neither shows it."""
+    settings = settings_for(fake)
+    stream = io.StringIO()
+    configure_logging(json=True, level="debug", secrets=settings.secrets, stream=stream)
+    handler = build(settings)
+    fake.script.append(Answer(status=401, error={"message": f"bad key {KEY}", "type": "auth"}))
+    session = new_session()
+    try:
+        reply = await handler.handle(turn(session, "hi"), SpeakingConversation(session))
+    finally:
+        await handler.aclose()
+    assert reply == Reply(APOLOGY)
+    assert "llm answer failed" in stream.getvalue()
+    assert KEY not in stream.getvalue()
+
+
+async def test_a_refused_connection_gives_the_apology(fake: FakeOpenAI) -> None:
+    from tests.live_server import free_port
+
+    handler = build(settings_for(fake, llm_base_url=f"http://127.0.0.1:{free_port()}/v1"))
+    session = new_session()
+    before = LLM_ERRORS.labels("connection")._value.get()
+    try:
+        reply = await handler.handle(turn(session, "hi"), SpeakingConversation(session))
+    finally:
+        await handler.aclose()
+    assert reply == Reply(APOLOGY)
+    assert LLM_ERRORS.labels("connection")._value.get() == before + 1
+
+
+async def test_sentences_mode_speaks_the_first_sentence_at_once_and_the_rest_when_the_dp_is_idle(
+    fake: FakeOpenAI,
+) -> None:
+    handler = build(settings_for(fake, llm_speech="sentences"))
+    fake.script.append(Answer(pieces=["First one", ". Second", " one. Third", " one."], delay=0.05))
+    session = new_session()
+    conversation = SpeakingConversation(session, speech_seconds=0.3)
+    request = turn(session, "tell me")
+    try:
+        reply = await handler.handle(request, conversation)
+    finally:
+        await handler.aclose()
+    assert reply is None
+    assert [(name, text) for name, text, _ in conversation.sent] == [
+        ("conversationResponse", "First one."),
+        ("startSpeaking", "Second one. Third one."),
+    ]
+    assert [t.text for t in session.transcript] == [
+        "tell me",
+        "First one.",
+        "Second one. Third one.",
+    ]
+    latency = request.timings.as_ms()
+    assert 0 < latency["first_token"] <= latency["first_sentence"]
+
+
+async def test_sentences_mode_can_continue_with_conversation_responses(fake: FakeOpenAI) -> None:
+    handler = build(
+        settings_for(fake, llm_speech="sentences", llm_continuation="conversationresponse")
+    )
+    fake.script.append(Answer("One. Two."))
+    session = new_session()
+    conversation = SpeakingConversation(session, speech_seconds=0.05)
+    try:
+        await handler.handle(turn(session, "count"), conversation)
+    finally:
+        await handler.aclose()
+    assert [(name, text) for name, text, _ in conversation.sent] == [
+        ("conversationResponse", "One."),
+        ("conversationResponse", "Two."),
+    ]
+
+
+async def test_cancelling_the_turn_closes_the_stream_and_drops_unsent_sentences(
+    fake: FakeOpenAI,
+) -> None:
+    handler = build(settings_for(fake, llm_speech="sentences"))
+    fake.script.append(Answer("Said first. " + "Never said. " * 50, delay=0.02))
+    session = new_session()
+    conversation = SpeakingConversation(session)
+    closed_before = fake.streams_closed_early
+    try:
+        task = asyncio.create_task(handler.handle(turn(session, "talk"), conversation))
+        await conversation.first_sent.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await handler.aclose()
+    for _ in range(100):
+        if fake.streams_closed_early > closed_before:
+            break
+        await asyncio.sleep(0.02)
+    assert fake.streams_closed_early == closed_before + 1
+    assert [t.text for t in session.transcript] == ["talk", "Said first."]
+
+
+def test_build_refuses_what_it_cannot_use(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="LLM_MODEL"):
+        build(Settings())
+    with pytest.raises(SettingsError, match=r"^LLM_SYSTEM_PROMPT: cannot read"):
+        build(Settings(llm_model="m", llm_system_prompt=f"@{tmp_path / 'missing.txt'}"))
+    with pytest.raises(SettingsError, match=r"^LLM_WELCOME: "):
+        build(Settings(llm_model="m", llm_welcome="Hi {claims.name.__class__}"))
+
+
+async def test_the_system_prompt_may_come_from_a_file(fake: FakeOpenAI, tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("You are {claims.name}'s guide. Braces: {{}}.", encoding="utf-8")
+    handler = build(settings_for(fake, llm_system_prompt=f"@{prompt}"))
+    session = new_session()
+    try:
+        await handler.handle(turn(session, "hi"), SpeakingConversation(session))
+    finally:
+        await handler.aclose()
+    assert fake.messages(-1)[0] == {"role": "system", "content": "You are Ada's guide. Braces: {}."}
+
+
+def test_the_handler_is_interruptible_and_its_key_is_a_secret() -> None:
+    assert LlmHandler.interruptible is True
+    settings = Settings(llm_api_key=KEY)
+    assert KEY in settings.secrets
+    assert KEY not in repr(settings)
