@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 import time
 from typing import Any
 
 import httpx
 import pytest
 import websockets
-from websockets.client import ClientProtocol
-from websockets.protocol import State
-from websockets.uri import parse_uri
 
 from orchestrator.control.options import CLOSE_SLOW_PEER
 from orchestrator.simulate import HostSimulator
 from tests.conftest import random_secret
 from tests.live_server import LiveServer
 from tests.orchestrator.control_helpers import make_app, say
+from tests.raw_websocket import open_raw_socket
 from tests.uvicorn_thread import ThreadedServer
 
 API_KEY = secrets.token_urlsafe(32)
@@ -89,20 +86,6 @@ async def wait_until_no_live_sockets(backend: Any, seconds: float) -> None:
     assert len(backend.live) == 0
 
 
-def connect_without_reading(url: str) -> tuple[ClientProtocol, socket.socket]:
-    """A WebSocket client with a 4 KiB receive buffer that never reads after the handshake."""
-    uri = parse_uri(url)
-    protocol = ClientProtocol(uri)
-    sock = socket.create_connection((uri.host, uri.port), timeout=5)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    protocol.send_request(protocol.connect())
-    sock.sendall(b"".join(protocol.data_to_send()))
-    while protocol.state is not State.OPEN:
-        protocol.receive_data(sock.recv(65536))
-        assert protocol.handshake_exc is None
-    return protocol, sock
-
-
 @pytest.mark.anyio
 async def test_a_host_that_stops_reading_is_dropped_not_buffered() -> None:
     """Replies to a peer that never reads are not queued without bound: it is dropped (4008)."""
@@ -117,7 +100,9 @@ async def test_a_host_that_stops_reading_is_dropped_not_buffered() -> None:
                     f"/sessions/{sid}/variables", headers=BACKEND, json=patch
                 )
                 assert response.status_code == 200
-        protocol, sock = connect_without_reading(f"{server.ws_url}?access_token={issued['jwt']}")
+        protocol, sock = open_raw_socket(
+            f"{server.ws_url}?access_token={issued['jwt']}", rcvbuf=4096
+        )
         try:
             for _ in range(180):  # ~11 MB of replies the host never reads
                 protocol.send_text(say("hello").encode())

@@ -93,14 +93,9 @@ class WebhookReceiver(ThreadedServer):
                 ]
             )
         )
-
-    @property
-    def turn_url(self) -> str:
-        return f"{self.base_url}/turn"
-
-    @property
-    def events_url(self) -> str:
-        return f"{self.base_url}/events"
+        # The port is chosen above, so the routes' URLs are fixed from here on.
+        self.turn_url = f"{self.base_url}/turn"
+        self.events_url = f"{self.base_url}/events"
 
     def of(self, event: str) -> list[Received]:
         """What arrived for ``event`` (``turn``, ``session.started``, ...)."""

@@ -17,14 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosedError
 from websockets.frames import Frame, Opcode
-from websockets.protocol import State
 from websockets.sync.client import connect
-from websockets.uri import parse_uri
 
 from orchestrator.server.websocket import StackLimits, uvicorn_websocket_options
 from tests.conftest import random_secret
 from tests.live_server import LiveServer
 from tests.orchestrator.control_helpers import make_settings, say
+from tests.raw_websocket import open_raw_socket
 
 pytestmark = pytest.mark.server
 
@@ -52,17 +51,7 @@ def open_socket(
     server: LiveServer, *, rcvbuf: int | None = None
 ) -> tuple[ClientProtocol, socket.socket]:
     """A control socket driven frame by frame (``rcvbuf`` shrinks our receive buffer)."""
-    uri = parse_uri(f"{server.ws_url}?access_token={token_for(server)}")
-    protocol = ClientProtocol(uri)
-    sock = socket.create_connection((uri.host, uri.port), timeout=5)
-    if rcvbuf is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    protocol.send_request(protocol.connect())
-    sock.sendall(b"".join(protocol.data_to_send()))
-    while protocol.state is not State.OPEN:
-        protocol.receive_data(sock.recv(65536))
-        assert protocol.handshake_exc is None
-    return protocol, sock
+    return open_raw_socket(f"{server.ws_url}?access_token={token_for(server)}", rcvbuf=rcvbuf)
 
 
 def read_frames(protocol: ClientProtocol, sock: socket.socket, seconds: float) -> list[Frame]:
