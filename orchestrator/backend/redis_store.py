@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -24,17 +25,12 @@ LIVE_RECORD_TTL_SECONDS = 3600
 MIN_TTL_SECONDS = 60
 
 
+@dataclass
 class RedisStore:
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        *,
-        grace_seconds: int = DEFAULT_GRACE_SECONDS,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.client = client
-        self.grace_seconds = grace_seconds
-        self.clock = clock
+    client: aioredis.Redis
+    _: KW_ONLY
+    grace_seconds: int = DEFAULT_GRACE_SECONDS
+    clock: Callable[[], float] = time.time
 
     def ttl_for(self, session: Session) -> int:
         until = session.retained_until(self.grace_seconds)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
+
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -11,6 +13,7 @@ from redis.exceptions import RedisError
 from tokens.generation_store import DEFAULT_KEY_PREFIX, StoreUnavailableError
 
 
+@dataclass
 class RedisGenerationStore:
     """Store in Redis, shared by every instance using the same server.
 
@@ -18,16 +21,10 @@ class RedisGenerationStore:
     so the key ``prefix + account + ":" + context`` is unambiguous.
     """
 
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        *,
-        key_prefix: str = DEFAULT_KEY_PREFIX,
-        owns_client: bool = False,
-    ) -> None:
-        self.client = client
-        self.key_prefix = key_prefix
-        self.owns_client = owns_client
+    client: aioredis.Redis
+    _: KW_ONLY
+    key_prefix: str = DEFAULT_KEY_PREFIX
+    owns_client: bool = False
 
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str = DEFAULT_KEY_PREFIX) -> RedisGenerationStore:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 
 from starlette.requests import HTTPConnection
 
@@ -68,22 +68,19 @@ def _is_loopback(connection: HTTPConnection) -> bool:
         return client.host in ("testclient", "localhost")
 
 
+@dataclass
 class ControlAuthenticator:
     """Turns a handshake into a ``ControlIdentity`` or ``ControlRefused``."""
 
-    def __init__(
-        self,
-        profile: SoulMachinesProfile,
-        store: SessionStore,
-        *,
-        cookie_name: str | None,
-        allow_unauthenticated: bool,
-        origin_regex: str | None = None,
-    ) -> None:
-        self.profile = profile
-        self.store = store
-        self.cookie_name = cookie_name
-        self.allow_unauthenticated = allow_unauthenticated
+    profile: SoulMachinesProfile
+    store: SessionStore
+    _: KW_ONLY
+    cookie_name: str | None
+    allow_unauthenticated: bool
+    origin_regex: InitVar[str | None] = None
+    origin_pattern: re.Pattern[str] | None = field(init=False)
+
+    def __post_init__(self, origin_regex: str | None) -> None:
         self.origin_pattern = re.compile(origin_regex) if origin_regex is not None else None
 
     async def identify(self, connection: HTTPConnection) -> ControlIdentity:

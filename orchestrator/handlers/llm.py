@@ -15,6 +15,7 @@ the reason (never the key, nor the server's message, which may quote it).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,40 +38,30 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 NO_KEY = "no-key"
 
 
+@dataclass
 class LlmHandler:
     """The handler object: ``handle`` per turn, ``aclose`` at shutdown."""
 
     interruptible = True
 
-    def __init__(
-        self,
-        client: openai.AsyncOpenAI,
-        *,
-        model: str,
-        system_prompt: PromptTemplate,
-        welcome: PromptTemplate,
-        apology: str,
-        budget_seconds: float,
-        sentences: bool = False,
-        continuation: str = "startspeaking",
-        history_turns: int = 20,
-        history_max_chars: int = 8000,
-        tools: bool = True,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> None:
-        self.client = client
-        self.model = model
-        self.system_prompt = system_prompt
-        self.welcome = welcome
-        self.apology = apology
-        self.budget_seconds = budget_seconds
-        self.sentences = sentences
-        self.continuation = continuation
-        self.history_turns = history_turns
-        self.history_max_chars = history_max_chars
-        self.tools = tools
-        self.parameters: dict[str, Any] = {}
+    client: openai.AsyncOpenAI
+    _: KW_ONLY
+    model: str
+    system_prompt: PromptTemplate
+    welcome: PromptTemplate
+    apology: str
+    budget_seconds: float
+    sentences: bool = False
+    continuation: str = "startspeaking"
+    history_turns: int = 20
+    history_max_chars: int = 8000
+    tools: bool = True
+    max_tokens: InitVar[int | None] = None
+    temperature: InitVar[float | None] = None
+    # The optional sampling parameters of every request (only those set).
+    parameters: dict[str, Any] = field(init=False, default_factory=dict)
+
+    def __post_init__(self, max_tokens: int | None, temperature: float | None) -> None:
         if max_tokens is not None:
             self.parameters["max_tokens"] = max_tokens
         if temperature is not None:

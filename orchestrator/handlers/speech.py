@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Protocol
 
 from orchestrator.handlers.api import Card, Conversation, ConversationRequest, Reply
@@ -79,26 +80,21 @@ class FinalSpeech:
         return None
 
 
+@dataclass
 class SentenceSpeech:
     """``LLM_SPEECH=sentences``: a sender task speaks pieces as the DP is ready."""
 
-    def __init__(
-        self,
-        request: ConversationRequest,
-        conversation: Conversation,
-        *,
-        continuation: str = "startspeaking",
-    ) -> None:
-        self.request = request
-        self.conversation = conversation
-        self.continuation = continuation
-        self.spoken = False
-        self.splitter = SentenceSplitter()
-        self.pending: list[str] = []
-        self.cards: list[Card] = []
-        self.finished = False
-        self.changed = asyncio.Event()
-        self.sender: asyncio.Task[None] | None = None
+    request: ConversationRequest
+    conversation: Conversation
+    _: KW_ONLY
+    continuation: str = "startspeaking"
+    spoken: bool = field(init=False, default=False)
+    splitter: SentenceSplitter = field(init=False, default_factory=SentenceSplitter)
+    pending: list[str] = field(init=False, default_factory=list)
+    cards: list[Card] = field(init=False, default_factory=list)
+    finished: bool = field(init=False, default=False)
+    changed: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    sender: asyncio.Task[None] | None = field(init=False, default=None)
 
     def add_card(self, card: Card) -> None:
         self.cards.append(card)

@@ -12,6 +12,7 @@ import inspect
 import re
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -46,21 +47,15 @@ def trusted_header_resolver(
     return resolve
 
 
+@dataclass
 class CcaiTokenEndpoint:
     """The handler, holding the profile, the user resolver and the cookie policy."""
 
-    def __init__(
-        self,
-        profile: CcaiProfile,
-        *,
-        resolver: UserResolver | None = None,
-        anonymous_cookie: str = DEFAULT_ANONYMOUS_COOKIE,
-        secure_cookie: bool = True,
-    ) -> None:
-        self.profile = profile
-        self.resolver = resolver
-        self.anonymous_cookie = anonymous_cookie
-        self.secure_cookie = secure_cookie
+    profile: CcaiProfile
+    _: KW_ONLY
+    resolver: UserResolver | None = None
+    anonymous_cookie: str = DEFAULT_ANONYMOUS_COOKIE
+    secure_cookie: bool = True
 
     def routes(self) -> list[Route]:
         return [Route("/auth/token", self.token, methods=["GET"])]
