@@ -42,6 +42,12 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def use_a_new_key(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The configured signing key becomes a fresh secret named ``name``."""
+    monkeypatch.setenv("JWT_PUBLIC_KEY", name)
+    monkeypatch.setenv("JWT_PRIVATE_KEY", random_secret())
+
+
 def test_keygen_prints_a_strong_key(capsys: pytest.CaptureFixture[str]) -> None:
     """keygen prints one key of at least 32 bytes, different each time."""
     code, first, _ = run(capsys, "keygen")
@@ -132,8 +138,7 @@ def test_inspect_of_a_token_from_another_key_says_so(
 ) -> None:
     """After the key changes, an old token prints ``INVALID (unknown_key)``; exit 1."""
     token = run(capsys, "token", "mint")[1].strip()
-    monkeypatch.setenv("JWT_PUBLIC_KEY", "new-key")
-    monkeypatch.setenv("JWT_PRIVATE_KEY", random_secret())
+    use_a_new_key(monkeypatch, "new-key")
     code, out, _ = run(capsys, "token", "inspect", token)
     assert code == EXIT_INVALID
     assert "INVALID (unknown_key)" in out
@@ -169,8 +174,7 @@ def test_inspect_with_another_key_name_says_which_key_it_used(
     """A token signed under another key name than the configured one: both names are shown
     with how to pass the right key; the same name with a wrong secret gets no such hint."""
     token = run(capsys, "token", "mint")[1].strip()
-    monkeypatch.setenv("JWT_PUBLIC_KEY", "other-key")
-    monkeypatch.setenv("JWT_PRIVATE_KEY", random_secret())
+    use_a_new_key(monkeypatch, "other-key")
     code, out, _ = run(capsys, "token", "inspect", token)
     assert code == EXIT_INVALID
     assert "INVALID (unknown_key)" in out

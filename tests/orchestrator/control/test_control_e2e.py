@@ -109,16 +109,28 @@ async def test_graceful_shutdown_closes_sockets_with_going_away_and_keeps_state(
     assert [t.text for t in session.transcript if t.role == "user"] == ["my name is Ada"]
 
 
+def simulate_command(*args: str) -> subprocess.CompletedProcess[str]:
+    """``orchestrator simulate ARGS`` in its own process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", "simulate", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def simulate_script(
+    tmp_path: Path, script: str, *, settle: str
+) -> subprocess.CompletedProcess[str]:
+    """``orchestrator simulate --script`` playing ``script`` against a fresh server."""
+    path = tmp_path / "script.txt"
+    path.write_text(script)
+    with ThreadedServer(make_app()) as server:
+        return simulate_command("--url", server.base_url, "--script", str(path), "--settle", settle)
+
+
 def test_simulate_command_runs_a_script(tmp_path: Path) -> None:
     """`orchestrator simulate --script` plays the host from a file and prints the replies."""
-    script = tmp_path / "demo.txt"
-    script.write_text("# a comment\nhello\nshow me a card\nwhy is the sky blue?\n")
-    with ThreadedServer(make_app()) as server:
-        result = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "simulate", "--url", server.base_url,
-             "--script", str(script), "--settle", "0.2"],
-            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+    script = "# a comment\nhello\nshow me a card\nwhy is the sky blue?\n"
+    result = simulate_script(tmp_path, script, settle="0.2")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("connected to ws://127.0.0.1:")
@@ -131,11 +143,9 @@ def test_simulate_command_runs_a_script(tmp_path: Path) -> None:
 def test_simulate_command_reports_a_refusal(tmp_path: Path) -> None:
     """A refused handshake prints the server's reason on stderr and exits 1."""
     with ThreadedServer(make_app()) as server:
-        result = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "simulate", "--token", "x.y.z",
-             "--control-url", server.ws_url, "--script", "/dev/null"],
-            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        result = simulate_command(
+            "--token", "x.y.z", "--control-url", server.ws_url, "--script", "/dev/null"
+        )
     assert result.returncode == 1
     assert result.stderr.startswith(
         f"error: the control socket at {server.ws_url} refused: HTTP 403"
@@ -145,14 +155,7 @@ def test_simulate_command_reports_a_refusal(tmp_path: Path) -> None:
 
 def test_simulate_command_reports_a_bad_script_line(tmp_path: Path) -> None:
     """A `/sleep` without a number in a script is one error line and exit 1, no traceback."""
-    script = tmp_path / "bad.txt"
-    script.write_text("/sleep soon\n")
-    with ThreadedServer(make_app()) as server:
-        result = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "simulate", "--url", server.base_url,
-             "--script", str(script), "--settle", "0.1"],
-            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+    result = simulate_script(tmp_path, "/sleep soon\n", settle="0.1")
     assert result.returncode == 1
     assert result.stderr == "error: script line '/sleep soon': use /sleep SECONDS\n"
 
