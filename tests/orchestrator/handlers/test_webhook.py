@@ -18,6 +18,8 @@ from tests.orchestrator.handlers import test_handlers as handlers_tests
 from tests.orchestrator.handlers.test_webhook_messages import make_request, make_session
 from tests.orchestrator.handlers.webhook_receiver import Answer, WebhookReceiver
 
+pytestmark = pytest.mark.anyio
+
 APOLOGY = "Sorry, the backend is away."
 TIMEOUT = 1.0  # the handler's own deadline is 90% of it
 
@@ -83,7 +85,6 @@ def scripted(backend: WebhookReceiver, answer: Answer) -> None:
     backend.turn_script = lambda _received: answer
 
 
-@pytest.mark.anyio
 async def test_a_turn_is_a_signed_post_and_its_reply_is_what_the_dp_says(
     backend: WebhookReceiver, secret: str
 ) -> None:
@@ -97,7 +98,6 @@ async def test_a_turn_is_a_signed_post_and_its_reply_is_what_the_dp_says(
     assert len(received.payload["turn_id"]) == 32
 
 
-@pytest.mark.anyio
 async def test_cards_variables_and_follow_up_lines_are_carried_out_in_order(
     backend: WebhookReceiver, secret: str
 ) -> None:
@@ -117,7 +117,6 @@ async def test_cards_variables_and_follow_up_lines_are_carried_out_in_order(
     ]
 
 
-@pytest.mark.anyio
 async def test_a_reply_without_follow_up_lines_is_returned_with_its_variables_merged_first(
     backend: WebhookReceiver, secret: str
 ) -> None:
@@ -127,7 +126,6 @@ async def test_a_reply_without_follow_up_lines_is_returned_with_its_variables_me
     assert actions == [("set_variables", {"topic": "tea"})]
 
 
-@pytest.mark.anyio
 async def test_no_content_says_nothing(backend: WebhookReceiver, secret: str) -> None:
     scripted(backend, Answer(204))
     assert await turn(handler_for(backend, secret)) == (None, [])
@@ -145,7 +143,6 @@ BAD_ANSWERS = [
 ]
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(("case", "answer", "reason"), BAD_ANSWERS, ids=[c[0] for c in BAD_ANSWERS])
 async def test_a_bad_answer_gives_the_apology_and_logs_the_reason(
     backend: WebhookReceiver, secret: str, case: str, answer: Answer, reason: str
@@ -164,7 +161,6 @@ async def test_a_bad_answer_gives_the_apology_and_logs_the_reason(
     assert [r.path for r in backend.received] == ["/turn"]  # a redirect is not followed
 
 
-@pytest.mark.anyio
 async def test_an_unreachable_backend_gives_the_apology(secret: str) -> None:
     handler = WebhookHandler(url="http://127.0.0.1:9/turn", secret=secret, apology=APOLOGY)
     with capture_logs() as logs:
@@ -173,7 +169,6 @@ async def test_an_unreachable_backend_gives_the_apology(secret: str) -> None:
     assert logs[0]["reason"].startswith("request failed: ConnectError")
 
 
-@pytest.mark.anyio
 async def test_the_log_shows_the_url_without_its_query_or_credentials(
     backend: WebhookReceiver, secret: str
 ) -> None:
@@ -184,7 +179,6 @@ async def test_the_log_shows_the_url_without_its_query_or_credentials(
     assert logs[0]["url"] == backend.turn_url
 
 
-@pytest.mark.anyio
 async def test_session_events_go_to_the_events_url_signed(
     backend: WebhookReceiver, secret: str
 ) -> None:
@@ -205,7 +199,6 @@ async def test_session_events_go_to_the_events_url_signed(
     assert backend.received[2].payload["reason"] == "disconnected"
 
 
-@pytest.mark.anyio
 async def test_an_idle_reply_is_what_the_dp_says(backend: WebhookReceiver, secret: str) -> None:
     backend.event_script = lambda _received: Answer(
         json={"text": "Still there?", "variables": {"nudged": True, "gone": None}, "speak": ["x"]}
@@ -218,7 +211,6 @@ async def test_an_idle_reply_is_what_the_dp_says(backend: WebhookReceiver, secre
     assert "'speak' is ignored" in logs[0]["event"]
 
 
-@pytest.mark.anyio
 async def test_a_failing_event_is_logged_and_never_raised(
     backend: WebhookReceiver, secret: str
 ) -> None:
@@ -234,7 +226,6 @@ async def test_a_failing_event_is_logged_and_never_raised(
     ] * 3
 
 
-@pytest.mark.anyio
 async def test_without_an_events_url_events_go_to_the_turn_url(
     backend: WebhookReceiver, secret: str
 ) -> None:
@@ -244,7 +235,6 @@ async def test_without_an_events_url_events_go_to_the_turn_url(
     assert [(r.path, r.event) for r in backend.received] == [("/turn", "session.started")]
 
 
-@pytest.mark.anyio
 async def test_one_pooled_client_serves_every_turn_and_aclose_closes_it(
     backend: WebhookReceiver, secret: str
 ) -> None:
