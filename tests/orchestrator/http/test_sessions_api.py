@@ -62,6 +62,11 @@ def issue(client: TestClient) -> dict[str, Any]:
 # --- auth --------------------------------------------------------------------------
 
 
+def refusal(response: Any) -> tuple[int, str]:
+    """A refused request's status and error code."""
+    return response.status_code, response.json()["error"]
+
+
 def test_the_ui_reads_its_own_session_with_its_token(client: TestClient) -> None:
     """The token from /api/jwt reads its own session, which starts as 'issued'."""
     issued = issue(client)
@@ -88,8 +93,7 @@ def test_a_ui_token_cannot_touch_another_session(client: TestClient) -> None:
             response = client.request(
                 method, f"/sessions/{session_id}{path}", headers=ui(mine["jwt"]), json={}
             )
-            assert response.status_code == 403, (method, path)
-            assert response.json()["error"] == "forbidden"
+            assert refusal(response) == (403, "forbidden"), (method, path)
 
 
 def test_missing_or_bad_credentials_are_401(client: TestClient) -> None:
@@ -97,8 +101,7 @@ def test_missing_or_bad_credentials_are_401(client: TestClient) -> None:
     issued = issue(client)
     path = f"/sessions/{issued['session_id']}"
     missing = client.get(path)
-    assert missing.status_code == 401
-    assert missing.json()["error"] == "no_credentials"
+    assert refusal(missing) == (401, "no_credentials")
     assert missing.headers["www-authenticate"] == "Bearer"
     assert client.get(path, headers=ui("x.y.z")).json()["error"] == "malformed"
     wrong_key = client.get(path, headers=ui(secrets.token_urlsafe(32)))
@@ -118,8 +121,7 @@ def test_only_the_backend_lists_sessions(client: TestClient) -> None:
 def test_unknown_sessions_are_404_for_the_backend(client: TestClient) -> None:
     """The backend may ask about any id; an unknown one is 404."""
     response = client.get("/sessions/nope", headers=backend())
-    assert response.status_code == 404
-    assert response.json()["error"] == "not_found"
+    assert refusal(response) == (404, "not_found")
 
 
 def test_expired_sessions_are_404() -> None:
@@ -141,8 +143,7 @@ def test_commands_need_a_live_socket(client: TestClient) -> None:
         response = client.post(
             f"/sessions/{issued['session_id']}/{path}", headers=ui(issued["jwt"]), json=body
         )
-        assert response.status_code == 409
-        assert response.json()["error"] == "not_connected"
+        assert refusal(response) == (409, "not_connected")
         assert "issued" in response.json()["detail"]
 
 
@@ -290,8 +291,7 @@ def test_non_json_numbers_in_a_patch_are_refused(client: TestClient, constant: s
         headers={**backend(), "Content-Type": "application/json"},
         content=f'{{"x": {constant}}}',
     )
-    assert response.status_code == 400
-    assert response.json()["error"] == "invalid_json"
+    assert refusal(response) == (400, "invalid_json")
     assert (
         client.get(f"/sessions/{issued['session_id']}", headers=backend()).json()["variables"] == {}
     )
@@ -330,8 +330,7 @@ def test_the_api_key_is_refused_in_the_url(client: TestClient) -> None:
     """?access_token= carries UI tokens for EventSource; an API key there is refused (401)."""
     issued = issue(client)
     response = client.get(f"/sessions/{issued['session_id']}/events?access_token={API_KEY}")
-    assert response.status_code == 401
-    assert response.json()["error"] == "key_in_url"
+    assert refusal(response) == (401, "key_in_url")
 
 
 def test_two_different_access_tokens_are_a_400_not_a_500(client: TestClient) -> None:
@@ -339,8 +338,7 @@ def test_two_different_access_tokens_are_a_400_not_a_500(client: TestClient) -> 
     issued = issue(client)
     url = f"/sessions/{issued['session_id']}/events?access_token=a&access_token=b"
     response = client.get(url)
-    assert response.status_code == 400
-    assert response.json()["error"] == "malformed"
+    assert refusal(response) == (400, "malformed")
     assert client.get("/metrics?access_token=a&access_token=b").status_code == 401
 
 
