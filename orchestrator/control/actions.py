@@ -118,10 +118,4 @@ ENDED = Close(CLOSE_NORMAL, "session ended")
 def turn_event(turn: Turn, **extra: bool) -> dict[str, Any]:
     """A ``turn`` event: the entry as the transcript keeps it (so followers'
     queues hold no more than the transcript does)."""
-    data: dict[str, Any] = {"role": turn.role, "text": turn.text, **extra}
-    if turn.original_length is not None:
-        data["truncated"] = True
-        data["original_length"] = turn.original_length
-    if turn.latency_ms is not None:
-        data["latency_ms"] = dict(turn.latency_ms)
-    return data
+    return {"role": turn.role, "text": turn.text, **extra, **turn.notes()}

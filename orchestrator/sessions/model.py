@@ -82,12 +82,18 @@ class Turn:
         data: dict[str, Any] = {"role": self.role, "text": self.text, "at": self.at}
         if self.fallback:
             data["fallback"] = True
-        if self.original_length is not None:
-            data["truncated"] = True
-            data["original_length"] = self.original_length
-        if self.latency_ms is not None:
-            data["latency_ms"] = dict(self.latency_ms)
+        data.update(self.notes())
         return data
+
+    def notes(self) -> dict[str, Any]:
+        """What the entry carries beyond its words, when set: truncation, latency."""
+        notes: dict[str, Any] = {}
+        if self.original_length is not None:
+            notes["truncated"] = True
+            notes["original_length"] = self.original_length
+        if self.latency_ms is not None:
+            notes["latency_ms"] = dict(self.latency_ms)
+        return notes
 
 
 @dataclass(slots=True)
