@@ -154,7 +154,8 @@ class ArchiveWriter:
         self._wake.set()
         if self._tasks and self.queued():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), FLUSH_TIMEOUT_SECONDS)
+                async with asyncio.timeout(FLUSH_TIMEOUT_SECONDS):
+                    await self._idle.wait()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -184,8 +185,10 @@ class ArchiveWriter:
             if not self._inflight and not self._queue:
                 self._idle.set()
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), DRAIN_INTERVAL_SECONDS)
+                    async with asyncio.timeout(DRAIN_INTERVAL_SECONDS):
+                        await self._wake.wait()
             while self._queue and len(self._inflight) < BATCH:
                 self._inflight.append(self._queue.popleft())
             batch = self._inflight
