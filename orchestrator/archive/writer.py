@@ -16,6 +16,7 @@ import json
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -44,33 +45,30 @@ PURGE_INTERVAL_SECONDS = 3600.0
 DAY_SECONDS = 86400
 
 
+COUNTERS = (
+    ("written", "Ended sessions stored in the archive"),
+    ("write_failures", "Archive writes that failed (the database was unreachable); retried"),
+    ("spilled", "Ended sessions parked in Redis while the database was away"),
+    ("dropped", "Ended sessions not archived: queue full and no Redis to park them"),
+)
+
+
 class ArchiveMetrics:
-    def __init__(self, registry: CollectorRegistry | None, queued: Any) -> None:
+    """``orchestrator_archive_*`` on the app's registry (``/metrics``)."""
+
+    written: Counter
+    write_failures: Counter
+    spilled: Counter
+    dropped: Counter
+
+    def __init__(self, registry: CollectorRegistry | None, queued: Callable[[], int]) -> None:
         registry = registry if registry is not None else CollectorRegistry()
-        self.written = Counter(
-            "orchestrator_archive_written",
-            "Ended sessions stored in the archive",
-            registry=registry,
-        )
-        self.failures = Counter(
-            "orchestrator_archive_write_failures",
-            "Archive writes that failed (the database was unreachable); retried",
-            registry=registry,
-        )
-        self.spilled = Counter(
-            "orchestrator_archive_spilled",
-            "Ended sessions parked in Redis while the database was away",
-            registry=registry,
-        )
-        self.dropped = Counter(
-            "orchestrator_archive_dropped",
-            "Ended sessions not archived: the queue was full and there is no Redis to park them",
-            registry=registry,
-        )
+        for name, doc in COUNTERS:
+            setattr(self, name, Counter(f"orchestrator_archive_{name}", doc, registry=registry))
         self.queue = Gauge(
             "orchestrator_archive_queue", "Ended sessions waiting to be archived", registry=registry
         )
-        self.queue.set_function(queued)
+        self.queue.set_function(lambda: float(queued()))
 
 
 class ArchiveWriter:
@@ -209,7 +207,7 @@ class ArchiveWriter:
             await self._migrate()
             await self.store.write(batch)
         except ArchiveUnavailable as exc:
-            self.metrics.failures.inc()
+            self.metrics.write_failures.inc()
             if self.available:
                 log.warning("archive database unreachable; retrying", error=str(exc))
             self.available = False

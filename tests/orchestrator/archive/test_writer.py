@@ -86,7 +86,7 @@ async def test_every_session_ended_while_the_database_was_killed_arrives_once_it
                 await asyncio.to_thread(own_postgres.start)
             await asyncio.sleep(0)
         await until(lambda: _count_is(url, 300))
-        assert writer.metrics.failures._value.get() > 0
+        assert writer.metrics.write_failures._value.get() > 0
         assert writer.status() == {"status": "ok", "queued": 0}
     finally:
         await writer.stop()
