@@ -10,6 +10,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import WebSocketRoute
 
+from orchestrator.archive.http import ARCHIVE_ERRORS, ArchiveApi
+from orchestrator.archive.record import ClaimPolicy
+from orchestrator.archive.store import ArchiveStore
+from orchestrator.archive.writer import ArchiveWriter
 from orchestrator.backend.factory import build_backend
 from orchestrator.config import CONTROL_PATH, Settings
 from orchestrator.control.connection import ControlServices
@@ -42,11 +46,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
     backend = build_backend(settings.redis_url, grace_seconds=settings.session_grace_seconds)
     store, events = backend.store, backend.events
     metrics = Metrics(lambda: len(backend.live))
+    archive = None
+    if settings.archive_url is not None:
+        archive = ArchiveWriter(
+            ArchiveStore(settings.archive_url),
+            policy=ClaimPolicy.parse(settings.archive_claims),
+            queue_size=settings.archive_queue_size,
+            retention_days=settings.archive_retention_days,
+            redis_url=settings.redis_url,
+            registry=metrics.registry,
+        )
     services = ControlServices(
         store=store,
         events=events,
         live=backend.live,
         metrics=metrics,
+        archive=archive,
         options=ControlOptions(
             handler=load_handler(settings.conversation_handler, settings),
             handler_timeout_seconds=settings.handler_timeout_seconds,
@@ -76,6 +91,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         profile=sm_profile,
         api_keys=settings.api_keys,
         metrics=metrics,
+        archive=archive,
     )
 
     on_issued = IssuedSessionRecorder(store, metrics.tokens_issued.labels("soul-machines"))
@@ -103,12 +119,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "JWT_PUBLIC_KEY and JWT_PRIVATE_KEY"
             )
         await backend.start()
+        if archive is not None:
+            await archive.start()
+        elif settings.production:
+            log.warning("ARCHIVE_URL is none: ended sessions and transcripts are not archived")
         yield
         live = services.live.all()
+        if archive is not None:
+            archive.shutting_down = True
         await services.live.close_all(CLOSE_GOING_AWAY, "server shutting down")
         for connection in live:
             await connection.persist()
+            if archive is not None:
+                archive.session_ended(connection.session)
         await close_handler(services.options.loaded, settings.handler_timeout_seconds, log)
+        if archive is not None:
+            await archive.stop()
         await backend.stop()
         await token_profiles.aclose()
         log.info("orchestrator stopped", closed_sockets=len(live))
@@ -131,17 +157,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=[
             *ops.routes,
-            ops.readiness_route(backend.name, backend.check_ready),
+            ops.readiness_route(
+                backend.name, backend.check_ready, archive.status if archive else None
+            ),
             metrics.route(ApiKeys(settings.api_keys), production=settings.production),
             *token_profiles.routes,
             *sessions_api.routes(),
+            *(ArchiveApi(archive.store, sessions_api.caller).routes() if archive else ()),
             *console_routes(settings),
             WebSocketRoute(CONTROL_PATH, control_endpoint.handle),
             # The vendor's ORCHESTRATION_SERVER=host gives sm-control wss://host/.
             WebSocketRoute("/", control_endpoint.handle),
         ],
         middleware=[*middleware, *token_profiles.middleware],
-        exception_handlers=exception_handlers({**TOKEN_ERRORS, **SESSIONS_API_ERRORS}),
+        exception_handlers=exception_handlers(
+            {**TOKEN_ERRORS, **SESSIONS_API_ERRORS, **ARCHIVE_ERRORS}
+        ),
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -150,5 +181,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.backend = backend
     app.state.metrics = metrics
     app.state.services = services
+    app.state.archive = archive
     app.state.token_profiles = token_profiles
     return app

@@ -1,4 +1,4 @@
-"""The ``orchestrator`` command: serve, mint and inspect tokens, generate keys."""
+"""The ``orchestrator`` command: serve, mint and inspect tokens, generate keys, archive."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.archive.cli import add_archive_commands
 from orchestrator.config import (
     CONTROL_PATH,
     EPHEMERAL_FLAG,
@@ -298,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     keygen = sub.add_parser("keygen", help="print a strong random signing key")
     keygen.set_defaults(func=cmd_keygen)
+
+    add_archive_commands(sub, _settings)
     return parser
 
 

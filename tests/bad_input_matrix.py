@@ -330,6 +330,15 @@ ROWS: list[Row] = [
     ("frame", "`1e999` in the body", "ignored, counted (invalid_json)" + ANSWERS,
      lambda p: p.frame('{"kind": "event", "name": "x", "body": {"n": 1e999}}')),
     # --- configuration ------------------------------------------------------------------
+    ("HTTP", "GET /archive/sessions?cursor=junk", "400 invalid_query",
+     lambda p: p.http("GET", "/archive/sessions?cursor=junk", headers=bearer(p.secrets[0]))),
+    ("HTTP", "GET /archive/sessions?limit=1000", "400 invalid_query",
+     lambda p: p.http("GET", "/archive/sessions?limit=1000", headers=bearer(p.secrets[0]))),
+    ("HTTP", "GET /archive/sessions with a UI token", "403 forbidden",
+     lambda p: p.http("GET", "/archive/sessions", headers=bearer(p.token))),
+    ("HTTP", "GET /archive/sessions/{own}/transcript?format=xml", "400 invalid_query",
+     lambda p: p.http("GET", f"/archive/sessions/{p.session_id}/transcript?format=xml",
+                      headers=bearer(p.token))),
     ("config", "`JWT_PRIVATE_KEY` of 9 bytes", "refused at start-up (exit 2)",
      lambda p: config({"JWT_PUBLIC_KEY": "k", "JWT_PRIVATE_KEY": SHORT_KEY})),
     ("config", "`JWT_PREVIOUS_KEYS=not json`", "refused at start-up (exit 2)",
@@ -362,6 +371,12 @@ ROWS: list[Row] = [
      lambda p: config({"REDIS_URL": "http://host:6379"})),
     ("config", "`REDIS_URL=redis://host:port/0`", "refused at start-up (exit 2)",
      lambda p: config({"REDIS_URL": "redis://host:port/0"})),
+    ("config", "`ARCHIVE_URL=mysql://host/db`", "refused at start-up (exit 2)",
+     lambda p: config({"ARCHIVE_URL": "mysql://host/db"})),
+    ("config", "`ARCHIVE_URL=orchestrator.db`", "refused at start-up (exit 2)",
+     lambda p: config({"ARCHIVE_URL": "orchestrator.db"})),
+    ("config", "`ARCHIVE_RETENTION_DAYS=-1`", "refused at start-up (exit 2)",
+     lambda p: config({"ARCHIVE_RETENTION_DAYS": "-1"})),
     ("config", "`TRUSTED_PROXY_HOPS=-1`", "refused at start-up (exit 2)",
      lambda p: config({"TRUSTED_PROXY_HOPS": "-1"})),
     ("config", "`CONVERSATION_HANDLER` naming a plain `def`", "refused at start-up (exit 2)",
@@ -432,6 +447,7 @@ def probe() -> Iterator[Probe]:
         voicegain_secret=random_secret(),
         voicegain_admin_key=admin_key,
         rate_limit="100000/minute",
+        archive_url="sqlite:///:memory:",
     )
     secrets = [api_key, verify_key, admin_key, *settings.secrets]
     with TestClient(create_app(settings)) as client:

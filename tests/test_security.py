@@ -48,6 +48,8 @@ def full_profile_values() -> dict[str, Any]:
         "voicegain_secret": random_secret(),
         "voicegain_admin_key": random_secret(),
         "rate_limit": "100000/minute",
+        # The archive's routes (docs/archive.md): backend key, or a session's own UI token.
+        "archive_url": "sqlite:///:memory:",
     }
 
 
@@ -117,6 +119,8 @@ def test_the_sweep_sees_every_kind_of_route(client: TestClient) -> None:
     assert ("WS", "/ws") in endpoints
     assert ("POST", "/tokens/verify") in endpoints
     assert ("PATCH", "/sessions/some-session/variables") in endpoints
+    assert ("GET", "/archive/sessions") in endpoints
+    assert ("DELETE", "/archive/sessions/some-session") in endpoints
 
 
 @pytest.mark.parametrize(

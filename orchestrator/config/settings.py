@@ -114,6 +114,11 @@ class Settings:
     voicegain_secret: str | None = setting("VOICEGAIN_SECRET")
     voicegain_admin_key: str | None = setting("VOICEGAIN_ADMIN_KEY")
     voicegain_max_exp_in_sec: int = setting("VOICEGAIN_MAX_EXP_IN_SEC")
+    # None (off) when built in code: only the environment's default writes a file.
+    archive_url: str | None = setting("ARCHIVE_URL", default=None)
+    archive_claims: tuple[str, ...] = setting("ARCHIVE_CLAIMS")
+    archive_retention_days: int = setting("ARCHIVE_RETENTION_DAYS")
+    archive_queue_size: int = setting("ARCHIVE_QUEUE_SIZE")
 
     def __post_init__(self) -> None:
         try:

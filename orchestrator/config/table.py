@@ -21,6 +21,7 @@ from orchestrator.config.parsing import (
     Kind,
     ProductionRule,
     Section,
+    SettingsError,
     Variable,
     at_least,
     between,
@@ -53,6 +54,24 @@ DEV_CORS_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "https://localho
 DEFAULT_RATE_LIMIT = "60/minute"
 # A Redis URL may carry a password: never shown, like a secret.
 REDIS_URL_KIND = Kind("URL", TEXT.parse, secret=True)
+
+
+def _archive_url(name: str, raw: str) -> str | None:
+    """``none`` (off), or a URL the archive's drivers take (checked at start-up)."""
+    if raw.lower() in ("none", "off"):
+        return None
+    from orchestrator.archive.schema import async_url
+
+    try:
+        async_url(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+    return raw
+
+
+# A PostgreSQL URL may carry a password: never shown, like a secret.
+ARCHIVE_URL_KIND = Kind("URL", _archive_url, secret=True)
+DEFAULT_ARCHIVE_URL = "sqlite:///./orchestrator.db"
 
 REFUSED_WHEN_TRUE = ProductionRule("refused when `true`", refused=("true",))
 
@@ -273,6 +292,20 @@ SECTIONS = (
                  "at least 32 bytes; required with `voicegain`."),
         Variable("VOICEGAIN_MAX_EXP_IN_SEC", INTEGER, "Upper bound of `expInSec`, 1 to 86400.",
                  default=MAX_EXP_IN_SEC),
+    )),
+    Section("Archive", (
+        Variable("ARCHIVE_URL", ARCHIVE_URL_KIND, "Where ended sessions and their transcripts "
+                 "are kept (docs/archive.md): `sqlite:///path.db`, `postgresql://user:password@"
+                 "host/db` (several instances), or `none`.", default=DEFAULT_ARCHIVE_URL,
+                 production_default=None, shown_default=f"`{DEFAULT_ARCHIVE_URL}` (development), "
+                 "`none` (production, with a warning)"),
+        Variable("ARCHIVE_CLAIMS", LIST, "Which custom claims are archived: `all`, `none` or "
+                 "their names (names that look like credentials never are).", default=("all",)),
+        Variable("ARCHIVE_RETENTION_DAYS", INTEGER, "Archived sessions older than this are "
+                 "purged hourly; `0` keeps them.", default=0, limits=at_least(0)),
+        Variable("ARCHIVE_QUEUE_SIZE", INTEGER, "Ended sessions waiting for the database, per "
+                 "process, before they are dropped (with Redis: parked there instead).",
+                 default=10_000, limits=at_least(1)),
     )),
     Section("Internal", (
         Variable(EPHEMERAL_FLAG, BOOLEAN, "Set by `orchestrator serve` when it generated the "

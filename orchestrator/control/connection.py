@@ -48,6 +48,7 @@ from orchestrator.sessions.model import Session
 from orchestrator.sessions.store import SessionStore
 
 if TYPE_CHECKING:
+    from orchestrator.archive.writer import ArchiveWriter
     from orchestrator.control.live import LiveConnections
 
 
@@ -58,6 +59,7 @@ class ControlServices:
     options: ControlOptions
     live: LiveConnections
     metrics: Metrics | None = None
+    archive: ArchiveWriter | None = None  # where sessions go when they end for good
 
 
 class ControlConnection:

@@ -63,6 +63,8 @@ class ControlEndpoint:
             if await self.services.live.detach(connection):
                 await connection.perform(connection.core.ended())
                 await connection.finish()
+                if self.services.archive is not None:  # not replaced: this is its end
+                    self.services.archive.session_ended(connection.session)
 
     async def _session_for(self, identity: ControlIdentity) -> Session:
         """The record the handshake read, or a new one (created in the store)."""

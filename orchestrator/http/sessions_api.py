@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from orchestrator.archive.writer import ArchiveWriter
 from orchestrator.control.commands import (
     CommandFailed,
     CommandRouter,
@@ -84,6 +85,7 @@ class SessionsApi:
         profile: SoulMachinesProfile,
         api_keys: tuple[str, ...],
         metrics: Metrics | None = None,
+        archive: ArchiveWriter | None = None,
     ) -> None:
         self.store = store
         self.router = router
@@ -91,6 +93,7 @@ class SessionsApi:
         self.profile = profile
         self.api_keys = ApiKeys(api_keys)
         self.metrics = metrics
+        self.archive = archive
 
     def routes(self) -> list[Route]:
         return [
@@ -167,6 +170,8 @@ class SessionsApi:
             await self.router.run(session.id, "terminate", {})
         except SessionNotLive:
             await execute_stored(self.store, self.events, session, "terminate", {})
+            if self.archive is not None:  # no socket whose end would archive it
+                self.archive.session_ended(session)
         await self.events.publish_event(session.id, "terminated", {})
         return SafeJSONResponse({"id": session.id, "status": "ended"})
 

@@ -195,7 +195,8 @@ def test_app_events_carry_no_token_or_key(caplog: pytest.LogCaptureFixture) -> N
     caplog.set_level(logging.DEBUG, logger="orchestrator")  # "token issued" is a debug line
     secret = random_secret()
     settings = Settings.from_env(
-        environ={"JWT_PUBLIC_KEY": "log-key", "JWT_PRIVATE_KEY": secret}, env_file=None
+        environ={"JWT_PUBLIC_KEY": "log-key", "JWT_PRIVATE_KEY": secret, "ARCHIVE_URL": "none"},
+        env_file=None,
     )
     with capture_logs() as events, TestClient(create_app(settings)) as client:
         body = client.get("/api/jwt").json()

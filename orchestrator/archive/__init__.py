@@ -1,0 +1,1 @@
+"""The durable archive: each ended session's final record and transcript in SQL."""

@@ -1,0 +1,156 @@
+"""What the archive keeps of an ended session, and what it never keeps.
+
+A record is a snapshot taken when the session ends (on the conversation's
+side, before the writer sees it): ids, issuer, the token's custom claims
+(``ARCHIVE_CLAIMS`` picks which), the shared variables, times, the end
+reason and the transcript. Tokens, keys and ``access_token`` are never part
+of a session, and claim or variable names that look like credentials are
+dropped here as well, so a caller's ``api_key`` claim cannot reach the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrator.sessions.model import Session
+
+# Why a session ended (the same words as the handler lifecycle's end reasons).
+END_DISCONNECTED = "disconnected"  # the socket closed and no newer one took over
+END_TERMINATED = "terminated"  # ended through the API
+END_SHUTDOWN = "shutdown"  # this server stopped while the socket was open
+END_REASONS = (END_DISCONNECTED, END_TERMINATED, END_SHUTDOWN)
+
+# Names never archived, in claims or variables (case-insensitive, anywhere in the name).
+CREDENTIAL_NAME = re.compile(r"token|secret|passw|api_?key|authori[sz]ation|cookie", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ClaimPolicy:
+    """``ARCHIVE_CLAIMS``: ``all``, ``none`` or the names to keep."""
+
+    keep_all: bool = True
+    names: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, items: Iterable[str]) -> ClaimPolicy:
+        names = tuple(items)
+        if names in ((), ("all",)):
+            return cls(keep_all=True)
+        if names == ("none",):
+            return cls(keep_all=False)
+        return cls(keep_all=False, names=frozenset(names))
+
+    def filter(self, claims: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            name: value
+            for name, value in claims.items()
+            if (self.keep_all or name in self.names) and not CREDENTIAL_NAME.search(name)
+        }
+
+
+def claim_text(value: Any) -> str:
+    """A claim's value as the claim filter compares it: strings as they are, else JSON."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class ArchivedSession:
+    """One archived session; ``transcript`` entries are the sessions API's turn dicts
+    (``role``, ``text``, ``at``, and ``fallback``, ``original_length``, ``latency_ms``
+    when set)."""
+
+    id: str
+    issuer: str
+    ended_at: float
+    end_reason: str
+    created_at: float
+    connected_at: float | None = None
+    dp_session_id: str | None = None
+    persona_id: str | None = None
+    claims: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, Any] = field(default_factory=dict)
+    transcript: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, session: Session, reason: str, policy: ClaimPolicy) -> ArchivedSession:
+        data = session.to_dict()
+        return cls(
+            id=session.id,
+            issuer=session.issuer,
+            ended_at=session.ended_at or time.time(),
+            end_reason=reason,
+            created_at=session.created_at,
+            connected_at=session.connected_at,
+            dp_session_id=session.dp_session_id,
+            persona_id=str(session.persona_id),
+            claims=policy.filter(session.claims),
+            variables={k: v for k, v in session.variables.items() if not CREDENTIAL_NAME.search(k)},
+            transcript=tuple(_turn(turn) for turn in data["transcript"]),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The list view: everything but the transcript (its length instead)."""
+        return {
+            "id": self.id,
+            "issuer": self.issuer,
+            "dp_session_id": self.dp_session_id,
+            "persona_id": self.persona_id,
+            "created_at": self.created_at,
+            "connected_at": self.connected_at,
+            "ended_at": self.ended_at,
+            "end_reason": self.end_reason,
+            "claims": self.claims,
+            "variables": self.variables,
+            "turns": len(self.transcript),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary(), "transcript": list(self.transcript)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ArchivedSession:
+        return cls(
+            id=str(data["id"]),
+            issuer=str(data["issuer"]),
+            ended_at=float(data["ended_at"]),
+            end_reason=str(data["end_reason"]),
+            created_at=float(data["created_at"]),
+            connected_at=data.get("connected_at"),
+            dp_session_id=data.get("dp_session_id"),
+            persona_id=data.get("persona_id"),
+            claims=dict(data.get("claims") or {}),
+            variables=dict(data.get("variables") or {}),
+            transcript=tuple(_turn(turn) for turn in data.get("transcript") or ()),
+        )
+
+
+def _turn(turn: Mapping[str, Any]) -> dict[str, Any]:
+    kept = {"role": str(turn["role"]), "text": str(turn["text"]), "at": float(turn["at"])}
+    if turn.get("fallback"):
+        kept["fallback"] = True
+    if turn.get("original_length") is not None:
+        kept["original_length"] = int(turn["original_length"])
+    if turn.get("latency_ms") is not None:
+        kept["latency_ms"] = float(turn["latency_ms"])
+    return kept
+
+
+def transcript_text(record: ArchivedSession) -> str:
+    """``txt``: one line per entry, ``[UTC time] role: text``."""
+    lines = []
+    for turn in record.transcript:
+        when = datetime.fromtimestamp(turn["at"], UTC).isoformat(timespec="milliseconds")
+        text = turn["text"].replace("\r", " ").replace("\n", " ")
+        lines.append(f"[{when}] {turn['role']}: {text}\n")
+    return "".join(lines)
+
+
+def transcript_jsonl(record: ArchivedSession) -> str:
+    """``jsonl``: one JSON object per entry."""
+    return "".join(json.dumps(turn, ensure_ascii=False) + "\n" for turn in record.transcript)

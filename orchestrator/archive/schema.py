@@ -1,0 +1,127 @@
+"""The archive's tables, its schema version and the migrations that reach it.
+
+One schema for SQLite and PostgreSQL (SQLAlchemy Core types). Sessions,
+their kept claims (one row per claim, so a claim filter uses an index on
+either database) and their transcript entries (one row per entry). Each
+migration runs once, in order, in one transaction; PostgreSQL instances
+starting together serialise on an advisory lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError
+
+SCHEMA_VERSION = 1
+# Any fixed number: the lock PostgreSQL instances take while migrating.
+MIGRATION_LOCK = 0x0A5C_1F16
+
+metadata = sa.MetaData()
+TIME = sa.Float(53)  # seconds since the epoch, as the session model keeps them
+
+schema_version = sa.Table(
+    "archive_schema", metadata, sa.Column("version", sa.Integer, nullable=False)
+)
+
+sessions = sa.Table(
+    "archived_sessions",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("issuer", sa.String(256), nullable=False),
+    sa.Column("dp_session_id", sa.String(1024)),
+    sa.Column("persona_id", sa.String(256)),
+    sa.Column("created_at", TIME, nullable=False),
+    sa.Column("connected_at", TIME),
+    sa.Column("ended_at", TIME, nullable=False),
+    sa.Column("end_reason", sa.String(32), nullable=False),
+    sa.Column("claims", sa.Text, nullable=False),  # JSON
+    sa.Column("variables", sa.Text, nullable=False),  # JSON
+    sa.Column("turns", sa.Integer, nullable=False),
+    sa.Column("archived_at", TIME, nullable=False),
+    # Newest first, then by id: the list's order and its cursor.
+    sa.Index("archived_sessions_ended", "ended_at", "id"),
+    sa.Index("archived_sessions_issuer", "issuer", "ended_at", "id"),
+    sa.Index("archived_sessions_reason", "end_reason", "ended_at", "id"),
+)
+
+claims = sa.Table(
+    "archived_claims",
+    metadata,
+    sa.Column("session_id", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),  # strings as they are, else JSON
+    sa.Index("archived_claims_value", "name", "value", "session_id"),
+)
+
+turns = sa.Table(
+    "archived_turns",
+    metadata,
+    sa.Column("session_id", sa.String(128), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("at", TIME, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("fallback", sa.Boolean, nullable=False),
+    sa.Column("original_length", sa.Integer),
+    sa.Column("latency_ms", sa.Float),
+)
+
+
+def _create_v1(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[sessions, claims, turns])
+
+
+# version -> the step that reaches it from the one before.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _create_v1}
+
+
+def current_version(connection: Connection) -> int:
+    if not sa.inspect(connection).has_table(schema_version.name):
+        return 0
+    return int(connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0)
+
+
+def migrate(connection: Connection) -> list[int]:
+    """Apply the pending migrations inside the caller's transaction; the versions applied."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK})
+    schema_version.create(connection, checkfirst=True)
+    version = current_version(connection)
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the archive's schema is version {version}, newer than this server's "
+            f"{SCHEMA_VERSION}: upgrade the server"
+        )
+    applied = []
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        MIGRATIONS[target](connection)
+        connection.execute(sa.delete(schema_version))
+        connection.execute(sa.insert(schema_version).values(version=target))
+        applied.append(target)
+    return applied
+
+
+ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+def async_url(url: str) -> str:
+    """``ARCHIVE_URL`` with the async driver named: ``sqlite://`` -> aiosqlite,
+    ``postgresql://`` (or ``postgres://``) -> asyncpg; ``ValueError`` otherwise."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError("use sqlite:///path.db or postgresql://user@host/db") from None
+    driver = ASYNC_DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise ValueError(f"{parsed.drivername!r}: use sqlite:///path.db or postgresql://...")
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)

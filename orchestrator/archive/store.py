@@ -1,0 +1,310 @@
+"""The archive store: one SQLAlchemy Core code path over aiosqlite and asyncpg.
+
+Writes are idempotent upserts keyed by session id: a record replaces the
+stored one only when it ended at the same time or later, so a retried or
+late write never undoes a newer end (a host that reconnected and ended
+again), and several instances writing the same session leave one row.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from orchestrator.archive import schema
+from orchestrator.archive.record import ArchivedSession, claim_text
+from orchestrator.archive.schema import claims, sessions, turns
+
+MAX_PAGE = 100
+CONNECT_TIMEOUT_SECONDS = 5.0
+Cursor = tuple[float, str]  # (ended_at, id) of the last row of a page
+
+
+class ArchiveUnavailable(Exception):
+    """The archive database cannot be reached (or refused the statement)."""
+
+
+@dataclass(frozen=True)
+class ArchiveQuery:
+    """A page of the list, newest first: ended in ``[since, until)``, and the filters."""
+
+    since: float | None = None
+    until: float | None = None
+    issuer: str | None = None
+    claim: tuple[str, str] | None = None  # (name, value as ``claim_text`` gives it)
+    end_reason: str | None = None
+    limit: int = 20
+    cursor: Cursor | None = None
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    raw = json.dumps([cursor[0], cursor[1]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> Cursor:
+    """``ValueError`` for anything ``encode_cursor`` did not make."""
+    try:
+        value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("not a cursor this server gave") from None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not isinstance(value[0], int | float)
+        or isinstance(value[0], bool)
+        or not isinstance(value[1], str)
+    ):
+        raise ValueError("not a cursor this server gave")
+    return float(value[0]), value[1]
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    try:
+        yield
+    except (sa.exc.SQLAlchemyError, OSError, TimeoutError) as exc:
+        raise ArchiveUnavailable(type(exc).__name__) from exc
+
+
+class ArchiveStore:
+    def __init__(self, url: str) -> None:
+        driver_url = schema.async_url(url)
+        connect_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS}
+        self.engine = create_async_engine(driver_url, pool_pre_ping=True, connect_args=connect_args)
+        self.dialect = self.engine.dialect.name
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        with _reachable():
+            async with self.engine.begin() as connection:
+                yield connection
+
+    async def migrate(self) -> list[int]:
+        """Bring the schema to ``SCHEMA_VERSION``; the versions applied."""
+        async with self._transaction() as connection:
+            return await connection.run_sync(schema.migrate)
+
+    async def ping(self) -> None:
+        async with self._transaction() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # --- writing -----------------------------------------------------------------------
+
+    async def write(self, records: Sequence[ArchivedSession]) -> int:
+        """Upsert ``records`` in one transaction; how many were stored (not older than
+        what the archive held)."""
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        now = time.time()
+        async with self._transaction() as connection:
+            changed = [
+                record
+                for record in _newest_per_id(records)
+                if await _upsert(connection, insert, record, now)
+            ]
+            ids = [record.id for record in changed]
+            if not ids:
+                return 0
+            await connection.execute(sa.delete(claims).where(claims.c.session_id.in_(ids)))
+            await connection.execute(sa.delete(turns).where(turns.c.session_id.in_(ids)))
+            claim_rows = [
+                {"session_id": r.id, "name": name, "value": claim_text(value)}
+                for r in changed
+                for name, value in r.claims.items()
+            ]
+            if claim_rows:
+                await connection.execute(sa.insert(claims), claim_rows)
+            turn_rows = [
+                _turn_row(r.id, seq, turn) for r in changed for seq, turn in enumerate(r.transcript)
+            ]
+            if turn_rows:
+                await connection.execute(sa.insert(turns), turn_rows)
+            return len(changed)
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def get(self, session_id: str) -> ArchivedSession | None:
+        async with self._transaction() as connection:
+            row = (
+                await connection.execute(sa.select(sessions).where(sessions.c.id == session_id))
+            ).first()
+            if row is None:
+                return None
+            return (await _records(connection, [row]))[0]
+
+    async def page(self, query: ArchiveQuery) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """One page of summaries, newest first, and the cursor of the next (``None``: last)."""
+        limit = max(1, min(query.limit, MAX_PAGE))
+        async with self._transaction() as connection:
+            rows = (await connection.execute(_page_statement(query, limit + 1))).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last = rows[-1] if more else None
+        return [_summary(row) for row in rows], (last.ended_at, last.id) if last else None
+
+    async def export(self, query: ArchiveQuery) -> AsyncIterator[ArchivedSession]:
+        """Every record the query matches (all pages, with transcripts), newest first."""
+        query = replace(query, limit=MAX_PAGE)
+        while True:
+            async with self._transaction() as connection:
+                rows = (await connection.execute(_page_statement(query, MAX_PAGE))).all()
+                records = await _records(connection, rows)
+            for record in records:
+                yield record
+            if len(rows) < MAX_PAGE:
+                return
+            query = replace(query, cursor=(rows[-1].ended_at, rows[-1].id))
+
+    async def count(self) -> int:
+        async with self._transaction() as connection:
+            total = await connection.execute(sa.select(sa.func.count()).select_from(sessions))
+            return int(total.scalar() or 0)
+
+    # --- erasure -----------------------------------------------------------------------
+
+    async def delete(self, session_id: str) -> bool:
+        async with self._transaction() as connection:
+            return await _delete(connection, sessions.c.id == session_id) > 0
+
+    async def purge(self, ended_before: float) -> int:
+        """Forget every session that ended before ``ended_before``; how many."""
+        async with self._transaction() as connection:
+            return await _delete(connection, sessions.c.ended_at < ended_before)
+
+
+def _newest_per_id(records: Sequence[ArchivedSession]) -> list[ArchivedSession]:
+    newest: dict[str, ArchivedSession] = {}
+    for record in records:
+        kept = newest.get(record.id)
+        if kept is None or record.ended_at >= kept.ended_at:
+            newest[record.id] = record
+    return list(newest.values())
+
+
+async def _upsert(
+    connection: AsyncConnection, insert: Any, record: ArchivedSession, now: float
+) -> bool:
+    values = {
+        "id": record.id,
+        "issuer": record.issuer,
+        "dp_session_id": record.dp_session_id,
+        "persona_id": record.persona_id,
+        "created_at": record.created_at,
+        "connected_at": record.connected_at,
+        "ended_at": record.ended_at,
+        "end_reason": record.end_reason,
+        "claims": json.dumps(record.claims),
+        "variables": json.dumps(record.variables),
+        "turns": len(record.transcript),
+        "archived_at": now,
+    }
+    statement = insert(sessions).values(values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[sessions.c.id],
+        set_={name: statement.excluded[name] for name in values if name != "id"},
+        where=sessions.c.ended_at <= statement.excluded.ended_at,
+    ).returning(sessions.c.id)
+    return (await connection.execute(statement)).first() is not None
+
+
+def _turn_row(session_id: str, seq: int, turn: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "session_id": session_id,
+        "seq": seq,
+        "at": turn["at"],
+        "role": turn["role"],
+        "text": turn["text"],
+        "fallback": bool(turn.get("fallback", False)),
+        "original_length": turn.get("original_length"),
+        "latency_ms": turn.get("latency_ms"),
+    }
+
+
+def _page_statement(query: ArchiveQuery, limit: int) -> sa.Select[Any]:
+    statement = sa.select(sessions)
+    if query.since is not None:
+        statement = statement.where(sessions.c.ended_at >= query.since)
+    if query.until is not None:
+        statement = statement.where(sessions.c.ended_at < query.until)
+    if query.issuer is not None:
+        statement = statement.where(sessions.c.issuer == query.issuer)
+    if query.end_reason is not None:
+        statement = statement.where(sessions.c.end_reason == query.end_reason)
+    if query.claim is not None:
+        name, value = query.claim
+        statement = statement.where(
+            sa.exists().where(
+                claims.c.session_id == sessions.c.id,
+                claims.c.name == name,
+                claims.c.value == value,
+            )
+        )
+    if query.cursor is not None:
+        statement = statement.where(
+            sa.tuple_(sessions.c.ended_at, sessions.c.id) < sa.tuple_(*query.cursor)
+        )
+    return statement.order_by(sessions.c.ended_at.desc(), sessions.c.id.desc()).limit(limit)
+
+
+def _summary(row: sa.Row[Any]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "issuer": row.issuer,
+        "dp_session_id": row.dp_session_id,
+        "persona_id": row.persona_id,
+        "created_at": row.created_at,
+        "connected_at": row.connected_at,
+        "ended_at": row.ended_at,
+        "end_reason": row.end_reason,
+        "claims": json.loads(row.claims),
+        "variables": json.loads(row.variables),
+        "turns": row.turns,
+    }
+
+
+async def _records(
+    connection: AsyncConnection, rows: Sequence[sa.Row[Any]]
+) -> list[ArchivedSession]:
+    """Full records for session rows, their transcripts read in one statement."""
+    ids = [row.id for row in rows]
+    transcripts: dict[str, list[dict[str, Any]]] = {session_id: [] for session_id in ids}
+    if ids:
+        entries = await connection.execute(
+            sa.select(turns)
+            .where(turns.c.session_id.in_(ids))
+            .order_by(turns.c.session_id, turns.c.seq)
+        )
+        for entry in entries:
+            turn: dict[str, Any] = {"role": entry.role, "text": entry.text, "at": entry.at}
+            if entry.fallback:
+                turn["fallback"] = True
+            if entry.original_length is not None:
+                turn["original_length"] = entry.original_length
+            if entry.latency_ms is not None:
+                turn["latency_ms"] = entry.latency_ms
+            transcripts[entry.session_id].append(turn)
+    return [
+        ArchivedSession.from_dict({**_summary(row), "transcript": transcripts[row.id]})
+        for row in rows
+    ]
+
+
+async def _delete(connection: AsyncConnection, condition: sa.ColumnElement[bool]) -> int:
+    doomed = sa.select(sessions.c.id).where(condition).scalar_subquery()
+    await connection.execute(sa.delete(turns).where(turns.c.session_id.in_(doomed)))
+    await connection.execute(sa.delete(claims).where(claims.c.session_id.in_(doomed)))
+    result = await connection.execute(sa.delete(sessions).where(condition))
+    return int(result.rowcount or 0)

@@ -1,0 +1,116 @@
+"""The archive store on SQLite and PostgreSQL: upserts, filters, pages, erasure."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from orchestrator.archive.record import ArchivedSession
+from orchestrator.archive.schema import SCHEMA_VERSION
+from orchestrator.archive.store import ArchiveQuery, ArchiveStore, decode_cursor, encode_cursor
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def store(archive_url: str) -> AsyncIterator[ArchiveStore]:
+    archive = ArchiveStore(archive_url)
+    await archive.migrate()
+    yield archive
+    await archive.close()
+
+
+def record(n: int, **overrides: object) -> ArchivedSession:
+    values: dict[str, object] = {
+        "id": f"session-{n:04d}",
+        "issuer": "key-a" if n % 2 else "key-b",
+        "ended_at": 1_000_000.0 + n,
+        "end_reason": "terminated" if n % 3 == 0 else "disconnected",
+        "created_at": 999_000.0,
+        "claims": {"plan": "gold" if n % 5 == 0 else "free", "level": n % 4},
+        "transcript": (
+            {"role": "user", "text": f"hello {n}", "at": 1.0},
+            {"role": "dp", "text": "hi", "at": 2.0, "fallback": True, "latency_ms": 12.5},
+        ),
+    }
+    values.update(overrides)
+    return ArchivedSession(**values)  # type: ignore[arg-type]
+
+
+async def test_migrations_run_once_and_a_second_run_applies_nothing(archive_url: str) -> None:
+    archive = ArchiveStore(archive_url)
+    try:
+        assert await archive.migrate() == list(range(1, SCHEMA_VERSION + 1))
+        assert await archive.migrate() == []
+    finally:
+        await archive.close()
+
+
+async def test_a_record_reads_back_as_it_was_written(store: ArchiveStore) -> None:
+    written = record(7, variables={"topic": "billing"}, dp_session_id="dp-1", persona_id="1")
+    assert await store.write([written]) == 1
+    assert await store.get(written.id) == written
+    assert await store.get("unknown") is None
+
+
+async def test_writing_a_session_twice_keeps_one_row_with_the_latest_end(
+    store: ArchiveStore,
+) -> None:
+    first = record(1)
+    later = record(
+        1, ended_at=first.ended_at + 60, transcript=(*first.transcript, first.transcript[0])
+    )
+    assert await store.write([first]) == 1
+    assert await store.write([later]) == 1
+    assert await store.write([first]) == 0  # a late retry of the older end changes nothing
+    assert await store.count() == 1
+    stored = await store.get(first.id)
+    assert stored is not None and len(stored.transcript) == 3
+
+
+async def test_the_list_is_newest_first_and_pages_by_cursor(store: ArchiveStore) -> None:
+    await store.write([record(n) for n in range(25)])
+    seen: list[str] = []
+    query = ArchiveQuery(limit=10)
+    while True:
+        page, cursor = await store.page(query)
+        seen += [row["id"] for row in page]
+        if cursor is None:
+            break
+        query = ArchiveQuery(limit=10, cursor=decode_cursor(encode_cursor(cursor)))
+    assert seen == [f"session-{n:04d}" for n in reversed(range(25))]
+
+
+async def test_filters_by_time_issuer_claim_and_end_reason(store: ArchiveStore) -> None:
+    await store.write([record(n) for n in range(30)])
+
+    async def ids(**filters: object) -> set[int]:
+        page, _ = await store.page(ArchiveQuery(limit=100, **filters))  # type: ignore[arg-type]
+        return {int(row["id"].split("-")[1]) for row in page}
+
+    assert await ids(since=1_000_010.0, until=1_000_013.0) == {10, 11, 12}
+    assert await ids(issuer="key-a") == {n for n in range(30) if n % 2}
+    assert await ids(claim=("plan", "gold")) == {0, 5, 10, 15, 20, 25}
+    assert await ids(claim=("level", "3")) == {n for n in range(30) if n % 4 == 3}
+    assert await ids(end_reason="terminated", issuer="key-b") == {0, 6, 12, 18, 24}
+
+
+async def test_delete_and_purge_forget_sessions_and_their_transcripts(
+    store: ArchiveStore,
+) -> None:
+    await store.write([record(n) for n in range(10)])
+    assert await store.delete("session-0003") is True
+    assert await store.delete("session-0003") is False
+    assert await store.purge(1_000_005.0) == 4  # 0, 1, 2, 4
+    assert await store.count() == 5
+    page, _ = await store.page(ArchiveQuery(claim=("plan", "gold")))
+    assert [row["id"] for row in page] == ["session-0005"]
+    assert await store.get("session-0000") is None
+
+
+async def test_export_reads_every_page_with_transcripts(store: ArchiveStore) -> None:
+    await store.write([record(n) for n in range(230)])
+    exported = [r async for r in store.export(ArchiveQuery(since=1_000_010.0))]
+    assert [r.id for r in exported] == [f"session-{n:04d}" for n in reversed(range(10, 230))]
+    assert all(len(r.transcript) == 2 for r in exported)

@@ -1,0 +1,120 @@
+"""The writer: off the conversation path, nothing lost while the database is away."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from orchestrator.archive.store import ArchiveStore
+from orchestrator.archive.writer import ArchiveWriter
+from orchestrator.sessions.model import Session
+from tests.orchestrator.archive.conftest import fresh_database
+from tests.postgres_server import RestartablePostgres
+
+pytestmark = pytest.mark.anyio
+
+
+def ended_session(n: int) -> Session:
+    session = Session(id=f"s-{n:05d}", issuer="key", expires_at=int(time.time()) + 600)
+    session.add_turn("user", f"hello {n}")
+    session.add_turn("dp", f"You said: hello {n}")
+    session.mark_ended()
+    return session
+
+
+async def until(check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
+    """``cluster_helpers.until`` for an async check."""
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[RestartablePostgres]:
+    """A cluster of the test's own, which it may kill and start again."""
+    server = await asyncio.to_thread(RestartablePostgres)
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.remove)
+
+
+async def archived(url: str) -> int:
+    store = ArchiveStore(url)
+    try:
+        return await store.count()
+    finally:
+        await store.close()
+
+
+async def test_shutdown_flushes_every_queued_session(archive_url: str) -> None:
+    writer = ArchiveWriter(ArchiveStore(archive_url))
+    await writer.start()
+    for n in range(250):
+        writer.session_ended(ended_session(n))
+    await writer.stop()
+    assert await archived(archive_url) == 250
+
+
+async def test_a_full_queue_without_redis_drops_and_counts(tmp_path: object) -> None:
+    writer = ArchiveWriter(ArchiveStore("sqlite:///:memory:"), queue_size=3)
+    for n in range(5):  # not started: nothing drains the queue
+        writer.session_ended(ended_session(n))
+    assert writer.queued() == 3
+    assert writer.metrics.dropped._value.get() == 2
+
+
+async def test_every_session_ended_while_the_database_was_killed_arrives_once_it_is_back(
+    own_postgres: RestartablePostgres,
+) -> None:
+    url = await asyncio.to_thread(fresh_database, own_postgres)
+    writer = ArchiveWriter(ArchiveStore(url))
+    await writer.start()
+    try:
+        for n in range(300):
+            writer.session_ended(ended_session(n))
+            if n == 100:
+                await asyncio.to_thread(own_postgres.kill)
+            if n == 200:
+                await asyncio.sleep(0.5)  # writes fail and back off meanwhile
+                assert writer.status()["status"] == "unavailable"
+                await asyncio.to_thread(own_postgres.start)
+            await asyncio.sleep(0)
+        await until(lambda: _count_is(url, 300))
+        assert writer.metrics.write_failures._value.get() > 0
+        assert writer.status() == {"status": "ok", "queued": 0}
+    finally:
+        await writer.stop()
+
+
+async def _count_is(url: str, expected: int) -> bool:
+    try:
+        return await archived(url) == expected
+    except Exception:
+        return False
+
+
+async def test_with_redis_another_instance_archives_what_one_could_not(
+    own_postgres: RestartablePostgres, fresh_redis_url: str
+) -> None:
+    url = await asyncio.to_thread(fresh_database, own_postgres)
+    await asyncio.to_thread(own_postgres.kill)
+    first = ArchiveWriter(ArchiveStore(url), redis_url=fresh_redis_url)
+    await first.start()
+    for n in range(40):
+        first.session_ended(ended_session(n))
+    await first.stop()  # the database is down: parked in Redis, not lost
+    assert first.metrics.spilled._value.get() == 40
+    assert first.metrics.dropped._value.get() == 0
+    await asyncio.to_thread(own_postgres.start)
+    second = ArchiveWriter(ArchiveStore(url), redis_url=fresh_redis_url)
+    await second.start()
+    try:
+        await until(lambda: _count_is(url, 40))
+    finally:
+        await second.stop()
