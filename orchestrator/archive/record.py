@@ -136,10 +136,8 @@ def _turn(turn: Mapping[str, Any]) -> dict[str, Any]:
         kept["fallback"] = True
     if turn.get("original_length") is not None:
         kept["original_length"] = int(turn["original_length"])
-    latency = turn.get("latency_ms")
-    if isinstance(latency, Mapping) and latency:
-        # {stage: milliseconds}, at most a handful of stages (TurnTimings bounds them).
-        kept["latency_ms"] = {str(stage): float(ms) for stage, ms in latency.items()}
+    if turn.get("latency_ms") is not None:
+        kept["latency_ms"] = float(turn["latency_ms"])
     return kept
 
 

@@ -66,7 +66,7 @@ turns = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("fallback", sa.Boolean, nullable=False),
     sa.Column("original_length", sa.Integer),
-    sa.Column("latency_ms", sa.JSON),  # {stage: milliseconds} (see TurnTimings)
+    sa.Column("latency_ms", sa.Float),
 )
 
 
