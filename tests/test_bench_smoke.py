@@ -96,3 +96,13 @@ def test_llm_first_speech_bench_runs() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "| `final` |" in result.stdout
     assert "| `sentences` |" in result.stdout
+
+
+def test_archive_bench_runs_quick() -> None:
+    """bench/archive.py --quick writes through the archive writer and times filtered pages."""
+    result = _run("archive.py", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "writes, SQLite:" in result.stdout
+    if "PostgreSQL is not installed" not in result.stdout:
+        assert "writes, PostgreSQL:" in result.stdout
+        assert "worst p99:" in result.stdout

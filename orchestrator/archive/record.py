@@ -137,7 +137,7 @@ def _turn(turn: Mapping[str, Any]) -> dict[str, Any]:
     if turn.get("original_length") is not None:
         kept["original_length"] = int(turn["original_length"])
     if turn.get("latency_ms") is not None:
-        kept["latency_ms"] = float(turn["latency_ms"])
+        kept["latency_ms"] = {str(k): float(v) for k, v in dict(turn["latency_ms"]).items()}
     return kept
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Any fixed number: the lock PostgreSQL instances take while migrating.
 MIGRATION_LOCK = 0x0A5C_1F16
 
@@ -66,7 +66,8 @@ turns = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("fallback", sa.Boolean, nullable=False),
     sa.Column("original_length", sa.Integer),
-    sa.Column("latency_ms", sa.Float),
+    sa.Column("latency_ms", sa.Float),  # version 1's, never written: latency has stages
+    sa.Column("latency", sa.Text),  # JSON: {stage: milliseconds}, as the session keeps it
 )
 
 
@@ -74,8 +75,15 @@ def _create_v1(connection: Connection) -> None:
     metadata.create_all(connection, tables=[sessions, claims, turns])
 
 
+def _add_turn_latency_v2(connection: Connection) -> None:
+    """A reply's latency is a dict of stages; version 1 had a number for it."""
+    columns = {column["name"] for column in sa.inspect(connection).get_columns(turns.name)}
+    if "latency" not in columns:  # a database created at version 1
+        connection.execute(sa.text(f"ALTER TABLE {turns.name} ADD COLUMN latency TEXT"))
+
+
 # version -> the step that reaches it from the one before.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _create_v1}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _create_v1, 2: _add_turn_latency_v2}
 
 
 def current_version(connection: Connection) -> int:

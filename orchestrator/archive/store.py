@@ -229,7 +229,7 @@ def _turn_row(session_id: str, seq: int, turn: dict[str, Any]) -> dict[str, Any]
         "text": turn["text"],
         "fallback": bool(turn.get("fallback", False)),
         "original_length": turn.get("original_length"),
-        "latency_ms": turn.get("latency_ms"),
+        "latency": json.dumps(turn["latency_ms"]) if turn.get("latency_ms") else None,
     }
 
 
@@ -293,8 +293,8 @@ async def _records(
                 turn["fallback"] = True
             if entry.original_length is not None:
                 turn["original_length"] = entry.original_length
-            if entry.latency_ms is not None:
-                turn["latency_ms"] = entry.latency_ms
+            if entry.latency is not None:
+                turn["latency_ms"] = json.loads(entry.latency)
             transcripts[entry.session_id].append(turn)
     return [
         ArchivedSession.from_dict({**_summary(row), "transcript": transcripts[row.id]})

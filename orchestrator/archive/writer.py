@@ -81,6 +81,7 @@ class ArchiveWriter:
         policy: ClaimPolicy | None = None,
         queue_size: int = 10_000,
         retention_days: int = 0,
+        purge_interval: float = PURGE_INTERVAL_SECONDS,
         redis_url: str | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
@@ -88,6 +89,7 @@ class ArchiveWriter:
         self.policy = policy or ClaimPolicy()
         self.queue_size = queue_size
         self.retention_days = retention_days
+        self.purge_interval = purge_interval
         self.redis = redis_client(redis_url) if redis_url else None
         self.metrics = ArchiveMetrics(registry, self.queued)
         self._queue: deque[ArchivedSession] = deque()
@@ -257,7 +259,7 @@ class ArchiveWriter:
             else:
                 if purged:
                     log.info("archive retention purge", sessions=purged)
-            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+            await asyncio.sleep(self.purge_interval)
 
 
 def _backoff(attempt: int) -> float:

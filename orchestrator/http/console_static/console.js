@@ -82,7 +82,7 @@
     setText("claims", JSON.stringify({ header, claims }, null, 2));
     $("chat").replaceChildren();
     $("frames").replaceChildren();
-    for (const id of ["var-name", "var-value", "var-set", "end-session"]) $(id).disabled = false;
+    for (const id of ["var-name", "var-value", "var-set", "end-session", "archive-mine"]) $(id).disabled = false;
     clearInterval(state.countdown);
     state.countdown = setInterval(tick, 1000);
     tick();
@@ -461,13 +461,15 @@
       })
     );
     $("transcript").replaceChildren(
-      ...s.transcript.map((t) => {
-        const item = el("li", `turn turn-${t.role}`, el("span", "who", t.role === "user" ? "user" : "DP"), " ", t.text, t.fallback ? " (fallback)" : "");
-        if (t.latency) item.append(" ", latencyBadge(t.latency));
-        return item;
-      })
+      ...s.transcript.map(transcriptItem)
     );
     scrollToEnd($("transcript"));
+  }
+
+  function transcriptItem(t) {
+    const item = el("li", `turn turn-${t.role}`, el("span", "who", t.role === "user" ? "user" : "DP"), " ", t.text, t.fallback ? " (fallback)" : "");
+    if (t.latency) item.append(" ", latencyBadge(t.latency));
+    return item;
   }
 
   function parseValue(raw) {
@@ -478,10 +480,14 @@
     }
   }
 
-  async function api(method, suffix, body) {
-    const headers = { Authorization: `Bearer ${state.jwt}`, Accept: "application/json" };
+  function api(method, suffix, body) {
+    return call(method, sessionPath(suffix), state.jwt, body);
+  }
+
+  async function call(method, path, credential, body) {
+    const headers = { Authorization: `Bearer ${credential}`, Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    const response = await fetch(sessionPath(suffix), {
+    const response = await fetch(path, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -523,6 +529,64 @@
     }
   }
 
+  // --- the archive (ended sessions, read back from the database) ------------------------
+
+  function formatTime(seconds) {
+    return seconds ? new Date(seconds * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "–";
+  }
+
+  function archiveKey() {
+    return $("archive-key").value.trim();
+  }
+
+  async function listArchive(event) {
+    event.preventDefault();
+    if (!archiveKey()) {
+      setStatus("Listing the archive needs the backend API key.");
+      $("archive-key").focus();
+      return;
+    }
+    try {
+      const page = await call("GET", "archive/sessions?limit=20", archiveKey());
+      $("archive-sessions").replaceChildren(
+        ...page.sessions.map((s) => {
+          const open = el("button", "small", `${formatTime(s.ended_at)} · ${s.end_reason} · ${s.turns} turns · ${s.id}`);
+          open.type = "button";
+          open.dataset.sessionId = s.id;
+          open.addEventListener("click", () => openArchived(s.id, archiveKey()));
+          return el("li", "", open);
+        })
+      );
+      setStatus(`Archive: ${page.sessions.length} recent session${page.sessions.length === 1 ? "" : "s"}.`);
+    } catch (error) {
+      setStatus(`Archive not listed: ${error.message}`);
+    }
+  }
+
+  async function openArchived(sessionId, credential) {
+    try {
+      const record = await call("GET", `archive/sessions/${encodeURIComponent(sessionId)}`, credential);
+      for (const button of $("archive-sessions").querySelectorAll("button")) {
+        button.setAttribute("aria-current", String(button.dataset.sessionId === sessionId));
+      }
+      const facts = [
+        ["Session", record.id],
+        ["DP session", record.dp_session_id || "–"],
+        ["Issuer", record.issuer || "–"],
+        ["Started", formatTime(record.created_at)],
+        ["Ended", `${formatTime(record.ended_at)} (${record.end_reason})`],
+        ["Variables", JSON.stringify(record.variables || {})],
+      ];
+      $("archive-facts").replaceChildren(...facts.flatMap(([name, value]) => [el("dt", "", name), el("dd", "", value)]));
+      $("archive-transcript").replaceChildren(
+        ...record.transcript.map(transcriptEntry).map(transcriptItem)
+      );
+      setStatus(`Archived session ${record.id} opened.`);
+    } catch (error) {
+      setStatus(`Archived session not opened: ${error.message}`);
+    }
+  }
+
   // --- wiring ------------------------------------------------------------------------
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -533,5 +597,7 @@
     $("say-form").addEventListener("submit", say);
     $("var-form").addEventListener("submit", setVariable);
     $("end-session").addEventListener("click", endSession);
+    $("archive-form").addEventListener("submit", listArchive);
+    $("archive-mine").addEventListener("click", () => openArchived(state.sessionId, archiveKey() || state.jwt));
   });
 })();

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.archive.schema import SCHEMA_VERSION
 from orchestrator.archive.store import ArchiveStore
 from orchestrator.cli import main
 from tests.orchestrator.archive.test_store import record
@@ -32,7 +33,7 @@ def test_migrate_show_and_export_read_the_configured_archive(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ARCHIVE_URL", archive_url)
     assert main(["archive", "migrate"]) == 0
-    assert "version 1" in capsys.readouterr().out
+    assert f"migrated to version {SCHEMA_VERSION}" in capsys.readouterr().out
     assert main(["archive", "migrate"]) == 0
     assert "up to date" in capsys.readouterr().out
     write(archive_url, 12)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+import sqlalchemy as sa
 
+from orchestrator.archive import schema
 from orchestrator.archive.record import ArchivedSession
 from orchestrator.archive.schema import SCHEMA_VERSION
 from orchestrator.archive.store import ArchiveQuery, ArchiveStore, decode_cursor, encode_cursor
@@ -31,7 +33,13 @@ def record(n: int, **overrides: object) -> ArchivedSession:
         "claims": {"plan": "gold" if n % 5 == 0 else "free", "level": n % 4},
         "transcript": (
             {"role": "user", "text": f"hello {n}", "at": 1.0},
-            {"role": "dp", "text": "hi", "at": 2.0, "fallback": True, "latency_ms": 12.5},
+            {
+                "role": "dp",
+                "text": "hi",
+                "at": 2.0,
+                "fallback": True,
+                "latency_ms": {"handler_done": 12.5},
+            },
         ),
     }
     values.update(overrides)
@@ -43,6 +51,36 @@ async def test_migrations_run_once_and_a_second_run_applies_nothing(archive_url:
     try:
         assert await archive.migrate() == list(range(1, SCHEMA_VERSION + 1))
         assert await archive.migrate() == []
+    finally:
+        await archive.close()
+
+
+async def test_a_version_1_database_gains_the_turn_latency_column_and_keeps_its_rows(
+    archive_url: str,
+) -> None:
+    archive = ArchiveStore(archive_url)
+    try:
+        await archive.migrate()
+        async with archive.engine.begin() as connection:
+            await connection.execute(sa.text("ALTER TABLE archived_turns DROP COLUMN latency"))
+            await connection.execute(sa.text("UPDATE archive_schema SET version = 1"))
+            await connection.execute(
+                sa.insert(schema.sessions).values(
+                    id="old",
+                    issuer="key-a",
+                    created_at=1.0,
+                    ended_at=2.0,
+                    end_reason="terminated",
+                    claims="{}",
+                    variables="{}",
+                    turns=0,
+                    archived_at=2.0,
+                )
+            )
+        assert await archive.migrate() == [2]
+        assert (old := await archive.get("old")) is not None and old.end_reason == "terminated"
+        assert await archive.write([record(3)]) == 1
+        assert await archive.get(record(3).id) == record(3)
     finally:
         await archive.close()
 

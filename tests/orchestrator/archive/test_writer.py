@@ -12,6 +12,7 @@ from orchestrator.archive.store import ArchiveStore
 from orchestrator.archive.writer import ArchiveWriter
 from orchestrator.sessions.model import Session
 from tests.orchestrator.archive.conftest import fresh_database
+from tests.orchestrator.archive.test_store import record
 from tests.postgres_server import RestartablePostgres
 
 pytestmark = pytest.mark.anyio
@@ -118,3 +119,23 @@ async def test_with_redis_another_instance_archives_what_one_could_not(
         await until(lambda: _count_is(url, 40))
     finally:
         await second.stop()
+
+
+async def test_the_retention_purge_runs_again_by_itself(archive_url: str) -> None:
+    """Sessions that end past the retention go at the next periodic purge, not just at
+    start-up; ones inside it stay."""
+    store = ArchiveStore(archive_url)
+    writer = ArchiveWriter(store, retention_days=1, purge_interval=0.05)
+    await writer.start()
+    try:
+        # Written after start-up, so only a later, periodic purge can remove the old one.
+        old, recent = record(1, ended_at=time.time() - 2 * 86_400), record(2, ended_at=time.time())
+        assert await store.write([old, recent]) == 2
+
+        async def old_purged() -> bool:
+            return await store.get(old.id) is None
+
+        await until(old_purged, seconds=10)
+        assert await store.get(recent.id) == recent
+    finally:
+        await writer.stop()  # closes the store

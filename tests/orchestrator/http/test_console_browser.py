@@ -1,5 +1,6 @@
 """The developer console in a real headless Chromium against a real server: token,
-control socket, chat, content card, and a variable set in the panel used by the DP.
+control socket, chat, content card, a variable set in the panel used by the DP, and the
+ended session read back from the archive.
 
 Needs Debian's ``chromium`` and the ``playwright`` package (which drives that system
 browser; no browser is downloaded). Without them the test is skipped, unless
@@ -11,12 +12,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import random_secret
 from tests.orchestrator.control_helpers import KEY_NAME, make_app
 from tests.uvicorn_thread import ThreadedServer
 
@@ -83,13 +86,16 @@ def page() -> Iterator[Any]:
             browser.close()
 
 
-def test_the_console_drives_a_whole_conversation_in_chromium(page: Any) -> None:
+def test_the_console_drives_a_whole_conversation_in_chromium(page: Any, tmp_path: Path) -> None:
     """In a real browser the console gets a token, plays the DP over the control socket,
-    shows the echo and a content card, and a variable set in the session panel changes
-    the next reply."""
+    shows the echo and a content card, a variable set in the session panel changes
+    the next reply, and the ended session is listed in the archive and opens with its
+    transcript."""
     from playwright.sync_api import expect
 
-    with ThreadedServer(make_app()) as server:
+    key = random_secret()
+    app = make_app(api_keys=(key,), archive_url=f"sqlite:///{tmp_path / 'archive.db'}")
+    with ThreadedServer(app) as server:
         try:
             page.goto(server.base_url + "/console")
             page.get_by_role("button", name="Get token").click()
@@ -147,6 +153,26 @@ def test_the_console_drives_a_whole_conversation_in_chromium(page: Any) -> None:
             page.get_by_role("button", name="End session").click()
             expect(page.locator("#s-status")).to_have_text("ended (terminated)")
             expect(page.locator("#socket-state")).to_contain_text("closed (1000")
+
+            session_id = page.locator("#session-id").inner_text()
+            page.get_by_label("Backend API key").fill(key)
+            archived = page.get_by_role("list", name="Archived sessions, newest first")
+            entry = archived.locator(f'button[data-session-id="{session_id}"]')
+            deadline = time.monotonic() + 10
+            while entry.count() == 0 and time.monotonic() < deadline:
+                # The writer archives off the conversation path: list again until it has.
+                page.get_by_role("button", name="Show archived sessions").click()
+                page.wait_for_timeout(100)
+            expect(entry).to_contain_text("terminated")
+            entry.click()
+            expect(page.locator("#archive-facts")).to_contain_text(session_id)
+            transcript = page.get_by_role("list", name="Archived transcript")
+            expect(transcript).to_contain_text("hello there")
+            expect(transcript).to_contain_text("Lin, you said: good morning")
+            expect(transcript.locator(".turn-dp .latency").last).to_have_text(
+                re.compile(r"^handler \d+\.\d ms · first frame \d+\.\d ms$")
+            )
+            page.screenshot(path=str(ARTIFACTS / "console-archive.png"), full_page=True)
         finally:
             # Close the event stream first, so the server stops without waiting for it.
             page.goto("about:blank")
