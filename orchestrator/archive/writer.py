@@ -96,6 +96,7 @@ class ArchiveWriter:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # set while nothing waits to be written
         self._inflight: list[ArchivedSession] = []
+        self._overflow_full = False  # logged once until the overflow has room again
         self._tasks: list[asyncio.Task[None]] = []
         self._migrated = False
         self.available = True
@@ -129,6 +130,13 @@ class ArchiveWriter:
             if self.redis is None:
                 self.metrics.dropped.inc()
                 log.error("archive queue full: session not archived", session_id=session.id)
+                return
+            if len(self._inflight) >= self.queue_size + BATCH:
+                # The database and Redis are both away: bounded like the queue.
+                self.metrics.dropped.inc()
+                if not self._overflow_full:
+                    log.error("archive overflow full: sessions not archived")
+                self._overflow_full = True
                 return
             self._inflight.append(record)  # parked in Redis by the writer task
         else:
@@ -191,18 +199,24 @@ class ArchiveWriter:
                         await self._wake.wait()
             while self._queue and len(self._inflight) < BATCH:
                 self._inflight.append(self._queue.popleft())
-            batch = self._inflight
+            # A copy: ``session_ended`` may append overflow while the batch is written.
+            batch = self._inflight[:]
             if batch and await self._write(batch):
-                self._inflight = []
+                self._done(batch)
                 attempt = 0
             elif batch and await self._spill(batch):
-                self._inflight = []
+                self._done(batch)
             elif batch:
                 attempt += 1
                 await asyncio.sleep(_backoff(attempt))
                 continue
             if self.available and not self._queue:
                 await self._drain_spilled()
+
+    def _done(self, batch: list[ArchivedSession]) -> None:
+        """Forget ``batch`` (the head of ``_inflight``), keeping what arrived meanwhile."""
+        del self._inflight[: len(batch)]
+        self._overflow_full = False
 
     async def _write(self, batch: list[ArchivedSession]) -> bool:
         try:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 
 import pytest
 
+from orchestrator.archive.record import ArchivedSession
 from orchestrator.archive.store import ArchiveStore
-from orchestrator.archive.writer import ArchiveWriter
+from orchestrator.archive.writer import BATCH, ArchiveWriter
 from orchestrator.sessions.model import Session
 from tests.orchestrator.archive.conftest import fresh_database
 from tests.orchestrator.archive.test_store import record
@@ -139,3 +141,46 @@ async def test_the_retention_purge_runs_again_by_itself(archive_url: str) -> Non
         assert await store.get(recent.id) == recent
     finally:
         await writer.stop()  # closes the store
+
+
+class SlowStore(ArchiveStore):
+    """A store whose writes wait for ``release``, so sessions can end mid-write."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.release = asyncio.Event()
+        self.writing = asyncio.Event()
+
+    async def write(self, records: Sequence[ArchivedSession]) -> int:
+        records = list(records)  # what a real write has read before it awaits the database
+        self.writing.set()
+        await self.release.wait()
+        return await super().write(records)
+
+
+async def test_sessions_that_overflow_during_a_write_are_archived_too(
+    tmp_path: Path, fresh_redis_url: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'archive.db'}"
+    store = SlowStore(url)
+    writer = ArchiveWriter(store, queue_size=1, redis_url=fresh_redis_url)
+    await writer.start()
+    writer.session_ended(ended_session(0))
+    await store.writing.wait()
+    for n in range(1, 4):
+        writer.session_ended(ended_session(n))
+    store.release.set()
+    await writer.stop()
+    assert await archived(url) == 4
+
+
+async def test_the_overflow_is_bounded_when_database_and_redis_are_both_away() -> None:
+    writer = ArchiveWriter(
+        ArchiveStore("sqlite:///:memory:"), queue_size=2, redis_url="redis://127.0.0.1:1"
+    )
+    for n in range(2 + 2 + BATCH + 5):  # not started: nothing drains
+        writer.session_ended(ended_session(n))
+    assert writer.queued() == 2 + 2 + BATCH
+    assert writer.metrics.dropped._value.get() == 5
+    assert writer.redis is not None
+    await writer.redis.aclose()
