@@ -30,6 +30,13 @@ END_REASONS = (END_DISCONNECTED, END_TERMINATED, END_SHUTDOWN)
 CREDENTIAL_NAME = re.compile(r"token|secret|passw|api_?key|authori[sz]ation|cookie", re.IGNORECASE)
 
 
+# Column bounds (``schema``): a longer value would make the database refuse the record.
+MAX_ID = 128
+MAX_ISSUER = 256
+MAX_DP_SESSION_ID = 1024
+MAX_NAME = 256
+
+
 @dataclass(frozen=True)
 class ClaimPolicy:
     """``ARCHIVE_CLAIMS``: ``all``, ``none`` or the names to keep."""
@@ -80,18 +87,25 @@ class ArchivedSession:
     @classmethod
     def of(cls, session: Session, reason: str, policy: ClaimPolicy) -> ArchivedSession:
         data = session.to_dict()
+        dp_session_id = session.dp_session_id
         return cls(
-            id=session.id,
-            issuer=session.issuer,
+            id=_text(session.id)[:MAX_ID],
+            issuer=_text(session.issuer)[:MAX_ISSUER],
             ended_at=session.ended_at or time.time(),
             end_reason=reason,
             created_at=session.created_at,
             connected_at=session.connected_at,
-            dp_session_id=session.dp_session_id,
-            persona_id=str(session.persona_id),
-            claims=policy.filter(session.claims),
-            variables={k: v for k, v in session.variables.items() if not CREDENTIAL_NAME.search(k)},
-            transcript=tuple(_turn(turn) for turn in data["transcript"]),
+            dp_session_id=_text(dp_session_id)[:MAX_DP_SESSION_ID] if dp_session_id else None,
+            persona_id=_text(str(session.persona_id))[:MAX_NAME],
+            claims={
+                name: value
+                for name, value in _storable(policy.filter(session.claims)).items()
+                if len(name) <= MAX_NAME
+            },
+            variables=_storable(
+                {k: v for k, v in session.variables.items() if not CREDENTIAL_NAME.search(k)}
+            ),
+            transcript=tuple(_storable(_turn(turn)) for turn in data["transcript"]),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -128,6 +142,22 @@ class ArchivedSession:
             variables=dict(data.get("variables") or {}),
             transcript=tuple(_turn(turn) for turn in data.get("transcript") or ()),
         )
+
+
+def _text(text: str) -> str:
+    """Without NUL, which PostgreSQL text and JSON cannot hold."""
+    return text.replace("\x00", "")
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with NUL removed from every string in it, names included."""
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, Mapping):
+        return {_text(str(k)): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(item) for item in value]
+    return value
 
 
 def _turn(turn: Mapping[str, Any]) -> dict[str, Any]:

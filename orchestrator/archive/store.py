@@ -34,6 +34,16 @@ class ArchiveUnavailable(Exception):
     """The archive database cannot be reached (or refused the statement)."""
 
 
+class ArchiveRecordRefused(Exception):
+    """The database refused the data itself (a value its types cannot hold); retrying the
+    same records cannot succeed, and the database is not unavailable."""
+
+
+# SQLSTATE classes about the data, not the connection: data exception, integrity
+# violation (asyncpg's errors reach SQLAlchemy as a plain ``DBAPIError`` with the code).
+DATA_SQLSTATE_CLASSES = ("22", "23")
+
+
 @dataclass(frozen=True)
 class ArchiveQuery:
     """A page of the list, newest first: ended in ``[since, until)``, and the filters."""
@@ -73,8 +83,24 @@ def decode_cursor(text: str) -> Cursor:
 def _reachable() -> Iterator[None]:
     try:
         yield
+    except sa.exc.StatementError as exc:
+        if _about_the_data(exc):
+            raise ArchiveRecordRefused(f"{type(exc).__name__}: {exc.orig}") from exc
+        raise ArchiveUnavailable(type(exc).__name__) from exc
     except (sa.exc.SQLAlchemyError, OSError, TimeoutError) as exc:
         raise ArchiveUnavailable(type(exc).__name__) from exc
+
+
+def _about_the_data(exc: sa.exc.StatementError) -> bool:
+    """Whether the statement failed on its values (it would again), not on the database."""
+    if isinstance(exc, sa.exc.DataError | sa.exc.IntegrityError):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return False
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(code, str) and code[:2] in DATA_SQLSTATE_CLASSES
+    return isinstance(exc.orig, ValueError | TypeError)  # a value no bind parameter takes
 
 
 class ArchiveStore:

@@ -28,7 +28,7 @@ from orchestrator.archive.record import (
     ArchivedSession,
     ClaimPolicy,
 )
-from orchestrator.archive.store import ArchiveStore, ArchiveUnavailable
+from orchestrator.archive.store import ArchiveRecordRefused, ArchiveStore, ArchiveUnavailable
 from orchestrator.backend.redis_client import redis_client
 from orchestrator.logs import get_logger
 from orchestrator.sessions.model import Session
@@ -50,6 +50,7 @@ COUNTERS = (
     ("write_failures", "Archive writes that failed (the database was unreachable); retried"),
     ("spilled", "Ended sessions parked in Redis while the database was away"),
     ("dropped", "Ended sessions not archived: queue full and no Redis to park them"),
+    ("refused", "Ended sessions not archived: the database refused their data; set aside"),
 )
 
 
@@ -60,6 +61,7 @@ class ArchiveMetrics:
     write_failures: Counter
     spilled: Counter
     dropped: Counter
+    refused: Counter
 
     def __init__(self, registry: CollectorRegistry | None, queued: Callable[[], int]) -> None:
         registry = registry if registry is not None else CollectorRegistry()
@@ -222,6 +224,8 @@ class ArchiveWriter:
         try:
             await self._migrate()
             await self.store.write(batch)
+        except ArchiveRecordRefused as exc:
+            return await self._write_around_refused(batch, str(exc))
         except ArchiveUnavailable as exc:
             self.metrics.write_failures.inc()
             if self.available:
@@ -233,6 +237,17 @@ class ArchiveWriter:
         self.available = True
         self.metrics.written.inc(len(batch))
         return True
+
+    async def _write_around_refused(self, batch: list[ArchivedSession], error: str) -> bool:
+        """Halve the batch until the refused records stand alone; set those aside."""
+        if len(batch) == 1:
+            self.metrics.refused.inc()
+            log.error(
+                "archive refused a session's data: set aside", session_id=batch[0].id, error=error
+            )
+            return True
+        half = len(batch) // 2
+        return await self._write(batch[:half]) and await self._write(batch[half:])
 
     async def _spill(self, batch: list[ArchivedSession]) -> bool:
         """Park ``batch`` in Redis for any instance to archive; ``False`` without Redis."""

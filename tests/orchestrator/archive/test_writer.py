@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from orchestrator.archive.record import ArchivedSession
+from orchestrator.archive.record import ArchivedSession, ClaimPolicy
 from orchestrator.archive.store import ArchiveStore
 from orchestrator.archive.writer import BATCH, ArchiveWriter
 from orchestrator.sessions.model import Session
@@ -184,3 +186,39 @@ async def test_the_overflow_is_bounded_when_database_and_redis_are_both_away() -
     assert writer.metrics.dropped._value.get() == 5
     assert writer.redis is not None
     await writer.redis.aclose()
+
+
+async def test_a_record_the_database_refuses_is_set_aside_and_the_rest_are_written(
+    postgres: RestartablePostgres,
+) -> None:
+    url = await asyncio.to_thread(fresh_database, postgres)
+    writer = ArchiveWriter(ArchiveStore(url))
+    await writer.start()
+    bad = ArchivedSession.of(ended_session(0), "disconnected", writer.policy)
+    bad = replace(bad, transcript=({"role": "user", "text": "nul \u0000 here", "at": 1.0},))
+    writer._queue.append(bad)  # as a record parked in Redis by an older instance arrives
+    for n in range(1, 6):
+        writer.session_ended(ended_session(n))
+    await until(lambda: _is(archived(url), 5))
+    assert writer.available
+    assert writer.metrics.refused._value.get() == 1
+    writer.session_ended(ended_session(6))
+    await writer.stop()
+    assert await archived(url) == 6
+
+
+async def _is(count: Awaitable[int], expected: int) -> bool:
+    return await count == expected
+
+
+def test_nul_characters_and_overlong_ids_are_made_storable() -> None:
+    session = ended_session(0)
+    session.id = "s" * 300
+    session.issuer = "i\u0000" * 300
+    session.add_turn("user", "a\u0000b")
+    session.claims = {"c\u0000": "v\u0000", "n": {"x": ["y\u0000"]}}
+    session.variables = {"v": "w\u0000"}
+    record = ArchivedSession.of(session, "disconnected", ClaimPolicy())
+    assert len(record.id) <= 128 and len(record.issuer) <= 256
+    assert "\u0000" not in json.dumps(record.to_dict())
+    assert record.transcript[-1]["text"] == "ab"
