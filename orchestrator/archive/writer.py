@@ -169,16 +169,22 @@ class ArchiveWriter:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # never skip the spill and close below
+                log.exception("archive task failed")
         left = [*self._inflight, *self._queue]
         self._inflight, self._queue = [], deque()
-        if left and not await self._spill(left):
-            self.metrics.dropped.inc(len(left))
-            log.error("archive not flushed at shutdown: sessions lost", count=len(left))
-        if self.redis is not None:
-            await self.redis.aclose()
-        await self.store.close()
+        try:
+            if left and not await self._spill(left):
+                self.metrics.dropped.inc(len(left))
+                log.error("archive not flushed at shutdown: sessions lost", count=len(left))
+        finally:
+            if self.redis is not None:
+                await self.redis.aclose()
+            await self.store.close()
 
     async def _migrate(self) -> None:
         if not self._migrated:
@@ -199,21 +205,31 @@ class ArchiveWriter:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(DRAIN_INTERVAL_SECONDS):
                         await self._wake.wait()
-            while self._queue and len(self._inflight) < BATCH:
-                self._inflight.append(self._queue.popleft())
-            # A copy: ``session_ended`` may append overflow while the batch is written.
-            batch = self._inflight[:]
-            if batch and await self._write(batch):
-                self._done(batch)
-                attempt = 0
-            elif batch and await self._spill(batch):
-                self._done(batch)
-            elif batch:
+            try:
+                attempt = await self._step(attempt)
+            except Exception:
+                # A bug must not end the task: the records stay queued for the next try.
+                log.exception("archive writer step failed; retrying")
                 attempt += 1
                 await asyncio.sleep(_backoff(attempt))
-                continue
-            if self.available and not self._queue:
-                await self._drain_spilled()
+
+    async def _step(self, attempt: int) -> int:
+        """Write (or park) one batch, then drain Redis if idle; the next retry attempt."""
+        while self._queue and len(self._inflight) < BATCH:
+            self._inflight.append(self._queue.popleft())
+        # A copy: ``session_ended`` may append overflow while the batch is written.
+        batch = self._inflight[:]
+        if batch and await self._write(batch):
+            self._done(batch)
+            attempt = 0
+        elif batch and await self._spill(batch):
+            self._done(batch)
+        elif batch:
+            await asyncio.sleep(_backoff(attempt + 1))
+            return attempt + 1
+        if self.available and not self._queue:
+            await self._drain_spilled()
+        return attempt
 
     def _done(self, batch: list[ArchivedSession]) -> None:
         """Forget ``batch`` (the head of ``_inflight``), keeping what arrived meanwhile."""

@@ -10,10 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from orchestrator.archive.record import ArchivedSession, ClaimPolicy
 from orchestrator.archive.store import ArchiveStore
-from orchestrator.archive.writer import BATCH, ArchiveWriter
+from orchestrator.archive.writer import BATCH, SPILL_KEY, ArchiveWriter
 from orchestrator.sessions.model import Session
 from tests.orchestrator.archive.conftest import fresh_database
 from tests.orchestrator.archive.test_store import record
@@ -222,3 +223,47 @@ def test_nul_characters_and_overlong_ids_are_made_storable() -> None:
     assert len(record.id) <= 128 and len(record.issuer) <= 256
     assert "\u0000" not in json.dumps(record.to_dict())
     assert record.transcript[-1]["text"] == "ab"
+
+
+class FailingOnceStore(ArchiveStore):
+    """A store whose first write raises what no one expected."""
+
+    failed = False
+
+    async def write(self, records: Sequence[ArchivedSession]) -> int:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("a bug")
+        return await super().write(records)
+
+
+async def test_an_unexpected_error_does_not_end_the_writer(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'archive.db'}"
+    writer = ArchiveWriter(FailingOnceStore(url))
+    await writer.start()
+    writer.session_ended(ended_session(0))
+    await until(lambda: _is(archived(url), 1))
+    writer.session_ended(ended_session(1))
+    await writer.stop()
+    assert await archived(url) == 2
+
+
+async def test_stop_spills_and_closes_even_when_a_task_failed(
+    fresh_redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("orchestrator.archive.writer.FLUSH_TIMEOUT_SECONDS", 0.1)
+    store = ArchiveStore("sqlite:///:memory:")
+    writer = ArchiveWriter(store, redis_url=fresh_redis_url)
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    writer._tasks = [asyncio.create_task(broken())]
+    await asyncio.sleep(0)
+    writer._queue.append(ArchivedSession.of(ended_session(0), "shutdown", writer.policy))
+    await writer.stop()
+    redis = Redis.from_url(fresh_redis_url)
+    try:
+        assert await redis.llen(SPILL_KEY) == 1
+    finally:
+        await redis.aclose()
