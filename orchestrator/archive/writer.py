@@ -98,6 +98,7 @@ class ArchiveWriter:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # set while nothing waits to be written
         self._inflight: list[ArchivedSession] = []
+        self._draining: list[ArchivedSession] = []  # taken from Redis, being written
         self._overflow_full = False  # logged once until the overflow has room again
         self._tasks: list[asyncio.Task[None]] = []
         self._migrated = False
@@ -175,8 +176,8 @@ class ArchiveWriter:
                 pass
             except Exception:  # never skip the spill and close below
                 log.exception("archive task failed")
-        left = [*self._inflight, *self._queue]
-        self._inflight, self._queue = [], deque()
+        left = [*self._draining, *self._inflight, *self._queue]
+        self._draining, self._inflight, self._queue = [], [], deque()
         try:
             if left and not await self._spill(left):
                 self.metrics.dropped.inc(len(left))
@@ -289,9 +290,13 @@ class ArchiveWriter:
             if not raw:
                 return
             items = cast("list[bytes]", raw)
-            batch = [ArchivedSession.from_dict(json.loads(item)) for item in items]
-            if not await self._write(batch):
+            # Held until written, so a stop() mid-write parks them again.
+            self._draining = batch = [ArchivedSession.from_dict(json.loads(i)) for i in items]
+            written = await self._write(batch)
+            if not written:
                 await self._spill(batch)  # back for later (or another instance)
+            self._draining = []
+            if not written:
                 return
 
     async def _purge_periodically(self) -> None:

@@ -267,3 +267,20 @@ async def test_stop_spills_and_closes_even_when_a_task_failed(
         assert await redis.llen(SPILL_KEY) == 1
     finally:
         await redis.aclose()
+
+
+async def test_records_taken_from_redis_are_parked_again_when_stop_interrupts_their_write(
+    tmp_path: Path, fresh_redis_url: str
+) -> None:
+    store = SlowStore(f"sqlite:///{tmp_path / 'archive.db'}")
+    writer = ArchiveWriter(store, redis_url=fresh_redis_url)
+    parked = ArchivedSession.of(ended_session(0), "disconnected", writer.policy)
+    redis = Redis.from_url(fresh_redis_url)
+    try:
+        await redis.rpush(SPILL_KEY, json.dumps(parked.to_dict()))
+        await writer.start()
+        await store.writing.wait()  # drained from Redis, being written
+        await writer.stop()
+        assert await redis.llen(SPILL_KEY) == 1
+    finally:
+        await redis.aclose()
