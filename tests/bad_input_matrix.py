@@ -142,6 +142,12 @@ def surrogate_token(p: Probe) -> str:
     return TokenCodec(settings.keyring).encode({**claims, "note": "\ud800"}, "sm-control+jwt")
 
 
+def archive_cursor(p: Probe, raw_json: str) -> str:
+    """The archive list with ``raw_json`` as its cursor (encoded as the server encodes one)."""
+    cursor = base64.urlsafe_b64encode(raw_json.encode()).decode().rstrip("=")
+    return p.http("GET", f"/archive/sessions?cursor={cursor}", headers=bearer(p.secrets[0]))
+
+
 def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
@@ -339,6 +345,18 @@ ROWS: list[Row] = [
     ("HTTP", "GET /archive/sessions/{own}/transcript?format=xml", "400 invalid_query",
      lambda p: p.http("GET", f"/archive/sessions/{p.session_id}/transcript?format=xml",
                       headers=bearer(p.token))),
+    ("HTTP", "GET /archive/sessions, cursor with a lone surrogate id", "400 invalid_query",
+     lambda p: archive_cursor(p, '[1.0, "\\ud800"]')),
+    ("HTTP", "GET /archive/sessions, cursor `[` * 1200", "400 invalid_query",
+     lambda p: archive_cursor(p, "[" * 1200)),
+    ("HTTP", "GET /archive/sessions, cursor `[NaN, \"x\"]`", "400 invalid_query",
+     lambda p: archive_cursor(p, '[NaN, "x"]')),
+    ("HTTP", "GET /archive/sessions, cursor `[1e999, \"x\"]`", "400 invalid_query",
+     lambda p: archive_cursor(p, '[1e999, "x"]')),
+    ("HTTP", "GET /archive/sessions, cursor id with NUL", "400 invalid_query",
+     lambda p: archive_cursor(p, '[1.0, "a\\u0000"]')),
+    ("HTTP", "GET /archive/sessions, cursor id of 129 characters", "400 invalid_query",
+     lambda p: archive_cursor(p, f'[1.0, "{"x" * 129}"]')),
     ("config", "`JWT_PRIVATE_KEY` of 9 bytes", "refused at start-up (exit 2)",
      lambda p: config({"JWT_PUBLIC_KEY": "k", "JWT_PRIVATE_KEY": SHORT_KEY})),
     ("config", "`JWT_PREVIOUS_KEYS=not json`", "refused at start-up (exit 2)",

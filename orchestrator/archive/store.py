@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -22,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from orchestrator.archive import schema
-from orchestrator.archive.record import ArchivedSession, claim_text
+from orchestrator.archive.record import MAX_ID, ArchivedSession, claim_text
 from orchestrator.archive.schema import claims, sessions, turns
 
 MAX_PAGE = 100
@@ -65,18 +66,36 @@ def encode_cursor(cursor: Cursor) -> str:
 def decode_cursor(text: str) -> Cursor:
     """``ValueError`` for anything ``encode_cursor`` did not make."""
     try:
-        value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError):
+        value = json.loads(
+            base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), parse_constant=_no_constant
+        )
+    except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError):
         raise ValueError("not a cursor this server gave") from None
     if (
         not isinstance(value, list)
         or len(value) != 2
         or not isinstance(value[0], int | float)
         or isinstance(value[0], bool)
-        or not isinstance(value[1], str)
+        or not math.isfinite(value[0])
+        or not _storable_id(value[1])
     ):
         raise ValueError("not a cursor this server gave")
     return float(value[0]), value[1]
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _storable_id(value: Any) -> bool:
+    """A session id as the archive stores it: UTF-8 text without NUL, within its column."""
+    if not isinstance(value, str) or "\x00" in value or len(value) > MAX_ID:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @contextmanager
