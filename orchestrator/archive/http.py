@@ -97,7 +97,9 @@ class ArchiveApi:
             return Response(
                 transcript_jsonl(record), media_type="application/x-ndjson", headers=NO_STORE
             )
-        return SafeJSONResponse({"id": record.id, "transcript": list(record.transcript)})
+        return SafeJSONResponse(
+            {"id": record.id, "transcript": list(record.transcript)}, headers=NO_STORE
+        )
 
     async def delete_session(self, request: Request) -> Response:
         self._backend(request, "erasing from the archive")

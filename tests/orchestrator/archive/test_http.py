@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 from tests.conftest import random_secret
 from tests.orchestrator.control_helpers import initial_state, make_app, next_named, say
+from tokens.web.http import NO_STORE
 
 
 def wait_for_archive(client: TestClient, key: str, count: int) -> list[dict[str, Any]]:
@@ -115,3 +116,25 @@ def test_list_filters_and_a_bad_cursor_answer_400(archive_url: str, key: str) ->
             headers=backend,
         )
         assert ok.json() == {"sessions": [], "next_cursor": None}
+
+
+def test_every_archive_answer_is_marked_no_store(tmp_path: Path, key: str) -> None:
+    backend = {"Authorization": f"Bearer {key}"}
+    archive_url = f"sqlite:///{tmp_path / 'archive.db'}"
+    with TestClient(make_app(api_keys=(key,), archive_url=archive_url)) as client:
+        token = client.get("/api/jwt").json()["jwt"]
+        converse(client, token, "hello archive")
+        (summary,) = wait_for_archive(client, key, 1)
+        url = f"/archive/sessions/{summary['id']}"
+        answers = [
+            client.get("/archive/sessions", headers=backend),
+            client.get(url, headers=backend),
+            *(
+                client.get(f"{url}/transcript", params=params, headers=backend)
+                for params in ({}, {"format": "json"}, {"format": "txt"}, {"format": "jsonl"})
+            ),
+            client.delete(url, headers=backend),
+        ]
+    for answer in answers:
+        assert answer.status_code == 200, answer.request.url
+        assert answer.headers["cache-control"] == NO_STORE["Cache-Control"], answer.request.url
