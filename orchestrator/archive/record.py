@@ -26,8 +26,13 @@ END_TERMINATED = "terminated"  # ended through the API
 END_SHUTDOWN = "shutdown"  # this server stopped while the socket was open
 END_REASONS = (END_DISCONNECTED, END_TERMINATED, END_SHUTDOWN)
 
-# Names never archived, in claims or variables (case-insensitive, anywhere in the name).
-CREDENTIAL_NAME = re.compile(r"token|secret|passw|api_?key|authori[sz]ation|cookie", re.IGNORECASE)
+# Names never archived, in claims or variables at any depth (case-insensitive, anywhere
+# in the name; ``auth`` but not ``author``).
+CREDENTIAL_NAME = re.compile(
+    r"token|secret|passw|api[_-]?key|access[_-]?key|private[_-]?key|credential|jwt|bearer"
+    r"|authori[sz]ation|auth(?!or)|cookie",
+    re.IGNORECASE,
+)
 
 
 # Column bounds (``schema``): a longer value would make the database refuse the record.
@@ -99,12 +104,10 @@ class ArchivedSession:
             persona_id=_text(str(session.persona_id))[:MAX_NAME],
             claims={
                 name: value
-                for name, value in _storable(policy.filter(session.claims)).items()
+                for name, value in _storable(policy.filter(session.claims), private=True).items()
                 if len(name) <= MAX_NAME
             },
-            variables=_storable(
-                {k: v for k, v in session.variables.items() if not CREDENTIAL_NAME.search(k)}
-            ),
+            variables=_storable(session.variables, private=True),
             transcript=tuple(_storable(_turn(turn)) for turn in data["transcript"]),
         )
 
@@ -149,14 +152,19 @@ def _text(text: str) -> str:
     return text.replace("\x00", "")
 
 
-def _storable(value: Any) -> Any:
-    """``value`` with NUL removed from every string in it, names included."""
+def _storable(value: Any, *, private: bool = False) -> Any:
+    """``value`` with NUL removed from every string in it, names included; ``private``:
+    without credential-like names at any depth as well."""
     if isinstance(value, str):
         return _text(value)
     if isinstance(value, Mapping):
-        return {_text(str(k)): _storable(v) for k, v in value.items()}
+        return {
+            _text(str(k)): _storable(v, private=private)
+            for k, v in value.items()
+            if not (private and CREDENTIAL_NAME.search(str(k)))
+        }
     if isinstance(value, list | tuple):
-        return [_storable(item) for item in value]
+        return [_storable(item, private=private) for item in value]
     return value
 
 

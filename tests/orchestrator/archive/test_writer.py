@@ -284,3 +284,14 @@ async def test_records_taken_from_redis_are_parked_again_when_stop_interrupts_th
         assert await redis.llen(SPILL_KEY) == 1
     finally:
         await redis.aclose()
+
+
+def test_credential_like_names_are_dropped_at_every_level() -> None:
+    session = ended_session(0)
+    names = ["x-api-key", "API-Key", "access_key", "private_key", "credentials", "jwt"]
+    names += ["Bearer", "auth", "Authorization", "user_token"]
+    session.claims = {**dict.fromkeys(names, "x"), "author": "kept", "cfg": {"password": "x"}}
+    session.variables = {"cfg": {"password": "x", "deep": [{"apiKey": "x", "ok": 1}]}, "n": 1}
+    record = ArchivedSession.of(session, "disconnected", ClaimPolicy())
+    assert record.claims == {"author": "kept", "cfg": {}}
+    assert record.variables == {"cfg": {"deep": [{"ok": 1}]}, "n": 1}
