@@ -200,16 +200,12 @@ async def test_a_record_the_database_refuses_is_set_aside_and_the_rest_are_writt
     writer._queue.append(bad)  # as a record parked in Redis by an older instance arrives
     for n in range(1, 6):
         writer.session_ended(ended_session(n))
-    await until(lambda: _is(archived(url), 5))
+    await until(lambda: _count_is(url, 5))
     assert writer.available
     assert writer.metrics.refused._value.get() == 1
     writer.session_ended(ended_session(6))
     await writer.stop()
     assert await archived(url) == 6
-
-
-async def _is(count: Awaitable[int], expected: int) -> bool:
-    return await count == expected
 
 
 def test_nul_characters_and_overlong_ids_are_made_storable() -> None:
@@ -242,7 +238,7 @@ async def test_an_unexpected_error_does_not_end_the_writer(tmp_path: Path) -> No
     writer = ArchiveWriter(FailingOnceStore(url))
     await writer.start()
     writer.session_ended(ended_session(0))
-    await until(lambda: _is(archived(url), 1))
+    await until(lambda: _count_is(url, 1))
     writer.session_ended(ended_session(1))
     await writer.stop()
     assert await archived(url) == 2
