@@ -29,6 +29,12 @@ class NotPlainJsonError(ValueError):
     """Parsed JSON that is not plain (see the module docstring)."""
 
 
+def refuse_constant(name: str) -> Any:
+    """``json.loads``'s ``parse_constant``: ``NaN`` and ``Infinity`` are not JSON
+    (RFC 8259); accepted, they would later go out as text no strict parser reads."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def finite_float(text: str) -> float:
     """``json.loads``'s ``parse_float``: a literal past float's range is refused, not ``inf``."""
     value = float(text)

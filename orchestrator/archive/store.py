@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from orchestrator.archive import schema
 from orchestrator.archive.record import MAX_ID, ArchivedSession, claim_text
 from orchestrator.archive.schema import claims, sessions, turns
+from tokens.jsonsafe import refuse_constant
 
 MAX_PAGE = 100
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -67,7 +68,7 @@ def decode_cursor(text: str) -> Cursor:
     """``ValueError`` for anything ``encode_cursor`` did not make."""
     try:
         value = json.loads(
-            base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), parse_constant=_no_constant
+            base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), parse_constant=refuse_constant
         )
     except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError):
         raise ValueError("not a cursor this server gave") from None
@@ -81,10 +82,6 @@ def decode_cursor(text: str) -> Cursor:
     ):
         raise ValueError("not a cursor this server gave")
     return float(value[0]), value[1]
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _storable_id(value: Any) -> bool:

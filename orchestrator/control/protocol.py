@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tokens.jsonsafe import check_parsed, finite_float
+from tokens.jsonsafe import check_parsed, finite_float, refuse_constant
 
 CATEGORY = "scene"
 KINDS = frozenset({"event", "request", "response"})
@@ -85,7 +85,7 @@ def parse_frame(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
     if len(data) > max_bytes // 4 and len(data.encode("utf-8", "surrogatepass")) > max_bytes:
         raise FrameError("too_large", f"frame exceeds {max_bytes} bytes")
     try:
-        message = json.loads(data, parse_constant=_refuse_constant, parse_float=finite_float)
+        message = json.loads(data, parse_constant=refuse_constant, parse_float=finite_float)
         check_parsed(data, message)
     except (ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError, NaN/Infinity (not JSON: the DP's
@@ -95,10 +95,6 @@ def parse_frame(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
     if not isinstance(message, dict):
         raise FrameError("not_object", "frame is not a JSON object")
     return envelope_from_dict(message)
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def envelope_from_dict(message: Mapping[str, Any]) -> Envelope:

@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.handlers.api import Card, ConversationRequest, Reply
 from orchestrator.sessions.model import Session
-from tokens.jsonsafe import NotPlainJsonError, check_parsed, finite_float
+from tokens.jsonsafe import NotPlainJsonError, check_parsed, finite_float, refuse_constant
 
 TURN = "turn"
 STARTED = "session.started"
@@ -89,7 +89,7 @@ def parse_reply(body: bytes) -> WebhookReply | None:
         return None
     try:
         text = body.decode("utf-8")
-        data = json.loads(text, parse_constant=_not_a_number, parse_float=finite_float)
+        data = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
         check_parsed(text, data)
     except UnicodeDecodeError:
         raise BadReply("reply is not UTF-8") from None
@@ -115,10 +115,6 @@ def parse_reply(body: bytes) -> WebhookReply | None:
     if reply is None and not variables and not speak:
         return None
     return WebhookReply(reply, variables, speak)
-
-
-def _not_a_number(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _typed(data: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:

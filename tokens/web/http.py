@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tokens.jsonsafe import check_parsed, dumps, finite_float
+from tokens.jsonsafe import check_parsed, dumps, finite_float, refuse_constant
 
 # Every response that may carry a token or a session's state (and the errors
 # beside them): no cache, shared or the browser's, keeps a copy.
@@ -95,12 +95,6 @@ def json_bytes_response(content: bytes) -> Response:
     return _JsonBytesResponse(content)
 
 
-def _refuse_constant(name: str) -> None:
-    # NaN and Infinity are not JSON; accepted here they would later be sent to
-    # browsers and the DP as text no strict parser reads.
-    raise ValueError(f"{name} is not valid JSON")
-
-
 async def read_json_object(
     request: Request, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES
 ) -> dict[str, Any]:
@@ -131,7 +125,7 @@ async def read_json_object(
         # As json.loads(raw) decodes; "surrogatepass" lets encoded surrogates
         # through, for check_parsed to refuse with the escaped ones.
         text = raw.decode(json.detect_encoding(raw), "surrogatepass")
-        body = json.loads(text, parse_constant=_refuse_constant, parse_float=finite_float)
+        body = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
         check_parsed(text, body)
     except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, NotPlainJsonError
         raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
