@@ -11,12 +11,16 @@ from starlette.applications import Starlette
 from orchestrator.app import create_app
 from orchestrator.config import Settings
 from orchestrator.logs import configure_logging
+from orchestrator.server.collector import tune_for_serving
 
 
 def configured_app() -> Starlette:
+    """The app for this server process, with logging and the collector set up for it."""
     settings = Settings.from_env()
     configure_logging(json=settings.log_json, level=settings.log_level, secrets=settings.secrets)
-    return create_app(settings)
+    application = create_app(settings)
+    tune_for_serving()
+    return application
 
 
 def __getattr__(name: str) -> Starlette:
