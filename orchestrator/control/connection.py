@@ -157,7 +157,8 @@ class ControlConnection:
                 action.timings.mark("first_frame")
                 if action.turn.latency_ms is not None:
                     action.turn.latency_ms.update(action.timings.as_ms())
-                await self.publish("turn", turn_event(action.turn, **action.extra))
+                if self.followed:
+                    await self.publish("turn", turn_event(action.turn, **action.extra))
             else:
                 self._apply(action)
 
@@ -173,10 +174,8 @@ class ControlConnection:
         if self._closing:
             return
         try:
-            async with self._send_lock:
-                await asyncio.wait_for(
-                    self.websocket.send_text(text), self.options.send_timeout_seconds
-                )
+            async with self._send_lock, asyncio.timeout(self.options.send_timeout_seconds):
+                await self.websocket.send_text(text)
         except TimeoutError:
             self.log.warning("peer stopped reading; closing", code=CLOSE_SLOW_PEER)
             await self.close(CLOSE_SLOW_PEER, "peer is not reading")
@@ -191,7 +190,14 @@ class ControlConnection:
         except Exception as exc:  # a store outage must not end the conversation
             self.log.warning("session not saved", error=type(exc).__name__)
 
+    @property
+    def followed(self) -> bool:
+        """Whether anyone may hear this session's events (else they need not be made)."""
+        return self.services.events.followed(self.core.session.id)
+
     async def publish(self, event_type: str, data: dict[str, Any]) -> None:
+        if not self.followed:
+            return
         try:
             await self.services.events.publish(SessionEvent(self.core.session.id, event_type, data))
         except Exception as exc:
@@ -245,7 +251,8 @@ class ControlConnection:
             self.end_reason = end_reason(code, by_server=True)
         if self.websocket.application_state is WebSocketState.CONNECTED:
             try:
-                await asyncio.wait_for(self.websocket.close(code, reason), CLOSE_TIMEOUT_SECONDS)
+                async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                    await self.websocket.close(code, reason)
             except TimeoutError:
                 # The close frame cannot get through (the peer does not read).
                 self.log.warning("close frame not delivered; dropping the connection")

@@ -134,7 +134,8 @@ class TurnRunner:
             async with self._lock:
                 if turn.user_turn is not None:
                     published = True
-                    await connection.publish("turn", turn_event(turn.user_turn))
+                    if connection.followed:
+                        await connection.publish("turn", turn_event(turn.user_turn))
                 request = ConversationRequest(
                     body.text, body.variables, body.is_init, body.optional_args,
                     connection.session, turn.timings,
@@ -145,7 +146,12 @@ class TurnRunner:
                 finally:
                     self.timings = None
         except asyncio.CancelledError:
-            if turn.user_turn is not None and not published and not connection.closing:
+            if (
+                turn.user_turn is not None
+                and not published
+                and not connection.closing
+                and connection.followed
+            ):
                 # Dropped before it ran (interrupted): followers still hear the user.
                 await connection.publish("turn", turn_event(turn.user_turn))
             raise
@@ -154,9 +160,8 @@ class TurnRunner:
         reply: Reply | None
         started = time.perf_counter()
         try:
-            reply = await asyncio.wait_for(
-                self.handler.turn(request, self.connection), self.options.handler_timeout_seconds
-            )
+            async with asyncio.timeout(self.options.handler_timeout_seconds):
+                reply = await self.handler.turn(request, self.connection)
         except TimeoutError:
             self.log.error(
                 "conversation handler timed out", seconds=self.options.handler_timeout_seconds

@@ -83,7 +83,8 @@ async def run_hook(
     """Await a hook with the handler timeout; a failure is logged and counted, and
     gives ``None`` (a hook never ends the socket or the server)."""
     try:
-        return await asyncio.wait_for(call(*args), seconds)
+        async with asyncio.timeout(seconds):
+            return await call(*args)
     except TimeoutError:
         log.error("handler hook timed out", hook=name, seconds=seconds)
     except Exception:
