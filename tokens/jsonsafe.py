@@ -44,6 +44,21 @@ def finite_float(text: str) -> float:
     return value
 
 
+_PLAIN_DECODER = json.JSONDecoder(parse_constant=refuse_constant, parse_float=finite_float)
+
+
+def loads(text: str) -> Any:
+    """``text`` parsed as plain JSON, or ``ValueError`` (``NotPlainJsonError`` for
+    JSON that is not plain) or ``RecursionError``: ``json.loads`` with
+    ``refuse_constant``, ``finite_float`` and ``check_parsed``, through one
+    decoder made once (``json.loads`` with hooks builds a new one per call)."""
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    value = _PLAIN_DECODER.decode(text)
+    check_parsed(text, value)
+    return value
+
+
 def check_plain(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
     """``NotPlainJsonError`` unless ``value`` is plain (see the module docstring)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
@@ -69,8 +84,15 @@ def check_plain(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
 def check_parsed(text: str, value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
     """``check_plain(value)`` for ``value = json.loads(text, parse_float=finite_float)``,
     walking it only when ``text`` could hold a surrogate or nest that deep."""
-    if text.count("[") + text.count("{") > max_depth or _MAYBE_SURROGATE.search(text):
+    if text.count("[") + text.count("{") > max_depth or _may_hold_surrogate(text):
         check_plain(value, max_depth=max_depth)
+
+
+def _may_hold_surrogate(text: str) -> bool:
+    # Plain ASCII without a \u escape cannot: the usual frame, answered without a regex.
+    if text.isascii() and "\\u" not in text:
+        return False
+    return _MAYBE_SURROGATE.search(text) is not None
 
 
 def _check_text(text: str) -> None:

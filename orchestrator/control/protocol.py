@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tokens.jsonsafe import check_parsed, finite_float, refuse_constant
+from tokens import jsonsafe
 
 CATEGORY = "scene"
 KINDS = frozenset({"event", "request", "response"})
@@ -62,14 +62,22 @@ class Envelope:
         return message
 
     def to_json(self) -> str:
-        text = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            # A lone surrogate (from a JSON \ud800 escape) cannot go out as UTF-8
-            # text; as a \u escape it can, and any JSON parser reads it back.
-            text = json.dumps(self.to_dict(), separators=(",", ":"))
+        """Compact JSON; ``TypeError``/``ValueError`` for a body that is not JSON."""
+        message = self.to_dict()
+        text = _UTF8_JSON.encode(message)
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                # A lone surrogate (from a JSON \ud800 escape) cannot go out as UTF-8
+                # text; as a \u escape it can, and any JSON parser reads it back.
+                text = _ASCII_JSON.encode(message)
         return text
+
+
+# Made once: json.dumps with arguments builds a new encoder per call.
+_UTF8_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_ASCII_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def parse_frame(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Envelope:
@@ -85,8 +93,7 @@ def parse_frame(data: str | bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
     if len(data) > max_bytes // 4 and len(data.encode("utf-8", "surrogatepass")) > max_bytes:
         raise FrameError("too_large", f"frame exceeds {max_bytes} bytes")
     try:
-        message = json.loads(data, parse_constant=refuse_constant, parse_float=finite_float)
-        check_parsed(data, message)
+        message = jsonsafe.loads(data)
     except (ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError, NaN/Infinity (not JSON: the DP's
         # JSON.parse refuses them), integers past Python's digit limit and

@@ -14,6 +14,7 @@ from tokens.jsonsafe import (
     check_plain,
     dumps,
     finite_float,
+    loads,
 )
 
 
@@ -87,3 +88,21 @@ def test_dumps_never_fails_and_gives_utf8_json(value: Any, read_back: Any) -> No
         assert parsed == read_back
     else:
         assert isinstance(parsed, dict)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[NaN]", '{"a": Infinity}', "[1e999]", '["\\ud800"]', "[" * 70 + "]" * 70, "\ufeff{}", "{"],
+    ids=["nan", "infinity", "overflow", "lone-surrogate", "too-deep", "bom", "truncated"],
+)
+def test_loads_refuses_what_is_not_plain_json(text: str) -> None:
+    """``loads`` refuses as ``json.loads`` with the hooks and ``check_parsed`` would."""
+    with pytest.raises(ValueError):
+        loads(text)
+
+
+def test_loads_reads_plain_json_like_json_loads() -> None:
+    """Same values as ``json.loads``, decoder reused across calls."""
+    text = '{"a": [1, 2.5, "\\ud83d\\ude00", null, true], "b": {"c": "é"}}'
+    assert loads(text) == json.loads(text)
+    assert loads("[1e308]") == [1e308]

@@ -10,7 +10,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tokens.jsonsafe import check_parsed, dumps, finite_float, refuse_constant
+from tokens import jsonsafe
+from tokens.jsonsafe import dumps
 
 # Every response that may carry a token or a session's state (and the errors
 # beside them): no cache, shared or the browser's, keeps a copy.
@@ -125,8 +126,7 @@ async def read_json_object(
         # As json.loads(raw) decodes; "surrogatepass" lets encoded surrogates
         # through, for check_parsed to refuse with the escaped ones.
         text = raw.decode(json.detect_encoding(raw), "surrogatepass")
-        body = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
-        check_parsed(text, body)
+        body = jsonsafe.loads(text)
     except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, NotPlainJsonError
         raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
     except RecursionError:
