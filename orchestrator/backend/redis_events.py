@@ -23,6 +23,9 @@ class ClusterEvents(EventHub):
         super().__init__()
         self.client = client
 
+    def followed(self, session_id: str) -> bool:
+        return True  # followers on other instances are not known here
+
     async def publish(self, event: SessionEvent) -> None:
         payload = json.dumps(event.to_dict(), separators=(",", ":"))
         try:

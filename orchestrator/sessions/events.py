@@ -39,6 +39,10 @@ class EventHub:
     async def publish(self, event: SessionEvent) -> None:
         self.deliver(event)
 
+    def followed(self, session_id: str) -> bool:
+        """Whether an event of this session may reach anyone (else it need not be made)."""
+        return session_id in self._subscribers
+
     async def publish_event(self, session_id: str, event_type: str, data: dict[str, Any]) -> None:
         await self.publish(SessionEvent(session_id, event_type, data))
 
