@@ -89,9 +89,19 @@ class PendingRequests:
         return request
 
     def expire(self) -> list[PendingRequest]:
-        """Drop and return the requests whose deadline has passed."""
+        """Drop and return the requests whose deadline has passed.
+
+        Every request gets the same timeout from a monotonic clock, so deadlines
+        follow issue order (the dict's): the scan stops at the first one still
+        running, and a turn costs the same however many requests a peer leaves
+        unanswered.
+        """
         now = self.clock()
-        expired = [r for r in self._pending.values() if r.deadline <= now]
+        expired: list[PendingRequest] = []
+        for request in self._pending.values():
+            if request.deadline > now:
+                break
+            expired.append(request)
         for request in expired:
             self._drop(request.transaction)
         return expired

@@ -59,3 +59,19 @@ async def test_pending_requests_are_bounded() -> None:
         pending.issue(name)
     assert len(pending) == 3
     assert pending.resolve(Envelope("response", "a", {}, first.transaction, 0)) is None
+
+
+@pytest.mark.anyio
+async def test_expiry_takes_the_overdue_requests_in_issue_order_and_keeps_the_rest() -> None:
+    """Requests issued later expire later: the overdue ones go, oldest first, the others stay."""
+    clock = FakeClock()
+    pending = PendingRequests(timeout_seconds=5, clock=clock)
+    early = [pending.issue("startSpeaking") for _ in range(3)]
+    clock.now += 3
+    late = [pending.issue("conversationResponse") for _ in range(2)]
+    clock.now += 2.5
+    assert pending.expire() == early
+    assert len(pending) == len(late)
+    clock.now += 3
+    assert pending.expire() == late
+    assert pending.expire() == []
