@@ -29,6 +29,9 @@ from tokens.jsonsafe import refuse_constant
 
 MAX_PAGE = 100
 CONNECT_TIMEOUT_SECONDS = 5.0
+# Sessions per upsert statement: 12 values each, within SQLite's oldest limit of
+# 999 bound parameters.
+UPSERT_ROWS = 80
 Cursor = tuple[float, str]  # (ended_at, id) of the last row of a page
 
 
@@ -151,12 +154,13 @@ class ArchiveStore:
         what the archive held)."""
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         now = time.time()
+        newest = _newest_per_id(records)
         async with self._transaction() as connection:
-            changed = [
-                record
-                for record in _newest_per_id(records)
-                if await _upsert(connection, insert, record, now)
-            ]
+            stored: set[str] = set()
+            for start in range(0, len(newest), UPSERT_ROWS):
+                chunk = newest[start : start + UPSERT_ROWS]
+                stored.update(await _upsert(connection, insert, chunk, now))
+            changed = [record for record in newest if record.id in stored]
             ids = [record.id for record in changed]
             if not ids:
                 return 0
@@ -237,29 +241,34 @@ def _newest_per_id(records: Sequence[ArchivedSession]) -> list[ArchivedSession]:
 
 
 async def _upsert(
-    connection: AsyncConnection, insert: Any, record: ArchivedSession, now: float
-) -> bool:
-    values = {
-        "id": record.id,
-        "issuer": record.issuer,
-        "dp_session_id": record.dp_session_id,
-        "persona_id": record.persona_id,
-        "created_at": record.created_at,
-        "connected_at": record.connected_at,
-        "ended_at": record.ended_at,
-        "end_reason": record.end_reason,
-        "claims": json.dumps(record.claims),
-        "variables": json.dumps(record.variables),
-        "turns": len(record.transcript),
-        "archived_at": now,
-    }
-    statement = insert(sessions).values(values)
+    connection: AsyncConnection, insert: Any, records: Sequence[ArchivedSession], now: float
+) -> list[str]:
+    """One statement for ``records`` (distinct ids); the ids it stored, leaving any
+    the archive holds a later end of."""
+    rows = [
+        {
+            "id": record.id,
+            "issuer": record.issuer,
+            "dp_session_id": record.dp_session_id,
+            "persona_id": record.persona_id,
+            "created_at": record.created_at,
+            "connected_at": record.connected_at,
+            "ended_at": record.ended_at,
+            "end_reason": record.end_reason,
+            "claims": json.dumps(record.claims),
+            "variables": json.dumps(record.variables),
+            "turns": len(record.transcript),
+            "archived_at": now,
+        }
+        for record in records
+    ]
+    statement = insert(sessions).values(rows)
     statement = statement.on_conflict_do_update(
         index_elements=[sessions.c.id],
-        set_={name: statement.excluded[name] for name in values if name != "id"},
+        set_={name: statement.excluded[name] for name in rows[0] if name != "id"},
         where=sessions.c.ended_at <= statement.excluded.ended_at,
     ).returning(sessions.c.id)
-    return (await connection.execute(statement)).first() is not None
+    return list((await connection.execute(statement)).scalars())
 
 
 def _turn_row(session_id: str, seq: int, turn: dict[str, Any]) -> dict[str, Any]:
