@@ -59,6 +59,19 @@ def test_conversation_bench_runs() -> None:
 
 
 @pytest.mark.server
+def test_connect_storm_bench_runs() -> None:
+    """bench/connect_storm.py --quick: both routes of one server, with each side's CPU."""
+    if not WSLOAD.is_file() and os.environ.get("REQUIRE_BENCH") != "1":
+        pytest.skip("the shared wsload.py is not next to the repository")
+    result = _run("connect_storm.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for target in ("control", "echo"):
+        assert f"  {target} " in result.stdout
+        assert "errors 0" in result.stdout
+    assert "server cpu" in result.stdout and "client cpu" in result.stdout
+
+
+@pytest.mark.server
 def test_idle_scale_bench_runs() -> None:
     """bench/idle_scale.py --quick holds 50 authenticated sockets and times turns on one."""
     result = _run("idle_scale.py")
