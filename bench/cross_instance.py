@@ -76,9 +76,12 @@ def redis(workdir: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def server(env: dict[str, str], *, with_pid: bool = False) -> Iterator[Any]:
-    """``orchestrator serve`` on a free port: yields its base URL (and pid if asked)."""
-    port = free_port()
+def server(
+    env: dict[str, str], *, with_pid: bool = False, port: int | None = None
+) -> Iterator[Any]:
+    """``orchestrator serve`` on ``port`` (default: a free one): yields its base
+    URL (and pid if asked); stopped with SIGTERM, uvicorn's graceful shutdown."""
+    port = free_port() if port is None else port
     process = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "serve", "--host", HOST, "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

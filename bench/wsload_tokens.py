@@ -49,13 +49,13 @@ def _claims(jwt: str) -> dict[str, Any]:
     return claims
 
 
-def fetch_socket_urls(base: str, count: int, *, timeout: float = 10.0) -> list[str]:
-    """``count`` control-socket URLs, each with its own fresh token from ``/api/jwt``."""
+def fetch_tokens(base: str, count: int, *, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """``count`` fresh ``/api/jwt`` bodies (``jwt``, ``session_id``, ...): one session each."""
     parts = urlsplit(base)
     if parts.scheme != "http" or not (parts.hostname or "").startswith(LOOPBACK_PREFIX):
         raise SystemExit(f"{base}: loopback http:// only")
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=timeout)
-    urls: list[str] = []
+    issued: list[dict[str, Any]] = []
     try:
         for _ in range(count):
             connection.request("GET", "/api/jwt")
@@ -63,12 +63,20 @@ def fetch_socket_urls(base: str, count: int, *, timeout: float = 10.0) -> list[s
             body = response.read()
             if response.status != 200:
                 raise SystemExit(f"GET /api/jwt answered {response.status}: {body[:200]!r}")
-            jwt = json.loads(body)["jwt"]
-            control = _claims(jwt)["sm-control"]
-            urls.append(f"{control}?access_token={quote(jwt)}")
+            issued.append(json.loads(body))
     finally:
         connection.close()
-    return urls
+    return issued
+
+
+def control_url(jwt: str) -> str:
+    """``<sm-control from the token>?access_token=<token>``, as the video host connects."""
+    return f"{_claims(jwt)['sm-control']}?access_token={quote(jwt)}"
+
+
+def fetch_socket_urls(base: str, count: int, *, timeout: float = 10.0) -> list[str]:
+    """``count`` control-socket URLs, each with its own fresh token from ``/api/jwt``."""
+    return [control_url(issued["jwt"]) for issued in fetch_tokens(base, count, timeout=timeout)]
 
 
 async def run(wsload: ModuleType, urls: list[str], rounds: int) -> None:

@@ -44,6 +44,18 @@ def test_token_endpoint_bench_runs() -> None:
     assert "/api/jwt req/s" in result.stdout
 
 
+def _run_with_redis(script: str) -> str:
+    """``script --quick``'s output, which must exit 0; skips without ``redis-server``
+    (fails under ``REQUIRE_REDIS=1``)."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("REQUIRE_REDIS") == "1":
+            pytest.fail("REQUIRE_REDIS=1 but redis-server is not on PATH")
+        pytest.skip("redis-server is not on PATH")
+    result = _run(script, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 WSLOAD = ROOT.parent / "shared" / "bench" / "wsload.py"
 
 
@@ -84,14 +96,9 @@ def test_idle_scale_bench_runs() -> None:
 @pytest.mark.redis
 def test_cross_instance_bench_runs_quick() -> None:
     """bench/cross_instance.py --quick starts Redis and two servers and prints both paths."""
-    if shutil.which("redis-server") is None:
-        if os.environ.get("REQUIRE_REDIS") == "1":
-            pytest.fail("REQUIRE_REDIS=1 but redis-server is not on PATH")
-        pytest.skip("redis-server is not on PATH")
-    result = _run("cross_instance.py", timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "same instance (reference)" in result.stdout
-    assert "A -> Redis -> B" in result.stdout
+    output = _run_with_redis("cross_instance.py")
+    assert "same instance (reference)" in output
+    assert "A -> Redis -> B" in output
 
 
 @pytest.mark.server
@@ -119,3 +126,12 @@ def test_archive_bench_runs_quick() -> None:
     if "PostgreSQL is not installed" not in result.stdout:
         assert "writes, PostgreSQL:" in result.stdout
         assert "worst p99:" in result.stdout
+
+
+@pytest.mark.server
+@pytest.mark.redis
+def test_reconnect_storm_bench_runs_quick_and_loses_nobody() -> None:
+    """bench/reconnect_storm.py --quick restarts one server and kills one of two; all come back."""
+    output = _run_with_redis("reconnect_storm.py")
+    for expected in ("restart (20 hosts", "failover (20 hosts", "RESULT: PASS"):
+        assert expected in output
