@@ -9,7 +9,8 @@ in production without one.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -26,6 +27,9 @@ from starlette.routing import Route
 from tokens.web.auth import ApiKeys
 from tokens.web.http import ApiError
 
+# Label children of turn_latency kept at hand (labels() takes a lock and a lookup);
+# stages are named by handlers, so the cache is bounded.
+MAX_CACHED_STAGES = 32
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 # Counted by the LLM handler, which is built before any app's registry exists:
 # one per process, shown by every app's ``/metrics``.
@@ -77,6 +81,7 @@ class Metrics:
             "first_frame; the LLM handler adds first_token, first_sentence)",
             ["stage"],
         )
+        self._turn_stages: dict[str, Any] = {}
         self.turns_interrupted = counter(
             "orchestrator_turns_interrupted",
             "Turns of an interruptible handler cancelled by the user speaking again",
@@ -86,6 +91,17 @@ class Metrics:
             "Handler hooks (on_start, on_idle, on_end, aclose) that raised or timed out",
             ["hook"],
         )
+
+    def observe_turn(self, stages_ms: Mapping[str, float]) -> None:
+        """One turn's stages (milliseconds from its frame) into ``turn_latency``."""
+        children = self._turn_stages
+        for stage, ms in stages_ms.items():
+            child = children.get(stage)
+            if child is None:
+                child = self.turn_latency.labels(stage)
+                if len(children) < MAX_CACHED_STAGES:
+                    children[stage] = child
+            child.observe(ms / 1000)
 
     def route(self, api_keys: ApiKeys, *, production: bool) -> Route:
         async def metrics(request: Request) -> Response:

@@ -34,6 +34,7 @@ from orchestrator.control.actions import (
 )
 from orchestrator.control.conversation import ConversationCore
 from orchestrator.control.options import (
+    BOUNDED_SENDS_EXTENSION,
     CLOSE_SLOW_PEER,
     CLOSE_TIMEOUT_SECONDS,
     ControlOptions,
@@ -81,6 +82,7 @@ class ControlConnection:
         )
         self.log = self.core.log
         self._send_lock = asyncio.Lock()
+        self._send_timeout = send_timeout_under(websocket, services.options.send_timeout_seconds)
         self._closing = False
         self._aborted = False
         self._run_task: asyncio.Task[Any] | None = None
@@ -174,8 +176,12 @@ class ControlConnection:
         if self._closing:
             return
         try:
-            async with self._send_lock, asyncio.timeout(self.options.send_timeout_seconds):
-                await self.websocket.send_text(text)
+            async with self._send_lock:
+                if self._send_timeout is None:
+                    await self.websocket.send_text(text)
+                else:
+                    async with asyncio.timeout(self._send_timeout):
+                        await self.websocket.send_text(text)
         except TimeoutError:
             self.log.warning("peer stopped reading; closing", code=CLOSE_SLOW_PEER)
             await self.close(CLOSE_SLOW_PEER, "peer is not reading")
@@ -261,3 +267,13 @@ class ControlConnection:
                     self._run_task.cancel()
             except (RuntimeError, OSError, WebSocketDisconnect):
                 pass
+
+
+def send_timeout_under(websocket: WebSocket, seconds: float) -> float | None:
+    """How long a send may block, or ``None`` when the server already drops a peer
+    whose sends stay blocked that long (no timer per send needed)."""
+    extensions = websocket.scope.get("extensions") or {}
+    bounded = extensions.get(BOUNDED_SENDS_EXTENSION)
+    if isinstance(bounded, dict) and bounded.get("timeout_seconds", float("inf")) <= seconds:
+        return None
+    return seconds

@@ -28,6 +28,11 @@ CLOSE_REPLACED = 4001  # a newer connection for the same session took over
 CLOSE_SLOW_PEER = 4008  # the peer stopped reading
 CLOSE_SERVICE_RESTART = 1012  # how uvicorn closes live sockets when it shuts down
 
+# ASGI scope extension of a server that drops a peer whose sends stay blocked
+# for ``{"timeout_seconds": N}`` (``orchestrator.server.websocket``): under it a
+# send needs no timer of its own.
+BOUNDED_SENDS_EXTENSION = "orchestrator.bounded_sends"
+
 MAX_OVERSIZE_FRAMES = 3
 CLOSE_TIMEOUT_SECONDS = 2.0
 MAX_QUEUED_TURNS = 16

@@ -176,8 +176,7 @@ class TurnRunner:
             self.metrics.handler_latency.observe(time.perf_counter() - started)
         await self._say(reply, input_text=request.text)
         if self.metrics is not None:
-            for stage, ms in request.timings.as_ms().items():
-                self.metrics.turn_latency.labels(stage).observe(ms / 1000)
+            self.metrics.observe_turn(request.timings.as_ms())
 
     async def _say(self, reply: Reply | None, *, input_text: str) -> None:
         connection = self.connection

@@ -42,6 +42,7 @@ from websockets.streams import StreamReader
 
 from orchestrator.config import Settings
 from orchestrator.control.flood import TokenBucket
+from orchestrator.control.options import BOUNDED_SENDS_EXTENSION
 from orchestrator.logs import get_logger
 from tokens.jws import MAX_TOKEN_BYTES
 
@@ -131,6 +132,16 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         next(self.conn.parser)
 
     # --- handshake ---------------------------------------------------------------
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # made only for a handshake that goes on
+        if scope is not None:
+            # A send blocked past the timeout drops the peer (drop_slow_peer), so
+            # the app need not arm a timer per send.
+            scope["extensions"][BOUNDED_SENDS_EXTENSION] = {
+                "timeout_seconds": self.limits.send_timeout_seconds
+            }
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

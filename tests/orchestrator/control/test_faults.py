@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -151,3 +152,26 @@ def test_a_turn_is_in_the_store_by_the_time_its_reply_reaches_the_host() -> None
             assert output_text(next_named(ws, "conversationResponse")).endswith("remember this")
             saved_by_then = [texts for texts in landed if "remember this" in texts]
     assert saved_by_then
+
+
+@pytest.mark.parametrize(
+    ("extensions", "expected"),
+    [
+        ({}, 5.0),
+        ({"orchestrator.bounded_sends": {"timeout_seconds": 5.0}}, None),
+        ({"orchestrator.bounded_sends": {"timeout_seconds": 3.0}}, None),
+        ({"orchestrator.bounded_sends": {"timeout_seconds": 9.0}}, 5.0),
+        ({"orchestrator.bounded_sends": "yes"}, 5.0),
+        (None, 5.0),
+    ],
+    ids=["other-server", "same-bound", "tighter-bound", "looser-bound", "malformed", "none"],
+)
+def test_a_send_is_timed_unless_the_server_drops_blocked_peers_as_soon(
+    extensions: dict[str, Any] | None, expected: float | None
+) -> None:
+    """Under another ASGI server every send gets its own timeout; under ours, whose
+    stack drops a peer blocked that long, it needs none."""
+    from orchestrator.control.connection import send_timeout_under
+
+    socket = SimpleNamespace(scope={"type": "websocket", "extensions": extensions})
+    assert send_timeout_under(socket, 5.0) == expected  # type: ignore[arg-type]

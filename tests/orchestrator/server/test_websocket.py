@@ -279,3 +279,25 @@ def test_the_protocol_options_pickle_for_worker_processes() -> None:
     factory = pickle.loads(pickle.dumps(options["ws"]))  # noqa: S301 - our own bytes
     assert factory.keywords["limits"] == StackLimits(3.0, 7.0, 28.0)
     assert options["ws_max_size"] == 2 * settings.control_max_frame_bytes
+
+
+def test_the_stack_tells_the_app_that_blocked_sends_are_bounded() -> None:
+    """Each WebSocket scope carries the send timeout after which the stack drops the
+    peer, so the control connection arms no timer of its own per send."""
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    from orchestrator.control.options import BOUNDED_SENDS_EXTENSION
+    from tests.uvicorn_thread import ThreadedServer
+
+    async def report(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json(websocket.scope["extensions"].get(BOUNDED_SENDS_EXTENSION))
+        await websocket.close()
+
+    app = Starlette(routes=[WebSocketRoute("/report", report)])
+    with ThreadedServer(app) as server, connect(f"{server.ws_base_url}/report") as client:
+        assert json.loads(client.recv(timeout=5)) == {
+            "timeout_seconds": StackLimits().send_timeout_seconds
+        }
