@@ -69,7 +69,10 @@ def check_plain(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
 def check_parsed(text: str, value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
     """``check_plain(value)`` for ``value = json.loads(text, parse_float=finite_float)``,
     walking it only when ``text`` could hold a surrogate or nest that deep."""
-    if text.count("[") + text.count("{") > max_depth or _MAYBE_SURROGATE.search(text):
+    if text.count("[") + text.count("{") > max_depth or (
+        # Both of the pattern's alternatives need one of these (a quick scan first).
+        ("\\u" in text or not text.isascii()) and _MAYBE_SURROGATE.search(text)
+    ):
         check_plain(value, max_depth=max_depth)
 
 
