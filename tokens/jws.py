@@ -1,16 +1,17 @@
 """HS256 compact JWS for every profile: one signer, a distinct ``typ`` each.
 
-Signature checking is PyJWT's, and signing yields PyJWT's exact bytes with
-the standard library's ``hmac`` (a hot path: see ``TokenCodec.encode``); this module
-adds what the profiles share: ``kid`` lookup in the keyring, the HS256-only
-allow-list, the ``typ`` check (RFC 8725 §3.11) that keeps one profile's
-tokens out of another, and time checks against an injectable clock so the
-error says exactly what is wrong.
+Signing yields PyJWT's exact bytes and verification refuses exactly what
+PyJWT (with strict JSON) refuses, both with the standard library's ``hmac``
+and a key state prepared once per key (hot paths: a token per page load, a
+verification per control-socket handshake); ``tokens.compact`` reads the
+token. This module adds what the profiles share: ``kid`` lookup in the
+keyring, the HS256-only allow-list, the ``typ`` check (RFC 8725 §3.11) that
+keeps one profile's tokens out of another, and time checks against an
+injectable clock so the error says exactly what is wrong.
 """
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import hmac
 import json
@@ -22,9 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import jwt
 from jwt.algorithms import HMACAlgorithm
 
+from tokens.compact import MAX_TOKEN_BYTES as MAX_TOKEN_BYTES
+from tokens.compact import CompactJws, b64url, parse, unverified_claims, verified_claims
 from tokens.errors import (
     BadSignatureError,
     DisallowedAlgorithmError,
@@ -35,12 +37,10 @@ from tokens.errors import (
     UnknownKeyError,
     WrongTypeError,
 )
-from tokens.jsonsafe import check_parsed, finite_float
 from tokens.keyring import Keyring, SigningKey
 
 ALGORITHM = "HS256"
 DEFAULT_LEEWAY_SECONDS = 10
-MAX_TOKEN_BYTES = 8192
 
 Clock = Callable[[], float]
 
@@ -54,52 +54,6 @@ class Decoded:
     key: SigningKey
 
 
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise MalformedTokenError(f"duplicate JSON member {name!r}")
-        result[name] = value
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise MalformedTokenError(f"{name} is not a JSON number (RFC 8259)")
-
-
-class _StrictJSONDecoder(json.JSONDecoder):
-    """Refuses duplicate members, which parsers resolve differently, the
-    non-standard ``NaN``/``Infinity`` that would slip past time checks, and
-    numbers past float's range (``1e999`` would be ``inf``)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs["object_pairs_hook"] = _reject_duplicate_keys
-        kwargs["parse_constant"] = _reject_constant
-        kwargs["parse_float"] = finite_float
-        super().__init__(**kwargs)
-
-
-class _StrictPyJWT(jwt.PyJWT):
-    def _decode_payload(self, decoded: dict[str, Any]) -> Any:
-        try:
-            # Strict UTF-8 (RFC 7519): json.loads(bytes) would let encoded surrogates pass.
-            text = decoded["payload"].decode("utf-8")
-            payload = json.loads(text, cls=_StrictJSONDecoder)
-            # Claims become session records: a lone surrogate or deep nesting
-            # in them would make those unreadable (see jsonsafe).
-            check_parsed(text, payload)
-        except MalformedTokenError:
-            raise
-        except RecursionError:
-            raise jwt.DecodeError("claims are not JSON: nested too deep") from None
-        except ValueError as exc:  # bad JSON or UTF-8, an integer past Python's digit limit
-            raise jwt.DecodeError(f"claims are not JSON: {exc}") from None
-        if not isinstance(payload, dict):
-            raise jwt.DecodeError("claims are not a JSON object")
-        return payload
-
-
-_pyjwt = _StrictPyJWT()
 _HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
 # PyJWT's claims serialisation (json.dumps with these separators), in one encoder
 # built once: json.dumps with non-default options builds a new one per call.
@@ -111,43 +65,25 @@ def compact_json(value: Any) -> str:
     return _COMPACT_JSON.encode(value)
 
 
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
-def _b64url(data: bytes) -> bytes:
-    """Unpadded base64url (RFC 7515 §2): ``urlsafe_b64encode(data).rstrip(b"=")``."""
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
-
-
 def read_unverified_header(token: str) -> dict[str, Any]:
     """The token's header without any verification (for routing and inspection)."""
-    if not isinstance(token, str) or not token:
-        raise MalformedTokenError("no token")
-    if len(token) > MAX_TOKEN_BYTES:
-        raise MalformedTokenError(f"token is longer than {MAX_TOKEN_BYTES} bytes")
-    if token.count(".") != 2:
-        raise MalformedTokenError("not a compact JWS (three dot-separated parts)")
-    try:
-        header = jwt.get_unverified_header(token)
-        segment = token.split(".", 1)[0]
-        json.loads(jwt.utils.base64url_decode(segment).decode("utf-8"), cls=_StrictJSONDecoder)
-    except MalformedTokenError:
-        raise
-    except (jwt.InvalidTokenError, ValueError) as exc:
-        # PyJWT's base error too: it refuses a non-string kid or an unknown crit
-        # with InvalidTokenError, which is not one of ours.
-        raise MalformedTokenError(f"unreadable header: {exc}") from None
-    return header
+    return parse(token).header
 
 
 def read_unverified_claims(token: str) -> dict[str, Any]:
     """The claims without verification: for showing what a bad token says, never for trust."""
-    read_unverified_header(token)
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except (jwt.InvalidTokenError, ValueError) as exc:
-        raise MalformedTokenError(f"unreadable claims: {exc}") from None
-    return claims
+    return unverified_claims(parse(token))
+
+
+def check_alg_and_typ(header: Mapping[str, Any], typ: str) -> None:
+    """HS256 only, and a token of profile ``typ``, not another's."""
+    alg = header.get("alg")
+    if alg != ALGORITHM:
+        raise DisallowedAlgorithmError(f"algorithm {alg!r} is not allowed; only HS256 is")
+    if header.get("typ") != typ:
+        raise WrongTypeError(
+            f"token type {header.get('typ')!r} is not {typ!r} (a token for another use)"
+        )
 
 
 class TokenCodec:
@@ -163,8 +99,10 @@ class TokenCodec:
         self.keyring = keyring
         self.leeway_seconds = leeway_seconds
         self.clock = clock
-        # Per (key, typ): the header segment and the key's prepared HMAC state,
-        # which each signature copies (the key pads are hashed once per key).
+        # Per key, its prepared HMAC state, which each signature and each
+        # verification copies (the key pads are hashed once per key); per
+        # (key, typ), the header segment and that state.
+        self._macs: dict[SigningKey, hmac.HMAC] = {}
         self._signing: dict[tuple[SigningKey, str], tuple[bytes, hmac.HMAC]] = {}
 
     def now(self) -> int:
@@ -198,19 +136,29 @@ class TokenCodec:
         if prepared is None:
             prepared = self._prepare(key, typ)
         header, keyed = prepared
-        signing_input = header + b"." + _b64url(payload_json.encode())
+        signing_input = header + b"." + b64url(payload_json.encode())
         mac = keyed.copy()
         mac.update(signing_input)
-        return (signing_input + b"." + _b64url(mac.digest())).decode("ascii")
+        return (signing_input + b"." + b64url(mac.digest())).decode("ascii")
 
     def _prepare(self, key: SigningKey, typ: str) -> tuple[bytes, hmac.HMAC]:
-        # Refuses PEM/SSH/DER/JWK-looking secrets exactly as jwt.encode would.
-        _HS256.prepare_key(key.secret)
         header = {"typ": typ, "alg": ALGORITHM, "kid": key.kid}
-        segment = _b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
-        prepared = (segment, hmac.new(key.secret, digestmod=hashlib.sha256))
+        segment = b64url(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+        prepared = (segment, self._mac(key))
         self._signing[(key, typ)] = prepared
         return prepared
+
+    def _mac(self, key: SigningKey) -> hmac.HMAC:
+        """``key``'s prepared HMAC state, to copy. Its secret goes through PyJWT's
+        own key checks first, which refuse PEM/SSH/DER/JWK-looking secrets with
+        ``jwt.InvalidKeyError`` exactly as ``jwt.encode`` and ``jwt.decode``
+        would (a refused key is checked again next time, never cached). PyJWT's
+        short-key warning cannot apply: a ``SigningKey`` has at least 32 bytes."""
+        mac = self._macs.get(key)
+        if mac is None:
+            _HS256.prepare_key(key.secret)
+            mac = self._macs[key] = hmac.new(key.secret, digestmod=hashlib.sha256)
+        return mac
 
     def decode(
         self,
@@ -227,43 +175,24 @@ class TokenCodec:
         required claims and their types, then ``nbf``/``iat``/``exp`` with
         leeway.
         """
-        header = read_unverified_header(token)
-        alg = header.get("alg")
-        if alg != ALGORITHM:
-            raise DisallowedAlgorithmError(f"algorithm {alg!r} is not allowed; only HS256 is")
-        if header.get("typ") != typ:
-            raise WrongTypeError(
-                f"token type {header.get('typ')!r} is not {typ!r} (a token for another use)"
-            )
-        key = self._key_for(token, header, kid_fallback_claim)
-        try:
-            claims: dict[str, Any] = _pyjwt.decode(
-                token,
-                key.secret,
-                algorithms=[ALGORITHM],
-                options={
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "verify_aud": False,
-                    "verify_iss": False,
-                },
-            )
-        except jwt.InvalidSignatureError:
-            raise BadSignatureError("signature does not match") from None
-        except MalformedTokenError:
-            raise
-        except jwt.InvalidTokenError as exc:
-            raise MalformedTokenError(f"unreadable token: {exc}") from None
+        jws = parse(token)
+        header = jws.header
+        check_alg_and_typ(header, typ)
+        key = self._key_for(jws, kid_fallback_claim)
+        if jws.detached:
+            raise MalformedTokenError(f"unreadable token: {jws.detached_refusal()}")
+        mac = self._mac(key).copy()
+        mac.update(jws.signing_input)
+        if not hmac.compare_digest(jws.signature, mac.digest()):
+            raise BadSignatureError("signature does not match")
+        claims = verified_claims(jws.payload)
         self._check_times(claims, required)
         return Decoded(header=header, claims=claims, key=key)
 
-    def _key_for(
-        self, token: str, header: Mapping[str, Any], fallback_claim: str | None
-    ) -> SigningKey:
-        kid = header.get("kid")
+    def _key_for(self, jws: CompactJws, fallback_claim: str | None) -> SigningKey:
+        kid = jws.header.get("kid")
         if kid is None and fallback_claim is not None:
-            kid = read_unverified_claims(token).get(fallback_claim)
+            kid = unverified_claims(jws).get(fallback_claim)
         if kid is None and fallback_claim is None:
             return self.keyring.active
         if not isinstance(kid, str):

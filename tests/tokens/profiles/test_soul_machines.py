@@ -100,6 +100,26 @@ def test_round_trip_returns_typed_claims(keyring: Keyring) -> None:
     assert claims.cookie_header is None
 
 
+def test_claims_read_from_a_payload_equal_the_constructors(keyring: Keyring) -> None:
+    """from_payload fills every field, as SoulMachinesClaims(...) would, custom claims apart."""
+    issued = profile_for(keyring, control_cookie_name="sm").mint(custom_claims={"user": "ada"})
+    built = SoulMachinesClaims(
+        issuer="test-key",
+        issued_at=issued.claims.issued_at,
+        not_before=issued.claims.not_before,
+        expires_at=issued.claims.expires_at,
+        session_server="dh.soulmachines.cloud",
+        control_url=CONTROL,
+        control_via_browser=False,
+        cookie_header=f"sm={issued.claims.session_id}",
+        session_id=issued.claims.session_id,
+        custom={"user": "ada"},
+    )
+    from_payload = SoulMachinesClaims.from_payload(read_unverified_claims(issued.jwt))
+    assert from_payload == built == issued.claims
+    assert vars(from_payload) == vars(built)
+
+
 def test_session_id_is_fresh_for_every_token(keyring: Keyring) -> None:
     """Two tokens never share a session id."""
     profile = profile_for(keyring)
