@@ -29,9 +29,6 @@ from tokens.jsonsafe import refuse_constant
 
 MAX_PAGE = 100
 CONNECT_TIMEOUT_SECONDS = 5.0
-# Sessions per upsert statement: 12 values each, within SQLite's oldest limit of
-# 999 bound parameters.
-UPSERT_ROWS = 80
 Cursor = tuple[float, str]  # (ended_at, id) of the last row of a page
 
 
@@ -156,10 +153,7 @@ class ArchiveStore:
         now = time.time()
         newest = _newest_per_id(records)
         async with self._transaction() as connection:
-            stored: set[str] = set()
-            for start in range(0, len(newest), UPSERT_ROWS):
-                chunk = newest[start : start + UPSERT_ROWS]
-                stored.update(await _upsert(connection, insert, chunk, now))
+            stored = set(await _upsert(connection, insert, newest, now)) if newest else set()
             changed = [record for record in newest if record.id in stored]
             ids = [record.id for record in changed]
             if not ids:
@@ -243,7 +237,7 @@ def _newest_per_id(records: Sequence[ArchivedSession]) -> list[ArchivedSession]:
 async def _upsert(
     connection: AsyncConnection, insert: Any, records: Sequence[ArchivedSession], now: float
 ) -> list[str]:
-    """One statement for ``records`` (distinct ids); the ids it stored, leaving any
+    """``records`` (distinct ids) in one executemany; the ids it stored, leaving any
     the archive holds a later end of."""
     rows = [
         {
@@ -262,13 +256,15 @@ async def _upsert(
         }
         for record in records
     ]
-    statement = insert(sessions).values(rows)
+    # One statement, compiled once and cached; SQLAlchemy sends the rows as
+    # multi-row VALUES batches (insertmanyvalues), RETURNING what each stored.
+    statement = insert(sessions)
     statement = statement.on_conflict_do_update(
         index_elements=[sessions.c.id],
         set_={name: statement.excluded[name] for name in rows[0] if name != "id"},
         where=sessions.c.ended_at <= statement.excluded.ended_at,
     ).returning(sessions.c.id)
-    return list((await connection.execute(statement)).scalars())
+    return list((await connection.execute(statement, rows)).scalars())
 
 
 def _turn_row(session_id: str, seq: int, turn: dict[str, Any]) -> dict[str, Any]:
