@@ -83,6 +83,7 @@ class FakeSocket:
 
     def __init__(self) -> None:
         self.application_state = WebSocketState.CONNECTED
+        self.scope: dict[str, Any] = {"type": "websocket"}
         self.sent: list[dict[str, Any]] = []
         self.closed_with: int | None = None
 
