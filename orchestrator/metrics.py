@@ -10,26 +10,24 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
 )
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from orchestrator.loop_metrics import LoopMetrics
 from tokens.web.auth import ApiKeys
 from tokens.web.http import ApiError
 
-# Label children of turn_latency kept at hand (labels() takes a lock and a lookup);
-# stages are named by handlers, so the cache is bounded.
-MAX_CACHED_STAGES = 32
+# Stages are named by handlers: past this many names, the rest count as "other".
+MAX_TURN_STAGES = 32
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 # Counted by the LLM handler, which is built before any app's registry exists:
 # one per process, shown by every app's ``/metrics``.
@@ -51,14 +49,16 @@ class Metrics:
         )
         self.sessions_live.set_function(lambda: float(live_sessions()))
         counter = functools.partial(Counter, registry=registry)
-        histogram = functools.partial(Histogram, buckets=LATENCY_BUCKETS, registry=registry)
-        self.turns = counter(
+        # The conversation's hot path: plain numbers, read at scrape time.
+        hot = LoopMetrics()
+        registry.register(hot)
+        self.turns = hot.counter(
             "orchestrator_turns", "Conversation turns handled (conversationRequest)"
         )
-        self.messages_in = counter(
+        self.messages_in = hot.counter(
             "orchestrator_control_messages_in", "Frames received on control sockets"
         )
-        self.messages_out = counter(
+        self.messages_out = hot.counter(
             "orchestrator_control_messages_out", "Frames sent on control sockets"
         )
         self.bad_frames = counter(
@@ -72,16 +72,19 @@ class Metrics:
             "Presented tokens refused, by where and why",
             ["where", "reason"],
         )
-        self.handler_latency = histogram(
-            "orchestrator_handler_latency_seconds", "Time the conversation handler took per turn"
+        self.handler_latency = hot.histogram(
+            "orchestrator_handler_latency_seconds",
+            "Time the conversation handler took per turn",
+            LATENCY_BUCKETS,
         )
-        self.turn_latency = histogram(
+        self.turn_latency = hot.histogram_family(
             "orchestrator_turn_latency_seconds",
             "Time from a user turn's frame to each stage of its answer (handler_done, "
             "first_frame; the LLM handler adds first_token, first_sentence)",
-            ["stage"],
+            LATENCY_BUCKETS,
+            label="stage",
+            max_values=MAX_TURN_STAGES,
         )
-        self._turn_stages: dict[str, Any] = {}
         self.turns_interrupted = counter(
             "orchestrator_turns_interrupted",
             "Turns of an interruptible handler cancelled by the user speaking again",
@@ -94,14 +97,8 @@ class Metrics:
 
     def observe_turn(self, stages_ms: Mapping[str, float]) -> None:
         """One turn's stages (milliseconds from its frame) into ``turn_latency``."""
-        children = self._turn_stages
         for stage, ms in stages_ms.items():
-            child = children.get(stage)
-            if child is None:
-                child = self.turn_latency.labels(stage)
-                if len(children) < MAX_CACHED_STAGES:
-                    children[stage] = child
-            child.observe(ms / 1000)
+            self.turn_latency.labels(stage).observe(ms / 1000)
 
     def route(self, api_keys: ApiKeys, *, production: bool) -> Route:
         async def metrics(request: Request) -> Response:
