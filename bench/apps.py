@@ -86,7 +86,7 @@ def configured_app() -> Starlette:
         i for i, route in enumerate(app.router.routes) if getattr(route, "path", None) == JWT_PATH
     )
     app.router.routes.insert(jwt_index + 1, Route(CONSTANT_PATH, constant, methods=["GET"]))
-    app.router.routes.append(WebSocketRoute(ECHO_WS_PATH, echo_ws))
+    app.router.routes.insert(0, WebSocketRoute(ECHO_WS_PATH, echo_ws))  # first, as /ws is
     limiters = [m for m in app.user_middleware if m.cls is RateLimitMiddleware]
     if len(limiters) != 1:
         raise RuntimeError("expected one RateLimitMiddleware on the app; update bench/apps.py")

@@ -156,6 +156,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
     app = Starlette(
         routes=[
+            # First: a connect storm's handshakes then skip the HTTP routes (each
+            # route only matches its own scope type, so the order is otherwise free).
+            WebSocketRoute(CONTROL_PATH, control_endpoint.handle),
+            # The vendor's ORCHESTRATION_SERVER=host gives sm-control wss://host/.
+            WebSocketRoute("/", control_endpoint.handle),
             *ops.routes,
             ops.readiness_route(
                 backend.name, backend.check_ready, archive.status if archive else None
@@ -165,9 +170,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *sessions_api.routes(),
             *(ArchiveApi(archive.store, sessions_api.caller).routes() if archive else ()),
             *console_routes(settings),
-            WebSocketRoute(CONTROL_PATH, control_endpoint.handle),
-            # The vendor's ORCHESTRATION_SERVER=host gives sm-control wss://host/.
-            WebSocketRoute("/", control_endpoint.handle),
         ],
         middleware=[*middleware, *token_profiles.middleware],
         exception_handlers=exception_handlers(

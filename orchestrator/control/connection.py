@@ -10,6 +10,7 @@ core's actions.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Mapping
@@ -32,7 +33,7 @@ from orchestrator.control.actions import (
     StartTurn,
     turn_event,
 )
-from orchestrator.control.conversation import ConversationCore
+from orchestrator.control.conversation import LOGGER_NAME, ConversationCore
 from orchestrator.control.options import (
     BOUNDED_SENDS_EXTENSION,
     CLOSE_SLOW_PEER,
@@ -43,6 +44,7 @@ from orchestrator.control.options import (
 from orchestrator.control.transactions import PendingRequests
 from orchestrator.control.turns import TurnRunner
 from orchestrator.handlers import END_DISCONNECTED, Reply
+from orchestrator.logs import level_check
 from orchestrator.metrics import Metrics
 from orchestrator.sessions.events import EventHub, SessionEvent
 from orchestrator.sessions.model import Session
@@ -51,6 +53,9 @@ from orchestrator.sessions.store import SessionStore
 if TYPE_CHECKING:
     from orchestrator.archive.writer import ArchiveWriter
     from orchestrator.control.live import LiveConnections
+
+
+logs_enabled_for = level_check(LOGGER_NAME)
 
 
 @dataclass
@@ -220,7 +225,8 @@ class ControlConnection:
             while not self._closing:
                 message = await receive()
                 if message["type"] == "websocket.disconnect":
-                    self.log.info("control socket closed", code=message.get("code"))
+                    if logs_enabled_for(logging.INFO):
+                        self.log.info("control socket closed", code=message.get("code"))
                     self._ended_by_peer(message.get("code"))
                     break
                 text = message.get("text")

@@ -57,7 +57,8 @@ from orchestrator.sessions.model import (
     clip,
 )
 
-log = get_logger("orchestrator.control")
+LOGGER_NAME = "orchestrator.control"
+log = get_logger(LOGGER_NAME)
 
 
 class ConversationCore:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from starlette.websockets import WebSocket
 
-from orchestrator.control.connection import ControlConnection, ControlServices
+from orchestrator.control.connection import ControlConnection, ControlServices, logs_enabled_for
+from orchestrator.control.conversation import LOGGER_NAME
 from orchestrator.control.handshake import (
     ControlAuthenticator,
     ControlIdentity,
@@ -18,7 +20,7 @@ from orchestrator.sessions.model import Session
 from orchestrator.sessions.store import StoreUnavailable
 from tokens.web.http import error_response
 
-log = get_logger("orchestrator.control")
+log = get_logger(LOGGER_NAME)
 
 ANONYMOUS_ISSUER = "anonymous"
 ANONYMOUS_TTL_SECONDS = 3600
@@ -55,7 +57,10 @@ class ControlEndpoint:
         connected = connection.core.connected(identity.source)
         try:
             await self.services.live.attach(connection)
-            connection.log.info("control socket connected", source=identity.source, client=client)
+            if logs_enabled_for(logging.INFO):  # a storm of handshakes skips it cheaply
+                connection.log.info(
+                    "control socket connected", source=identity.source, client=client
+                )
             await connection.perform(connected)
             connection.turns.start()
             await connection.run()
