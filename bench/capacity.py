@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=2.0, help="periods measured (2)")
     parser.add_argument("--budget", type=float, default=110.0, help="seconds per target (110)")
     parser.add_argument("--max", type=int, default=50_000, help="largest count (fd-limited)")
-    parser.add_argument("--clients", type=int, default=2, help="client processes (2)")
+    parser.add_argument("--clients", type=int, default=1, help="client processes (1)")
     parser.add_argument("--vendor-dir", type=Path, help="a built orchestration-nodejs")
     parser.add_argument("--vendor-url", help="ws://127.0.0.1:PORT of a running vendor sample")
     parser.add_argument("--no-vendor", action="store_true", help="the project only")

@@ -183,6 +183,8 @@ def describe(step: Step, plan: Plan) -> str:
     text += " -> holds" if step.holds else f" -> FAILS ({step.reason})"
     if any(c > BUSY_CLIENT for c in step.client_cpus):
         text += f"; a client was over {BUSY_CLIENT:.0%} busy: the client was the limit"
+    if step.lag_p99_ms > plan.p99_ms / 2:
+        text += "; the client sent late (send lag p99 over half the p99 limit): it was a limit"
     if step.first_error:
         text += f"; first error: {step.first_error}"
     return text
