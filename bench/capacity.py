@@ -25,8 +25,9 @@ orchestration-nodejs directory (default ``$ANCHOR_BUILD/orch`` or
 builds it; skipped when absent), ``--vendor-url ws://127.0.0.1:PORT`` uses
 one already running. Each step prints the server's and the clients' CPU use
 (% of one core, from ``/proc/PID/stat`` and ``time.process_time``) and says
-when a client was over 90% busy: then the client, not the server, was the
-limit. No target; the exit status is non-zero only on errors.
+when a client was over 90% busy or sent its turns late (send lag p99 over
+half the p99 limit): then the client, not the server, was a limit. No
+target; the exit status is non-zero only on errors.
 
     python3 bench/capacity.py            # ~4 min: the project, then the vendor sample
     python3 bench/capacity.py --quick    # 20 and 40 sessions, 1 s period, project only
@@ -50,15 +51,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import token_endpoint  # noqa: E402
 from bench.capacity_ramp import Plan, Step, Target, ramp  # noqa: E402
-from bench.token_endpoint import (  # noqa: E402
-    HOST,
-    BenchError,
-    Config,
-    free_loopback_port,
-    machine,
-    running_server_process,
-)
+from bench.token_endpoint import HOST, BenchError, free_loopback_port  # noqa: E402
 from bench.wsload_tokens import raise_fd_limit  # noqa: E402
 
 VENDOR_START_SECONDS = 20.0
@@ -171,14 +166,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: no vendor sample at {vendor_dir} (build it with vendor_side_by_side.sh)")
         vendor_dir = None
     print(
-        f"capacity at one turn per {plan.period:g} s on {machine()}; holds: turn p99 <= "
-        f"{plan.p99_ms:g} ms, no errors; {plan.clients} client process(es); fd limit {fds} "
+        f"capacity at one turn per {plan.period:g} s on {token_endpoint.machine()}; "
+        f"holds: turn p99 <= {plan.p99_ms:g} ms, no errors; {plan.clients} client process(es); "
+        f"fd limit {fds} "
         f"(cap {plan.cap} sessions: {plan.cap_reason}); 127.0.0.x only",
         flush=True,
     )
     results: dict[str, list[Step]] = {}
     try:
-        with running_server_process(Config(1, "warning")) as (port, pid):
+        project = token_endpoint.running_server_process(token_endpoint.Config(1, "warning"))
+        with project as (port, pid):
             print("project (1 worker, token per session):", flush=True)
             results["project"] = ramp(Target(f"http://{HOST}:{port}", pid), plan)
         if vendor_dir is not None:
@@ -191,11 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    report(results, plan)
+    return 0
 
-    print()
-    print(
-        f"largest count holding turn p99 <= {plan.p99_ms:g} ms at one turn per {plan.period:g} s:"
-    )
+
+def report(results: dict[str, list[Step]], plan: Plan) -> None:
+    print(f"\nlargest count with turn p99 <= {plan.p99_ms:g} ms, one turn per {plan.period:g} s:")
     for name, steps in results.items():
         print("  " + result_line(name, steps, plan))
     best = {
@@ -204,7 +202,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     if best.get("vendor"):
         print(f"  project / vendor: {best['project'] / best['vendor']:.2f}x")
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ project's ``http://`` base (each session gets its own token from
 ``<sm-control>?access_token=``) or a ``ws://`` URL every session connects to
 as is (the vendor sample, which checks no token): the same client code for
 both. Each session sends wsload's ``conversationRequest`` and times it to the
-``conversationResponse``, once per PERIOD seconds. Session ``i`` turns at
+``conversationResponse``, once per PERIOD seconds, and answers the server's
+requests as a DP's session server would. Session ``i`` turns at
 ``epoch + frac(i * golden ratio) * PERIOD + k * PERIOD``, so any prefix of the
 sessions is spread evenly over the period: adding sessions, or closing the
 newest, keeps the load smooth.
@@ -47,7 +48,7 @@ from bench.wsload_tokens import fetch_socket_urls, raise_fd_limit  # noqa: E402
 
 CONNECT_RATE = 1000.0  # new sessions per second
 CONNECT_CONCURRENCY = 50
-CLOSE_SECONDS = 15.0
+CLOSE_SECONDS = 5.0
 REPLY_SECONDS = 10.0
 GOLDEN = (math.sqrt(5) - 1) / 2
 
