@@ -135,3 +135,44 @@ def test_reconnect_storm_bench_runs_quick_and_loses_nobody() -> None:
     output = _run_with_redis("reconnect_storm.py")
     for expected in ("restart (20 hosts", "failover (20 hosts", "RESULT: PASS"):
         assert expected in output
+
+
+@pytest.mark.server
+def test_capacity_bench_runs_quick() -> None:
+    """bench/capacity.py --quick ramps 20 then 40 sessions turning once a second and reports."""
+    result = _run("capacity.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "40 sessions:" in result.stdout
+    assert "project: 40 sessions" in result.stdout
+
+
+VENDOR_DIR = Path(os.environ.get("ANCHOR_BUILD", "/tmp/vendor-anchors")) / "orch"  # noqa: S108
+
+
+@pytest.mark.server
+def test_capacity_bench_runs_quick_against_the_vendor_sample() -> None:
+    """With a built vendor sample, the same quick ramp runs against it and prints the ratio."""
+    if shutil.which("node") is None or not (VENDOR_DIR / "dist" / "server.js").is_file():
+        pytest.skip(f"no node or no vendor sample built at {VENDOR_DIR}")
+    result = _run("capacity.py", "--vendor-dir", str(VENDOR_DIR))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "vendor: 40 sessions" in result.stdout
+    assert "project / vendor:" in result.stdout
+
+
+def test_capacity_ramp_doubles_while_steps_hold_then_bisects() -> None:
+    """The next count: x growth up to the cap, then halfway between held and failed."""
+    from bench.capacity_ramp import Plan, Step, next_count
+
+    plan = Plan(4.0, 50.0, 1000, 2.0, 0.1, 1.0, 2.0, 100.0, 19_500, "fd limit", 2)
+
+    def step(sessions: int, reason: str = "") -> Step:
+        return Step(sessions, 1, 1.0, 1.0, 1.0, 1.0, 0, 0, "", None, [], reason, 0.0)
+
+    assert next_count([step(1000)], plan) == 2000
+    assert next_count([step(1000), step(16_000)], plan) == 19_500
+    assert next_count([step(19_500)], plan) is None
+    assert next_count([step(4000), step(8000, "p99 60 ms")], plan) == 6000
+    assert next_count([step(4000), step(8000, "x"), step(6000, "x")], plan) == 5000
+    assert next_count([step(4000), step(4400, "x")], plan) is None
+    assert next_count([step(1000, "errors")], plan) == 500
