@@ -27,11 +27,12 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Route
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from orchestrator.asgi import configured_app as orchestrator_app
 from orchestrator.control import protocol
+from orchestrator.control.endpoint import ControlSocketRoutes
 from orchestrator.http.rate_limit import RateLimitMiddleware
 from tokens.web.http import NO_STORE
 
@@ -86,7 +87,12 @@ def configured_app() -> Starlette:
         i for i, route in enumerate(app.router.routes) if getattr(route, "path", None) == JWT_PATH
     )
     app.router.routes.insert(jwt_index + 1, Route(CONSTANT_PATH, constant, methods=["GET"]))
-    app.router.routes.insert(0, WebSocketRoute(ECHO_WS_PATH, echo_ws))  # first, as /ws is
+    # Served where the control socket is (ahead of the HTTP middleware), so the
+    # reference and the real route differ only in the handler.
+    control_routes = [m for m in app.user_middleware if m.cls is ControlSocketRoutes]
+    if len(control_routes) != 1:
+        raise RuntimeError("expected one ControlSocketRoutes on the app; update bench/apps.py")
+    control_routes[0].kwargs["routes"][ECHO_WS_PATH] = echo_ws
     limiters = [m for m in app.user_middleware if m.cls is RateLimitMiddleware]
     if len(limiters) != 1:
         raise RuntimeError("expected one RateLimitMiddleware on the app; update bench/apps.py")

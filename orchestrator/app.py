@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import WebSocketRoute
 
 from orchestrator.archive.http import ARCHIVE_ERRORS, ArchiveApi
 from orchestrator.archive.record import ClaimPolicy
@@ -17,7 +16,7 @@ from orchestrator.archive.writer import ArchiveWriter
 from orchestrator.backend.factory import build_backend
 from orchestrator.config import CONTROL_PATH, Settings
 from orchestrator.control.connection import ControlServices
-from orchestrator.control.endpoint import ControlEndpoint
+from orchestrator.control.endpoint import ControlEndpoint, ControlSocketRoutes, WebSocketHandler
 from orchestrator.control.handshake import ControlAuthenticator
 from orchestrator.control.options import CLOSE_GOING_AWAY, ControlOptions
 from orchestrator.handlers.hooks import close_handler
@@ -143,6 +142,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if settings.trusted_proxy_hops:
         # First, so everything after it (and the access log) sees the client's address.
         middleware.append(Middleware(ForwardedHeadersMiddleware, hops=settings.trusted_proxy_hops))
+    # The control socket, ahead of the HTTP middleware (see ControlSocketRoutes); the
+    # vendor's ORCHESTRATION_SERVER=host gives sm-control wss://host/, hence "/".
+    control_routes: dict[str, WebSocketHandler] = {
+        CONTROL_PATH: control_endpoint.handle,
+        "/": control_endpoint.handle,
+    }
+    middleware.append(Middleware(ControlSocketRoutes, routes=control_routes))
     origin_regex = settings.cors_origin_regex()
     if origin_regex is not None:
         middleware.append(
@@ -156,11 +162,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
     app = Starlette(
         routes=[
-            # First: a connect storm's handshakes then skip the HTTP routes (each
-            # route only matches its own scope type, so the order is otherwise free).
-            WebSocketRoute(CONTROL_PATH, control_endpoint.handle),
-            # The vendor's ORCHESTRATION_SERVER=host gives sm-control wss://host/.
-            WebSocketRoute("/", control_endpoint.handle),
             *ops.routes,
             ops.readiness_route(
                 backend.name, backend.check_ready, archive.status if archive else None

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from orchestrator.app import create_app
+from orchestrator.control.endpoint import ControlSocketRoutes
 from tests.conftest import random_secret
 from tests.orchestrator.control_helpers import make_settings, next_named, say
 from tokens import Keyring, SigningKey, SoulMachinesPolicy, SoulMachinesProfile, TokenCodec
@@ -76,6 +77,16 @@ def walk(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str]]
             raise AssertionError(f"unknown route type {type(route).__name__}")
 
 
+def endpoints_of(app: Starlette) -> Iterator[tuple[str, str]]:
+    """``walk`` over the router, plus the WebSocket paths served ahead of it
+    (``ControlSocketRoutes``)."""
+    yield from walk(list(app.routes))
+    for middleware in app.user_middleware:
+        if middleware.cls is ControlSocketRoutes:
+            for path in middleware.kwargs["routes"]:
+                yield "WS", path
+
+
 def foreign_token() -> str:
     """A well-formed token of the right type and key name, signed with another secret."""
     keyring = Keyring(SigningKey.from_text("test-key", random_secret()))
@@ -114,7 +125,7 @@ def client() -> Iterator[TestClient]:
 
 def test_the_sweep_sees_every_kind_of_route(client: TestClient) -> None:
     """The walk finds HTTP and WebSocket routes, public and protected, so the sweep is not empty."""
-    endpoints = set(walk(list(client.app.routes)))  # type: ignore[attr-defined]
+    endpoints = set(endpoints_of(client.app))  # type: ignore[arg-type]
     assert endpoints >= PUBLIC
     assert ("WS", "/ws") in endpoints
     assert ("POST", "/tokens/verify") in endpoints
@@ -131,7 +142,7 @@ def test_every_non_public_route_refuses_missing_or_wrong_credentials(
 ) -> None:
     """Each route not documented as public answers 401/403 (WebSockets: a 403 denial)."""
     checked = 0
-    for method, path in walk(list(client.app.routes)):  # type: ignore[attr-defined]
+    for method, path in endpoints_of(client.app):  # type: ignore[arg-type]
         if (method, path) in PUBLIC or is_console(method, path):
             continue
         headers = credential()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from orchestrator.control.connection import ControlConnection, ControlServices, logs_enabled_for
@@ -98,3 +100,38 @@ class ControlEndpoint:
             await websocket.send_denial_response(denial)
         else:
             await websocket.close(1008)
+
+
+WebSocketHandler = Callable[[WebSocket], Awaitable[None]]
+
+
+class ControlSocketRoutes:
+    """ASGI middleware serving the control socket's paths ahead of the rest.
+
+    The HTTP middleware after it (CORS, the token routes' limiter) and the
+    router's exception wrapper only pass WebSocket scopes along, yet each layer
+    stays on every live socket's stack and wraps every frame it sends; a
+    connect storm pays for them thousands of times. Put it after the
+    forwarded-headers middleware (the client's address must be set first).
+    """
+
+    def __init__(self, app: ASGIApp, *, routes: dict[str, WebSocketHandler]) -> None:
+        self.app = app
+        self.routes = routes  # path (below root_path) -> handler; may grow until served
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            handler = self.routes.get(route_path(scope))
+            if handler is not None:
+                await handler(WebSocket(scope, receive, send))
+                return
+        await self.app(scope, receive, send)
+
+
+def route_path(scope: Scope) -> str:
+    """The path below ``root_path``, as Starlette's router matches it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :]
+    return path
