@@ -13,7 +13,7 @@ from typing import Any
 from orchestrator.control.options import CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG
 from orchestrator.control.protocol import ConversationRequestBody
 from orchestrator.handlers.api import TurnTimings
-from orchestrator.sessions.model import Turn
+from orchestrator.sessions.transcript import Turn
 
 
 @dataclass(slots=True)

@@ -162,8 +162,7 @@ class ControlConnection:
                 await self.close(action.code, action.reason)
             elif isinstance(action, SentReply):
                 action.timings.mark("first_frame")
-                if action.turn.latency_ms is not None:
-                    action.turn.latency_ms.update(action.timings.as_ms())
+                self.core.session.record_latency(action.turn, action.timings.as_ms())
                 if self.followed:
                     await self.publish("turn", turn_event(action.turn, **action.extra))
             else:

@@ -38,7 +38,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from orchestrator.sessions.model import MAX_STAGE_CHARS, MAX_TIMING_STAGES, Session
+from orchestrator.sessions.model import Session
+from orchestrator.sessions.transcript import MAX_STAGE_CHARS, MAX_TIMING_STAGES
 
 # Why a conversation ended (``on_end``'s ``reason``).
 END_DISCONNECTED = "disconnected"  # the peer closed or the network broke

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.config import SettingsError
-from orchestrator.sessions.model import Turn
+from orchestrator.sessions.transcript import Turn
 
 MAX_VALUE_CHARS = 200
 ROOTS = ("claims", "variables")

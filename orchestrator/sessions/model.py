@@ -16,6 +16,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from orchestrator.sessions.transcript import (
+    MAX_STAGE_CHARS,
+    MAX_TIMING_STAGES,
+    Transcript,
+    Turn,
+    TurnEntry,
+    entry_cost,
+    make_entry,
+)
+
 DEFAULT_TRANSCRIPT_TURNS = 200
 DEFAULT_TRANSCRIPT_MAX_BYTES = 128 * 1024
 DEFAULT_EVENT_LOG = 50
@@ -26,13 +36,6 @@ MAX_TURN_CHARS = 4000
 MAX_EVENT_NAME_CHARS = 64
 # ... and each string a ``state`` event sets (DP session id and state, userInfo, keyName).
 MAX_STATE_CHARS = 1024
-# What a transcript entry costs beside its text (the Turn, its time, its deque slot).
-TURN_OVERHEAD_BYTES = 128
-# A DP entry's latency: at most this many stages, names cut to this length (names
-# interned, so the dict and its floats are what it costs).
-MAX_TIMING_STAGES = 8
-MAX_STAGE_CHARS = 32
-LATENCY_BYTES = 512
 
 
 def clip(text: str, limit: int) -> str:
@@ -53,47 +56,6 @@ class SessionStatus(StrEnum):
     ISSUED = "issued"
     CONNECTED = "connected"
     ENDED = "ended"
-
-
-@dataclass(slots=True)
-class Turn:
-    """One line of the transcript: who said what, when.
-
-    ``original_length`` is set when ``text`` was cut to ``MAX_TURN_CHARS``:
-    the length (in characters) of what was said. ``latency_ms`` (a DP reply to a
-    turn) holds the turn's stages in milliseconds from the user's frame; it is
-    filled in place once the reply is sent, its cost counted from the start.
-    """
-
-    role: str  # "user" | "dp"
-    text: str
-    at: float
-    fallback: bool = False
-    original_length: int | None = None
-    latency_ms: dict[str, float] | None = None
-
-    @property
-    def cost(self) -> int:
-        """The bytes this entry counts against the transcript's budget."""
-        latency = 0 if self.latency_ms is None else LATENCY_BYTES
-        return TURN_OVERHEAD_BYTES + sys.getsizeof(self.text) + latency
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"role": self.role, "text": self.text, "at": self.at}
-        if self.fallback:
-            data["fallback"] = True
-        data.update(self.notes())
-        return data
-
-    def notes(self) -> dict[str, Any]:
-        """What the entry carries beyond its words, when set: truncation, latency."""
-        notes: dict[str, Any] = {}
-        if self.original_length is not None:
-            notes["truncated"] = True
-            notes["original_length"] = self.original_length
-        if self.latency_ms is not None:
-            notes["latency_ms"] = dict(self.latency_ms)
-        return notes
 
 
 @dataclass(slots=True)
@@ -125,7 +87,7 @@ class Session:
     bad_frames: int = 0
     # Made on first use (see ``transcript`` and ``events``): most issued sessions
     # never converse, and two empty deques would be ~1.5 KiB of each record.
-    _transcript: deque[Turn] | None = field(default=None, init=False, repr=False)
+    _transcript: deque[TurnEntry] | None = field(default=None, init=False, repr=False)
     _events: deque[dict[str, Any]] | None = field(default=None, init=False, repr=False)
     # The transcript's bounds beside its deque's maxlen (see ``bound_transcript``),
     # and what its entries cost now.
@@ -133,11 +95,12 @@ class Session:
     _transcript_bytes: int = field(default=0, init=False, repr=False)
 
     @property
-    def transcript(self) -> deque[Turn]:
-        """The latest turns, oldest first (``DEFAULT_TRANSCRIPT_TURNS`` unless rebounded).
+    def transcript(self) -> Transcript:
+        """The latest turns, oldest first (``DEFAULT_TRANSCRIPT_TURNS`` unless rebounded),
+        as ``Turn`` copies: add entries with ``add_turn``, which keeps the bounds."""
+        return Transcript(self._entries())
 
-        Read-only by contract: add entries with ``add_turn``, which keeps the bounds.
-        """
+    def _entries(self) -> deque[TurnEntry]:
         if self._transcript is None:
             self._transcript = deque(maxlen=DEFAULT_TRANSCRIPT_TURNS)
         return self._transcript
@@ -157,9 +120,10 @@ class Session:
     def bound_transcript(self, *, turns: int, max_bytes: int) -> None:
         """Keep at most ``turns`` entries costing at most ``max_bytes`` (oldest dropped)."""
         self._transcript_max_bytes = max_bytes
-        if self.transcript.maxlen != turns:
-            self._transcript = deque(self.transcript, maxlen=turns)
-            self._transcript_bytes = sum(turn.cost for turn in self._transcript)
+        entries = self._entries()
+        if entries.maxlen != turns:
+            self._transcript = deque(entries, maxlen=turns)
+            self._transcript_bytes = sum(map(entry_cost, self._transcript))
         self._trim_transcript()
 
     def add_turn(
@@ -170,16 +134,32 @@ class Session:
         ``timed``: a reply whose ``latency_ms`` is filled in once it is sent.
         """
         original_length = len(text) if len(text) > MAX_TURN_CHARS else None
-        turn = Turn(
-            role=role,
-            text=clip(text, MAX_TURN_CHARS),
-            at=time.time(),
-            fallback=fallback,
-            original_length=original_length,
-            latency_ms={} if timed else None,
+        entry = make_entry(
+            role,
+            clip(text, MAX_TURN_CHARS),
+            time.time(),
+            fallback,
+            original_length,
+            {} if timed else None,
         )
-        self._append_turn(turn)
-        return turn
+        self._append_turn(entry)
+        return Turn.from_entry(entry)
+
+    def record_latency(self, turn: Turn, latency_ms: Mapping[str, float]) -> None:
+        """A sent reply's stages, onto ``turn`` (a timed one from ``add_turn``) and
+        onto its entry, while the transcript still holds it."""
+        if turn.latency_ms is None:
+            return
+        turn.latency_ms.update(latency_ms)
+        stored, updated = turn.entry, turn.to_entry()
+        entries = self._transcript
+        if entries is not None and stored is not None:
+            # The reply is one of the last few entries: look from the newest.
+            for index in range(len(entries) - 1, -1, -1):
+                if entries[index] is stored:
+                    entries[index] = updated
+                    break
+        turn.entry = updated
 
     def add_event(self, name: str, kind: str) -> None:
         """Log an unhandled inbound message (its name cut to ``MAX_EVENT_NAME_CHARS``)."""
@@ -187,19 +167,19 @@ class Session:
             {"name": clip(name, MAX_EVENT_NAME_CHARS), "kind": kind, "at": time.time()}
         )
 
-    def _append_turn(self, turn: Turn) -> None:
-        transcript = self.transcript
-        if transcript.maxlen is not None and len(transcript) >= transcript.maxlen:
-            self._transcript_bytes -= transcript.popleft().cost
-        transcript.append(turn)
-        self._transcript_bytes += turn.cost
+    def _append_turn(self, entry: TurnEntry) -> None:
+        entries = self._entries()
+        if entries.maxlen is not None and len(entries) >= entries.maxlen:
+            self._transcript_bytes -= entry_cost(entries.popleft())
+        entries.append(entry)
+        self._transcript_bytes += entry_cost(entry)
         self._trim_transcript()
 
     def _trim_transcript(self) -> None:
         """Drop the oldest entries past the byte budget (the newest always stays)."""
-        transcript = self.transcript
-        while self._transcript_bytes > self._transcript_max_bytes and len(transcript) > 1:
-            self._transcript_bytes -= transcript.popleft().cost
+        entries = self._entries()
+        while self._transcript_bytes > self._transcript_max_bytes and len(entries) > 1:
+            self._transcript_bytes -= entry_cost(entries.popleft())
 
     def mark_ended(self, *, terminated: bool = False) -> None:
         """The conversation is over (``terminated``: ended through the API for good)."""
@@ -243,7 +223,7 @@ class Session:
             "speech_state": self.speech_state,
             "recognizing": self.recognizing,
             "last_user_transcript": self.last_user_transcript,
-            "transcript": [turn.to_dict() for turn in self._transcript or ()],
+            "transcript": [Turn.from_entry(entry).to_dict() for entry in self._transcript or ()],
             "events": list(self._events or ()),
             "counters": {
                 "turns": self.turns,
@@ -285,13 +265,13 @@ class Session:
         for turn in data.get("transcript", []):
             original_length = turn.get("original_length")
             session._append_turn(
-                Turn(
-                    role=turn["role"],
-                    text=clip(turn["text"], MAX_TURN_CHARS),
-                    at=float(turn["at"]),
-                    fallback=bool(turn.get("fallback", False)),
-                    original_length=None if original_length is None else int(original_length),
-                    latency_ms=_latency(turn.get("latency_ms")),
+                make_entry(
+                    str(turn["role"]),
+                    clip(turn["text"], MAX_TURN_CHARS),
+                    float(turn["at"]),
+                    bool(turn.get("fallback", False)),
+                    None if original_length is None else int(original_length),
+                    _latency(turn.get("latency_ms")),
                 )
             )
         if data.get("events"):

@@ -3,6 +3,7 @@ the bounds on what it keeps."""
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import tracemalloc
@@ -133,8 +134,8 @@ def test_a_replys_latency_survives_the_json_round_trip_within_its_bounds() -> No
     """``latency_ms`` is kept (as numbers, at most eight stages) through the stored form."""
     session = Session(id="s", issuer="k", expires_at=2**31)
     turn = session.add_turn("dp", "hi", timed=True)
-    assert turn.latency_ms is not None
-    turn.latency_ms.update({"handler_done": 1.5, "first_frame": 2.0})
+    assert turn.latency_ms == {}
+    session.record_latency(turn, {"handler_done": 1.5, "first_frame": 2.0})
     data = json.loads(json.dumps(session.to_dict()))
     assert data["transcript"][0]["latency_ms"] == {"handler_done": 1.5, "first_frame": 2.0}
     data["transcript"].append(
@@ -147,3 +148,41 @@ def test_a_replys_latency_survives_the_json_round_trip_within_its_bounds() -> No
     assert many.latency_ms is not None and len(many.latency_ms) == 8
     assert bad.latency_ms is None
     assert again.transcript_bytes == sum(t.cost for t in again.transcript)
+
+
+def test_transcript_lines_leave_the_collectors_walks_and_read_back_as_turns() -> None:
+    """Each line is kept as a tuple of plain values, which CPython stops tracking after
+    one collection (so full passes over thousands of sessions do not walk them), and
+    reads back as ``Turn`` copies: by index, slice, from either end."""
+    session = Session(id="s", issuer="k", expires_at=2**31)
+    session.add_turn("user", "hello")
+    reply = session.add_turn("dp", "hi there", fallback=True, timed=True)
+    session.record_latency(reply, {"handler_done": 0.5})
+    gc.collect()
+    assert session._transcript is not None
+    assert not any(gc.is_tracked(entry) for entry in session._transcript)
+    transcript = session.transcript
+    assert len(transcript) == 2 and transcript.maxlen == DEFAULT_TRANSCRIPT_TURNS
+    assert [turn.role for turn in reversed(transcript)] == ["dp", "user"]
+    assert transcript[-1].latency_ms == {"handler_done": 0.5} and transcript[-1].fallback
+    assert [turn.text for turn in transcript[:1]] == ["hello"]
+    copy = transcript[0]
+    copy.text = "changed"
+    assert session.transcript[0].text == "hello"
+
+
+def test_a_reply_latency_lands_on_its_entry_even_after_newer_lines() -> None:
+    """The latency of a reply recorded after later lines (a user talking over it)
+    goes onto that reply's entry, and not onto a line that left the transcript."""
+    session = Session(id="s", issuer="k", expires_at=2**31)
+    session.bound_transcript(turns=2, max_bytes=DEFAULT_TRANSCRIPT_MAX_BYTES)
+    reply = session.add_turn("dp", "first", timed=True)
+    session.add_turn("user", "again")
+    session.record_latency(reply, {"first_frame": 3.0})
+    assert [t.latency_ms for t in session.transcript] == [{"first_frame": 3.0}, None]
+    gone = session.add_turn("dp", "second", timed=True)
+    session.add_turn("user", "x")
+    session.add_turn("user", "y")
+    session.record_latency(gone, {"first_frame": 4.0})
+    assert [t.latency_ms for t in session.transcript] == [None, None]
+    assert gone.latency_ms == {"first_frame": 4.0}
