@@ -247,6 +247,11 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
     async def send(self, message: Any) -> None:
         await super().send(message)
         self._hold_reads()
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # uvicorn keeps the handshake's request and response (headers and
+            # all, ~20 objects) for the socket's life; nothing reads them once
+            # the 101 is written, and the collector would walk them every pass.
+            self.request = self.response = None  # type: ignore[assignment]
 
     def _hold_reads(self) -> None:
         # uvicorn resumes reading when the app drains its queue or closes; keep

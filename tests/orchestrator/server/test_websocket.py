@@ -301,3 +301,32 @@ def test_the_stack_tells_the_app_that_blocked_sends_are_bounded() -> None:
         assert json.loads(client.recv(timeout=5)) == {
             "timeout_seconds": StackLimits().send_timeout_seconds
         }
+
+
+def test_an_accepted_socket_keeps_no_handshake_request_or_response() -> None:
+    """Once the 101 is written, the handshake's request and response (headers and all)
+    are let go, so thousands of live sockets do not keep them for the collector to walk."""
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    from orchestrator.server.websocket import BoundedWebSocketProtocol
+    from tests.uvicorn_thread import ThreadedServer
+
+    async def hold(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("accepted")
+        await websocket.receive_text()
+        await websocket.close()
+
+    app = Starlette(routes=[WebSocketRoute("/hold", hold)])
+    with ThreadedServer(app) as server, connect(f"{server.ws_base_url}/hold") as client:
+        assert client.recv(timeout=5) == "accepted"
+        protocols = [
+            connection
+            for connection in server.server.server_state.connections
+            if isinstance(connection, BoundedWebSocketProtocol)
+        ]
+        assert len(protocols) == 1
+        assert protocols[0].request is None and protocols[0].response is None
+        client.send("done")
