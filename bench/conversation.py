@@ -14,12 +14,13 @@ loopback port, then for each size N (sockets) x R (rounds per socket):
   is authenticated as a video host's would be.
 
 Each prints wsload's line (``conns= rounds= ok= errors= p50_ms= p99_ms=
-msgs_per_s=``); the script shows both and the real/reference ratio of
-messages/s. wsload is looked for at ``../shared/bench/wsload.py`` next to the
+msgs_per_s=``); the two alternate ``--rounds`` times per size (this machine's
+speed drifts), and the table shows the medians and the real/reference ratio
+of median messages/s. wsload is looked for at ``../shared/bench/wsload.py`` next to the
 repository (exit 2 when absent). No target; the exit status is non-zero only
 on errors.
 
-    python3 bench/conversation.py            # ~30 s: N=100 R=20, N=1000 R=5
+    python3 bench/conversation.py            # ~1 min: N=100 R=20, N=1000 R=5, 3 rounds
     python3 bench/conversation.py --quick    # N=5 R=3, for smoke tests
 """
 
@@ -28,9 +29,10 @@ from __future__ import annotations
 import argparse
 import re
 import resource
+import statistics
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +97,16 @@ def run_load(command: list[str], expected: int) -> Load:
     return load
 
 
+def median_load(loads: list[Load]) -> Load:
+    """The run with the median messages/s, with the median p50 and p99 of all runs."""
+    middle = sorted(loads, key=lambda load: load.msgs_per_s)[len(loads) // 2]
+    return replace(
+        middle,
+        p50_ms=statistics.median(load.p50_ms for load in loads),
+        p99_ms=statistics.median(load.p99_ms for load in loads),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument(
@@ -103,12 +115,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N:R",
         help="sockets:rounds, repeatable (default 100:20 and 1000:5)",
     )
-    parser.add_argument("--quick", action="store_true", help="5 sockets x 3 rounds")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternations per size, medians reported (3)"
+    )
+    parser.add_argument("--quick", action="store_true", help="5 sockets x 3 rounds, once")
     args = parser.parse_args(argv)
     if not WSLOAD.is_file():
         print(f"error: the shared load tool is missing: {WSLOAD}", file=sys.stderr)
         return 2
     sizes = ["5:3"] if args.quick else (args.size or ["100:20", "1000:5"])
+    rounds = 1 if args.quick else args.rounds
+    if not 1 <= rounds <= 20:
+        parser.error("--rounds must be 1-20")
     try:
         plan = [tuple(int(x) for x in size.split(":")) for size in sizes]
     except ValueError:
@@ -126,13 +144,18 @@ def main(argv: list[str] | None = None) -> int:
         with running_server(Config(1, "warning")) as port:
             for n, r in plan:
                 echo = f"ws://{HOST}:{port}{ECHO_WS_PATH}"
-                reference = run_load([sys.executable, str(WSLOAD), echo, str(n), str(r)], n * r)
-                print(f"  echo-ws:         {reference.line}", flush=True)
                 base = f"http://{HOST}:{port}"
                 command = [sys.executable, str(WRAPPER), str(WSLOAD), base, str(n), str(r)]
-                real = run_load(command, n * r)
-                print(f"  control socket:  {real.line}", flush=True)
-                rows.append((n, r, reference, real))
+                references: list[Load] = []
+                reals: list[Load] = []
+                for _ in range(rounds):  # alternated: the machine's drift hits both
+                    load = run_load([sys.executable, str(WSLOAD), echo, str(n), str(r)], n * r)
+                    print(f"  echo-ws:         {load.line}", flush=True)
+                    references.append(load)
+                    load = run_load(command, n * r)
+                    print(f"  control socket:  {load.line}", flush=True)
+                    reals.append(load)
+                rows.append((n, r, median_load(references), median_load(reals)))
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
