@@ -41,15 +41,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import token_endpoint as servers  # noqa: E402
 from bench.apps import ECHO_WS_PATH  # noqa: E402
 from bench.conversation import WSLOAD, raise_fd_limit  # noqa: E402
-from bench.token_endpoint import (  # noqa: E402
-    HOST,
-    BenchError,
-    Config,
-    machine,
-    running_server_process,
-)
+from bench.token_endpoint import HOST, BenchError  # noqa: E402
 from bench.wsload_tokens import fetch_socket_urls, load_wsload  # noqa: E402
 
 CLIENT_BOUND_SHARE = 0.9  # clients busy this share of the wall time: they set the pace
@@ -160,10 +155,10 @@ def describe(name: str, run: Run, clients: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--sockets", type=int, default=1000, help="N (default 1000)")
-    parser.add_argument("--turns", type=int, default=5, help="R per socket (default 5)")
-    parser.add_argument("--clients", type=int, default=1, help="client processes (default 1)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds, medians reported")
+    parser.add_argument("--sockets", type=int, default=1000, metavar="N", help="(1000)")
+    parser.add_argument("--turns", type=int, default=5, metavar="R", help="per socket (5)")
+    parser.add_argument("--clients", type=int, default=1, metavar="K", help="client processes (1)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, medians reported (3)")
     parser.add_argument("--vendor-url", help="ws:// URL of another server to storm too")
     parser.add_argument("--vendor-pid", type=int, help="its process id, to read its CPU")
     parser.add_argument("--quick", action="store_true", help="20 sockets x 2 turns, 1 round")
@@ -177,13 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     raise_fd_limit()
     print(
-        f"connect storm on {machine()}: {args.sockets} sockets x "
+        f"connect storm on {servers.machine()}: {args.sockets} sockets x "
         f"{args.turns} turns, {args.clients} client process(es), {args.rounds} round(s)",
         flush=True,
     )
     runs: dict[str, list[Run]] = {}
     try:
-        with running_server_process(Config(1, "warning")) as (port, pid):
+        with servers.running_server_process(servers.Config(1, "warning")) as (port, pid):
             base = f"http://{HOST}:{port}"
             targets: list[tuple[str, int | None]] = [("control", pid), ("echo", pid)]
             if args.vendor_url:

@@ -27,6 +27,13 @@ def _run(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedPr
     )
 
 
+def _run_ok(script: str, *args: str) -> str:
+    """``_run`` that must exit 0; its standard output."""
+    result = _run(script, *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 def test_token_mint_bench_runs() -> None:
     """bench/token_mint.py --quick exits 0 and prints the mint ratio against its floor."""
     result = _run("token_mint.py")
@@ -59,13 +66,19 @@ def _run_with_redis(script: str) -> str:
 WSLOAD = ROOT.parent / "shared" / "bench" / "wsload.py"
 
 
+def _run_with_wsload(script: str) -> subprocess.CompletedProcess[str]:
+    """``_run``, skipped without the shared wsload.py (failed with REQUIRE_BENCH=1)."""
+    if not WSLOAD.is_file() and os.environ.get("REQUIRE_BENCH") != "1":
+        pytest.skip("the shared wsload.py is not next to the repository")
+    result = _run(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
 @pytest.mark.server
 def test_conversation_bench_runs() -> None:
     """bench/conversation.py --quick: wsload on echo-ws and on authenticated control sockets."""
-    if not WSLOAD.is_file() and os.environ.get("REQUIRE_BENCH") != "1":
-        pytest.skip("the shared wsload.py is not next to the repository")
-    result = _run("conversation.py")
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = _run_with_wsload("conversation.py")
     assert "control socket:  conns=5 rounds=3 ok=15 errors=0" in result.stdout
     assert "5 x 3" in result.stdout
 
@@ -73,10 +86,7 @@ def test_conversation_bench_runs() -> None:
 @pytest.mark.server
 def test_connect_storm_bench_runs() -> None:
     """bench/connect_storm.py --quick: both routes of one server, with each side's CPU."""
-    if not WSLOAD.is_file() and os.environ.get("REQUIRE_BENCH") != "1":
-        pytest.skip("the shared wsload.py is not next to the repository")
-    result = _run("connect_storm.py")
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = _run_with_wsload("connect_storm.py")
     for target in ("control", "echo"):
         assert f"  {target} " in result.stdout
         assert "errors 0" in result.stdout
@@ -86,10 +96,9 @@ def test_connect_storm_bench_runs() -> None:
 @pytest.mark.server
 def test_idle_scale_bench_runs() -> None:
     """bench/idle_scale.py --quick holds 50 authenticated sockets and times turns on one."""
-    result = _run("idle_scale.py")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "opened 50 authenticated sockets" in result.stdout
-    assert "per idle session:" in result.stdout
+    output = _run_ok("idle_scale.py")
+    assert "opened 50 authenticated sockets" in output
+    assert "per idle session:" in output
 
 
 @pytest.mark.server
@@ -140,10 +149,9 @@ def test_reconnect_storm_bench_runs_quick_and_loses_nobody() -> None:
 @pytest.mark.server
 def test_capacity_bench_runs_quick() -> None:
     """bench/capacity.py --quick ramps 20 then 40 sessions turning once a second and reports."""
-    result = _run("capacity.py")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "40 sessions:" in result.stdout
-    assert "project: 40 sessions" in result.stdout
+    output = _run_ok("capacity.py")
+    assert "40 sessions:" in output
+    assert "project: 40 sessions" in output
 
 
 VENDOR_DIR = Path(os.environ.get("ANCHOR_BUILD", "/tmp/vendor-anchors")) / "orch"  # noqa: S108

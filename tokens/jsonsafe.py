@@ -119,15 +119,21 @@ def dumps(value: Any) -> str:
     failing every read of the record holding it.
     """
     try:
-        text = _UTF8.encode(value)
+        return utf8_text(value, _UTF8, _ASCII)
     except (ValueError, TypeError, RecursionError):
-        value = _plain_copy(value, 0)
-        text = _UTF8.encode(value)
+        return utf8_text(_plain_copy(value, 0), _UTF8, _ASCII)
+
+
+def utf8_text(value: Any, utf8: json.JSONEncoder, escaped: json.JSONEncoder) -> str:
+    """``utf8.encode(value)``, or ``escaped.encode(value)`` when that text holds a lone
+    surrogate: UTF-8 cannot carry one, a ``\\u`` escape can (any JSON parser reads it
+    back). Only non-ASCII text is looked at."""
+    text = utf8.encode(value)
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            text = _ASCII.encode(value)
+            text = escaped.encode(value)
     return text
 
 

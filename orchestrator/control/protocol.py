@@ -63,16 +63,8 @@ class Envelope:
 
     def to_json(self) -> str:
         """Compact JSON; ``TypeError``/``ValueError`` for a body that is not JSON."""
-        message = self.to_dict()
-        text = _UTF8_JSON.encode(message)
-        if not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                # A lone surrogate (from a JSON \ud800 escape) cannot go out as UTF-8
-                # text; as a \u escape it can, and any JSON parser reads it back.
-                text = _ASCII_JSON.encode(message)
-        return text
+        # A lone surrogate (from a JSON \ud800 escape) goes out as a \u escape.
+        return jsonsafe.utf8_text(self.to_dict(), _UTF8_JSON, _ASCII_JSON)
 
 
 # Made once: json.dumps with arguments builds a new encoder per call.
