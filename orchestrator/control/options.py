@@ -66,6 +66,8 @@ def end_reason(close_code: int | None, *, by_server: bool) -> str:
     network broke), except uvicorn's own close at shutdown.
     """
     if not by_server:
+        if close_code == CLOSE_SLOW_PEER:  # our WebSocket stack dropped a peer not reading
+            return END_CLOSED_BY_SERVER
         return END_SHUTDOWN if close_code == CLOSE_SERVICE_RESTART else END_DISCONNECTED
     if close_code == CLOSE_NORMAL:
         return END_TERMINATED
