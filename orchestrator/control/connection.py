@@ -251,8 +251,14 @@ class ControlConnection:
         await self.turns.finish(self.end_reason or END_DISCONNECTED)
 
     def _ended_by_peer(self, code: int | None) -> None:
+        """The socket closed under us: by the peer, or by our WebSocket stack dropping it."""
         if self.end_reason is None:
-            self.end_reason = end_reason(code, by_server=False)
+            self.end_reason = end_reason(code, by_server=self._dropped_by_stack())
+
+    def _dropped_by_stack(self) -> bool:
+        extensions = self.websocket.scope.get("extensions") or {}
+        bounded = extensions.get(BOUNDED_SENDS_EXTENSION)
+        return isinstance(bounded, dict) and bounded.get("dropped") is True
 
     async def close(self, code: int, reason: str) -> None:
         if self._closing:

@@ -30,7 +30,8 @@ CLOSE_SERVICE_RESTART = 1012  # how uvicorn closes live sockets when it shuts do
 
 # ASGI scope extension of a server that drops a peer whose sends stay blocked
 # for ``{"timeout_seconds": N}`` (``orchestrator.server.websocket``): under it a
-# send needs no timer of its own.
+# send needs no timer of its own. When that server drops a peer itself (one not
+# reading, a ping flood) it sets ``"dropped": True`` there before the disconnect.
 BOUNDED_SENDS_EXTENSION = "orchestrator.bounded_sends"
 
 MAX_OVERSIZE_FRAMES = 3
@@ -66,8 +67,6 @@ def end_reason(close_code: int | None, *, by_server: bool) -> str:
     network broke), except uvicorn's own close at shutdown.
     """
     if not by_server:
-        if close_code == CLOSE_SLOW_PEER:  # our WebSocket stack dropped a peer not reading
-            return END_CLOSED_BY_SERVER
         return END_SHUTDOWN if close_code == CLOSE_SERVICE_RESTART else END_DISCONNECTED
     if close_code == CLOSE_NORMAL:
         return END_TERMINATED

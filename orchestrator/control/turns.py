@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.control.actions import IdleTimer, Interrupt, StartIdle, StartTurn, turn_event
 from orchestrator.handlers import ConversationRequest, Reply, TurnTimings
-from orchestrator.handlers.hooks import idle_reply, run_hook
+from orchestrator.handlers.hooks import idle_reply, run_hook, within
 
 if TYPE_CHECKING:
     from orchestrator.control.connection import ControlConnection
@@ -160,8 +160,9 @@ class TurnRunner:
         reply: Reply | None
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self.options.handler_timeout_seconds):
-                reply = await self.handler.turn(request, self.connection)
+            reply = await within(
+                self.handler.turn(request, self.connection), self.options.handler_timeout_seconds
+            )
         except TimeoutError:
             self.log.error(
                 "conversation handler timed out", seconds=self.options.handler_timeout_seconds

@@ -12,11 +12,13 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.handlers.api import Handler, Reply
 from orchestrator.metrics import Metrics
 from orchestrator.sessions.model import Session
+
+T = TypeVar("T")
 
 StartHook = Callable[[Session], Awaitable[None]]
 IdleHook = Callable[[Session, float], Awaitable[Reply | str | None]]
@@ -72,6 +74,23 @@ def idle_reply(said: Reply | str | None) -> Reply | None:
     return Reply(said) if isinstance(said, str) and said else None
 
 
+async def within(awaitable: Awaitable[T], seconds: float) -> T:
+    """``await awaitable`` in this task, ``TimeoutError`` past ``seconds``.
+
+    A cancellation of this task that the awaitable swallowed (a handler catching
+    ``CancelledError`` and returning anyway) is raised all the same, as
+    ``asyncio.wait_for`` did: an interrupted turn must not go on to speak. A
+    timeout the awaitable swallowed gives its result, as with ``wait_for``.
+    """
+    task = asyncio.current_task()
+    cancelling = task.cancelling() if task is not None else 0
+    async with asyncio.timeout(seconds):
+        result = await awaitable
+    if task is not None and task.cancelling() > cancelling:
+        raise asyncio.CancelledError
+    return result
+
+
 async def run_hook(
     name: str,
     call: Callable[..., Awaitable[Any]],
@@ -83,8 +102,7 @@ async def run_hook(
     """Await a hook with the handler timeout; a failure is logged and counted, and
     gives ``None`` (a hook never ends the socket or the server)."""
     try:
-        async with asyncio.timeout(seconds):
-            return await call(*args)
+        return await within(call(*args), seconds)
     except TimeoutError:
         log.error("handler hook timed out", hook=name, seconds=seconds)
     except Exception:

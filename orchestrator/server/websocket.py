@@ -131,6 +131,12 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         self.conn.parser = self.conn.parse()
         next(self.conn.parser)
 
+    def _mark_dropped(self) -> None:
+        """Tell the app that the disconnect it is about to read is this server's doing."""
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"].get(BOUNDED_SENDS_EXTENSION, {})["dropped"] = True
+
     # --- handshake ---------------------------------------------------------------
 
     def handle_connect(self, event: Any) -> None:
@@ -191,6 +197,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             return True
         log.warning("ping flood; closing", code=CLOSE_POLICY, client=self._client_host())
         reason = "control frame rate limit exceeded"
+        self._mark_dropped()
         self.queue.put_nowait(
             {"type": "websocket.disconnect", "code": CLOSE_POLICY, "reason": reason}
         )
@@ -233,6 +240,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         )
         if not self.close_sent:
             reason = "peer is not reading"
+            self._mark_dropped()
             self.queue.put_nowait(
                 {"type": "websocket.disconnect", "code": CLOSE_SLOW_PEER, "reason": reason}
             )

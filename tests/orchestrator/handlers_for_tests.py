@@ -149,6 +149,19 @@ class SlowInterruptible:
 interruptible = SlowInterruptible()
 
 
+class SwallowingInterruptible(SlowInterruptible):
+    """A slow turn that, cancelled, swallows the cancellation and answers anyway."""
+
+    async def handle(self, request: ConversationRequest, conversation: Conversation) -> Reply:
+        try:
+            return await super().handle(request, conversation)
+        except asyncio.CancelledError:
+            return Reply(f"late answer to {request.text}")
+
+
+swallowing = SwallowingInterruptible()
+
+
 class FailingHooks:
     """Every hook raises or hangs: the conversation must go on regardless."""
 

@@ -152,7 +152,6 @@ def test_turn_timings_keep_the_first_mark_in_milliseconds_from_arrival() -> None
         (CLOSE_GOING_AWAY, True, END_SHUTDOWN),
         (CLOSE_POLICY, True, END_CLOSED_BY_SERVER),
         (CLOSE_SLOW_PEER, True, END_CLOSED_BY_SERVER),
-        (CLOSE_SLOW_PEER, False, END_CLOSED_BY_SERVER),  # our WebSocket stack dropped it
     ],
 )
 def test_the_end_reason_follows_who_closed_and_how(

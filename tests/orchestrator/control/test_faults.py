@@ -15,10 +15,13 @@ import websockets
 from starlette.testclient import TestClient
 
 from orchestrator.control.options import CLOSE_SLOW_PEER
+from orchestrator.handlers import END_CLOSED_BY_SERVER
 from orchestrator.simulate import HostSimulator
 from tests.conftest import random_secret
 from tests.live_server import LiveServer
+from tests.orchestrator.backend.cluster_helpers import until
 from tests.orchestrator.control_helpers import make_app, next_named, output_text, say
+from tests.orchestrator.handlers_for_tests import hooked
 from tests.raw_websocket import open_raw_socket
 from tests.uvicorn_thread import ThreadedServer
 
@@ -90,8 +93,14 @@ async def wait_until_no_live_sockets(backend: Any, seconds: float) -> None:
 
 @pytest.mark.anyio
 async def test_a_host_that_stops_reading_is_dropped_not_buffered() -> None:
-    """Replies to a peer that never reads are not queued without bound: it is dropped (4008)."""
-    app = make_app(api_keys=(API_KEY,), control_send_timeout_seconds=1.0)
+    """Replies to a peer that never reads are not queued without bound: it is dropped
+    (4008), and the conversation ends as closed_by_server (the server's doing)."""
+    hooked.calls.clear()
+    app = make_app(
+        api_keys=(API_KEY,),
+        control_send_timeout_seconds=1.0,
+        conversation_handler="tests.orchestrator.handlers_for_tests:hooked",
+    )
     with ThreadedServer(app) as server:
         async with httpx.AsyncClient(base_url=server.base_url) as http:
             issued = (await http.get("/api/jwt")).json()
@@ -119,6 +128,8 @@ async def test_a_host_that_stops_reading_is_dropped_not_buffered() -> None:
         session = app.state.store._sessions[sid]
         assert session.status.value == "ended"
         assert session.frames_out < 180  # what did not fit was never queued
+        await until(lambda: any(call[0] == "on_end" for call in hooked.calls))
+        assert ("on_end", sid, END_CLOSED_BY_SERVER) in hooked.calls
 
 
 def test_the_slow_peer_close_code_is_distinct() -> None:

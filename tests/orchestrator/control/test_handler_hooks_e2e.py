@@ -129,10 +129,12 @@ async def test_a_handler_object_idle_prompt_and_failing_hooks_never_end_the_sock
 
 
 @asynccontextmanager
-async def slow_turn_in_flight() -> AsyncIterator[tuple[Any, HostSimulator, str]]:
+async def slow_turn_in_flight(
+    handler: str = "interruptible",
+) -> AsyncIterator[tuple[Any, HostSimulator, str]]:
     """A host whose "slow question" the interruptible handler is working on."""
     interruptible.cancelled.clear()
-    app = make_app(conversation_handler=f"{TEST_HANDLERS}:interruptible")
+    app = make_app(conversation_handler=f"{TEST_HANDLERS}:{handler}")
     with ThreadedServer(app) as server:
         issued = await fetch_token(server)
         async with HostSimulator.connect(server.ws_url, issued["jwt"]) as host:
@@ -157,6 +159,14 @@ async def test_a_new_user_turn_interrupts_an_interruptible_handler() -> None:
         ("user", "quick one"),
         ("dp", "answer to quick one"),
     ]
+
+
+@pytest.mark.anyio
+async def test_an_interrupted_turn_stays_silent_even_if_its_handler_swallows_the_cancel() -> None:
+    """A handler that catches CancelledError and returns a reply anyway: the interrupted
+    turn still says nothing (as when each handler ran in a task of its own)."""
+    async with slow_turn_in_flight("swallowing") as (_, host, _):
+        assert said(await host.say("quick one", settle=0.3)) == ["answer to quick one"]
 
 
 @pytest.mark.anyio
@@ -212,3 +222,17 @@ async def test_each_reply_carries_its_latency_in_the_session_its_events_and_metr
     assert [e["latency_ms"] for e in dp_events] == [t["latency_ms"] for t in dp_entries]
     for stage in ("handler_done", "first_frame"):
         assert f'orchestrator_turn_latency_seconds_count{{stage="{stage}"}} 2.0' in metrics
+
+
+@pytest.mark.anyio
+async def test_a_host_closing_with_the_slow_peer_code_itself_has_disconnected() -> None:
+    """4008 is in the application range, so any client may send it: only the server's
+    own drop (marked by its WebSocket stack) counts as closed_by_server."""
+    hooked.calls.clear()
+    with ThreadedServer(make_app(conversation_handler=f"{TEST_HANDLERS}:hooked")) as server:
+        issued = await fetch_token(server)
+        async with HostSimulator.connect(server.ws_url, issued["jwt"]) as host:
+            assert said(await host.start(settle=0.1)) == ["ready"]
+            await host.connection.close(code=4008)
+        await until(lambda: any(call[0] == "on_end" for call in hooked.calls))
+    assert ("on_end", issued["session_id"], END_DISCONNECTED) in hooked.calls

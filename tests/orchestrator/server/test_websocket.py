@@ -330,3 +330,41 @@ def test_an_accepted_socket_keeps_no_handshake_request_or_response() -> None:
         assert len(protocols) == 1
         assert protocols[0].request is None and protocols[0].response is None
         client.send("done")
+
+
+def test_a_peer_the_stack_drops_is_marked_as_dropped_by_the_server() -> None:
+    """When the stack drops a peer that stopped reading, the app learns that the
+    disconnect was the server's (the conversation ends as closed_by_server), not
+    a close the peer chose."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    from orchestrator.control.options import BOUNDED_SENDS_EXTENSION
+    from tests.uvicorn_thread import ThreadedServer
+
+    marks: list[object] = []
+
+    async def flood(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                await websocket.send_text("x" * 60_000)
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            pass
+        await asyncio.sleep(0)
+        marks.append(websocket.scope["extensions"][BOUNDED_SENDS_EXTENSION].get("dropped"))
+
+    app = Starlette(routes=[WebSocketRoute("/flood", flood)])
+    app.state.settings = make_settings(control_send_timeout_seconds=1.0)
+    with ThreadedServer(app) as server:
+        _protocol, sock = open_raw_socket(f"{server.ws_base_url}/flood", rcvbuf=4096)
+        try:
+            deadline = time.monotonic() + 15
+            while not marks and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            sock.close()
+    assert marks == [True]
