@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gc
 
-YOUNG_THRESHOLD = 50_000  # CPython's default is 700
+YOUNG_THRESHOLD = 10_000  # CPython's default is 700
 MIDDLE_THRESHOLD = 20  # collections of the younger generation; the default is 10
 OLD_THRESHOLD = 20
 
