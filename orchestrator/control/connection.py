@@ -87,7 +87,11 @@ class ControlConnection:
         )
         self.log = self.core.log
         self._send_lock = asyncio.Lock()
-        self._send_timeout = send_timeout_under(websocket, services.options.send_timeout_seconds)
+        # What our WebSocket stack says of this socket (None under another server).
+        self._bounded = bounded_sends(websocket)
+        self._send_timeout = send_timeout_under(
+            self._bounded, services.options.send_timeout_seconds
+        )
         self._closing = False
         self._aborted = False
         self._run_task: asyncio.Task[Any] | None = None
@@ -253,12 +257,8 @@ class ControlConnection:
     def _ended_by_peer(self, code: int | None) -> None:
         """The socket closed under us: by the peer, or by our WebSocket stack dropping it."""
         if self.end_reason is None:
-            self.end_reason = end_reason(code, by_server=self._dropped_by_stack())
-
-    def _dropped_by_stack(self) -> bool:
-        extensions = self.websocket.scope.get("extensions") or {}
-        bounded = extensions.get(BOUNDED_SENDS_EXTENSION)
-        return isinstance(bounded, dict) and bounded.get("dropped") is True
+            dropped = self._bounded is not None and self._bounded.get("dropped") is True
+            self.end_reason = end_reason(code, by_server=dropped)
 
     async def close(self, code: int, reason: str) -> None:
         if self._closing:
@@ -280,11 +280,17 @@ class ControlConnection:
                 pass
 
 
-def send_timeout_under(websocket: WebSocket, seconds: float) -> float | None:
-    """How long a send may block, or ``None`` when the server already drops a peer
-    whose sends stay blocked that long (no timer per send needed)."""
+def bounded_sends(websocket: WebSocket) -> dict[str, Any] | None:
+    """The socket's ``BOUNDED_SENDS_EXTENSION`` (the dict itself: the stack marks a
+    drop in it later), or ``None`` when the server does not give one."""
     extensions = websocket.scope.get("extensions") or {}
     bounded = extensions.get(BOUNDED_SENDS_EXTENSION)
-    if isinstance(bounded, dict) and bounded.get("timeout_seconds", float("inf")) <= seconds:
+    return bounded if isinstance(bounded, dict) else None
+
+
+def send_timeout_under(bounded: Mapping[str, Any] | None, seconds: float) -> float | None:
+    """How long a send may block, or ``None`` when the server already drops a peer
+    whose sends stay blocked that long (no timer per send needed)."""
+    if bounded is not None and bounded.get("timeout_seconds", float("inf")) <= seconds:
         return None
     return seconds

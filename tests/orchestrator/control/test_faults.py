@@ -182,7 +182,7 @@ def test_a_send_is_timed_unless_the_server_drops_blocked_peers_as_soon(
 ) -> None:
     """Under another ASGI server every send gets its own timeout; under ours, whose
     stack drops a peer blocked that long, it needs none."""
-    from orchestrator.control.connection import send_timeout_under
+    from orchestrator.control.connection import bounded_sends, send_timeout_under
 
     socket = SimpleNamespace(scope={"type": "websocket", "extensions": extensions})
-    assert send_timeout_under(socket, 5.0) == expected  # type: ignore[arg-type]
+    assert send_timeout_under(bounded_sends(socket), 5.0) == expected  # type: ignore[arg-type]
