@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import jwt
 
 from tokens.errors import MalformedTokenError
-from tokens.jsonsafe import check_parsed, finite_float
+from tokens.jsonsafe import check_parsed, decode, finite_float
 
 MAX_TOKEN_BYTES = 8192
 
@@ -73,9 +73,7 @@ _STRICT = _StrictJSONDecoder()
 
 def strict_loads(text: str) -> Any:
     """``json.loads(text, cls=_StrictJSONDecoder)`` without building a decoder per call."""
-    if text.startswith("\ufeff"):  # what json.loads checks before decoding
-        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-    return _STRICT.decode(text)
+    return decode(_STRICT, text)
 
 
 class CompactJws(NamedTuple):

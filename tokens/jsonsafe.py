@@ -52,11 +52,18 @@ def loads(text: str) -> Any:
     JSON that is not plain) or ``RecursionError``: ``json.loads`` with
     ``refuse_constant``, ``finite_float`` and ``check_parsed``, through one
     decoder made once (``json.loads`` with hooks builds a new one per call)."""
-    if text.startswith("\ufeff"):
-        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-    value = _PLAIN_DECODER.decode(text)
+    value = decode(_PLAIN_DECODER, text)
     check_parsed(text, value)
     return value
+
+
+def decode(decoder: json.JSONDecoder, text: str) -> Any:
+    """``json.loads(text)`` with ``decoder``'s settings, ``decoder`` made once by the
+    caller (``json.loads`` with hooks builds a new one per call): the same BOM
+    refusal first, then ``decoder.decode``."""
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return decoder.decode(text)
 
 
 def check_plain(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
