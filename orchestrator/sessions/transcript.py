@@ -3,9 +3,9 @@
 A live server keeps thousands of sessions with up to 200 lines each. An object
 per line would be one more object for every full pass of CPython's cyclic
 collector to walk, with the event loop stopped; a tuple holding only strings,
-numbers and such tuples is dropped from the collector's lists after its first
-pass (CPython untracks them). So each line is such a tuple (``TurnEntry``), and
-``Transcript`` hands out a ``Turn`` made from it on reading.
+numbers, booleans and ``None`` is dropped from the collector's lists after its
+first pass (CPython untracks it). So each line is one such flat tuple
+(``TurnEntry``), and ``Transcript`` hands out a ``Turn`` made from it on reading.
 """
 
 from __future__ import annotations
