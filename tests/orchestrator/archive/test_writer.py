@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -219,6 +220,29 @@ def test_nul_characters_and_overlong_ids_are_made_storable() -> None:
     assert len(record.id) <= 128 and len(record.issuer) <= 256
     assert "\u0000" not in json.dumps(record.to_dict())
     assert record.transcript[-1]["text"] == "ab"
+
+
+def test_a_records_transcript_is_what_it_reads_back_as_from_the_sessions_api_view() -> None:
+    """Built straight from the lines, the record's transcript equals the general
+    path (the sessions API's turn dicts, kept fields only, NUL removed)."""
+    session = ended_session(0)
+    session.add_turn("user", "x\u0000" * 5000)  # cut to MAX_TURN_CHARS: original_length
+    reply = session.add_turn("d\u0000p", "sure\u0000", fallback=True, timed=True)
+    session.record_latency(reply, {"handler_done": 1.5, "first\u0000frame": 2})
+    session.add_turn("dp", "untimed")
+    session.add_turn("dp", "timed, not yet sent", timed=True)
+    record = ArchivedSession.of(session, "disconnected", ClaimPolicy())
+    assert record.transcript == transcript_read_from_the_api_view(session)
+    assert record.transcript[3]["latency_ms"] == {"handler_done": 1.5, "firstframe": 2.0}
+    assert record.transcript[2]["original_length"] == 10000
+    assert "latency_ms" not in record.transcript[4] and record.transcript[5]["latency_ms"] == {}
+
+
+def transcript_read_from_the_api_view(session: Session) -> tuple[dict[str, Any], ...]:
+    """The transcript as ``from_dict`` reads the sessions API's view, NUL removed."""
+    view_json = json.dumps(session.to_dict()["transcript"]).replace("\\u0000", "")
+    fields = {"id": "x", "issuer": "x", "ended_at": 0, "end_reason": "x", "created_at": 0}
+    return ArchivedSession.from_dict({**fields, "transcript": json.loads(view_json)}).transcript
 
 
 class FailingOnceStore(ArchiveStore):
