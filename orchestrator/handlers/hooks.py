@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from orchestrator.handlers.api import Handler, Reply
+from orchestrator.loop_timeouts import shared_deadlines
 from orchestrator.metrics import Metrics
 from orchestrator.sessions.model import Session
 
@@ -75,7 +76,8 @@ def idle_reply(said: Reply | str | None) -> Reply | None:
 
 
 async def within(awaitable: Awaitable[T], seconds: float) -> T:
-    """``await awaitable`` in this task, ``TimeoutError`` past ``seconds``.
+    """``await awaitable`` in this task, ``TimeoutError`` past ``seconds`` (up to
+    ``loop_timeouts.SLOT_SECONDS`` later: turns share their timers).
 
     A cancellation of this task that the awaitable swallowed (a handler catching
     ``CancelledError`` and returning anyway) is raised all the same, as
@@ -84,8 +86,13 @@ async def within(awaitable: Awaitable[T], seconds: float) -> T:
     """
     task = asyncio.current_task()
     cancelling = task.cancelling() if task is not None else 0
-    async with asyncio.timeout(seconds):
-        result = await awaitable
+    deadlines = shared_deadlines()
+    async with asyncio.timeout(None) as timeout:  # expired by a shared timer
+        slot = deadlines.arm(timeout, seconds)
+        try:
+            result = await awaitable
+        finally:
+            deadlines.disarm(timeout, slot)
     if task is not None and task.cancelling() > cancelling:
         raise asyncio.CancelledError
     return result
