@@ -15,6 +15,7 @@ from orchestrator.archive.store import ArchiveStore
 from orchestrator.archive.writer import ArchiveWriter
 from orchestrator.backend.factory import build_backend
 from orchestrator.config import CONTROL_PATH, Settings
+from orchestrator.control.admission import HandshakeAdmission
 from orchestrator.control.connection import ControlServices
 from orchestrator.control.endpoint import ControlEndpoint, ControlSocketRoutes, WebSocketHandler
 from orchestrator.control.handshake import ControlAuthenticator
@@ -82,7 +83,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         allow_unauthenticated=settings.allow_unauthenticated_control,
         origin_regex=settings.cors_origin_regex(),
     )
-    control_endpoint = ControlEndpoint(authenticator, services)
+    admission = HandshakeAdmission(settings.control_handshakes_per_pass)
+    metrics.handshakes_waiting.set_function(lambda: float(admission.waiting))
+    control_endpoint = ControlEndpoint(authenticator, services, admission)
     sessions_api = SessionsApi(
         store=store,
         router=backend.router,
@@ -184,6 +187,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.backend = backend
     app.state.metrics = metrics
     app.state.services = services
+    app.state.control_admission = admission
     app.state.archive = archive
     app.state.token_profiles = token_profiles
     return app

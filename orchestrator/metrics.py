@@ -48,6 +48,11 @@ class Metrics:
             "orchestrator_sessions_live", "Control sockets open in this process", registry=registry
         )
         self.sessions_live.set_function(lambda: float(live_sessions()))
+        self.handshakes_waiting = Gauge(
+            "orchestrator_control_handshakes_waiting",
+            "Control handshakes waiting for their pass (CONTROL_HANDSHAKES_PER_PASS)",
+            registry=registry,
+        )
         counter = functools.partial(Counter, registry=registry)
         # The conversation's hot path: plain numbers, read at scrape time.
         hot = LoopMetrics()

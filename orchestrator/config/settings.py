@@ -73,6 +73,7 @@ class Settings:
     control_max_frame_bytes: int = setting("CONTROL_MAX_FRAME_BYTES")
     control_max_frames_per_second: float = setting("CONTROL_MAX_FRAMES_PER_SECOND")
     control_send_timeout_seconds: float = setting("CONTROL_SEND_TIMEOUT_SECONDS")
+    control_handshakes_per_pass: int = setting("CONTROL_HANDSHAKES_PER_PASS")
     transaction_timeout_seconds: float = setting("TRANSACTION_TIMEOUT_SECONDS")
     api_keys: tuple[str, ...] = setting("ORCHESTRATOR_API_KEY")
     session_grace_seconds: int = setting("SESSION_TTL_SECONDS")

@@ -174,6 +174,10 @@ SECTIONS = (
         Variable("CONTROL_SEND_TIMEOUT_SECONDS", NUMBER, "A send that cannot complete this "
                  "long, or a write buffer that stays full this long, drops the connection "
                  "(4008).", default=10.0, limits=greater_than(0)),
+        Variable("CONTROL_HANDSHAKES_PER_PASS", INTEGER, "Control-socket handshakes "
+                 "started per pass of the event loop; more hosts connecting at once wait "
+                 "their turn, so live conversations keep answering during a connect storm; "
+                 "`0`: no limit.", default=16, limits=at_least(0)),
         Variable("TRANSACTION_TIMEOUT_SECONDS", NUMBER, "How long the server's own requests "
                  "(`startSpeaking`, ...) wait for the DP's response.", default=10.0,
                  limits=greater_than(0)),

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from orchestrator.control.admission import HandshakeAdmission
 from orchestrator.control.connection import ControlConnection, ControlServices, logs_enabled_for
 from orchestrator.control.conversation import LOGGER_NAME
 from orchestrator.control.handshake import (
@@ -31,12 +32,19 @@ ANONYMOUS_TTL_SECONDS = 3600
 class ControlEndpoint:
     """One instance serves every control socket; route it as ``endpoint.handle``."""
 
-    def __init__(self, authenticator: ControlAuthenticator, services: ControlServices) -> None:
+    def __init__(
+        self,
+        authenticator: ControlAuthenticator,
+        services: ControlServices,
+        admission: HandshakeAdmission | None = None,
+    ) -> None:
         self.authenticator = authenticator
         self.services = services
+        self.admission = admission or HandshakeAdmission(0)
 
     async def handle(self, websocket: WebSocket) -> None:
         client = websocket.client.host if websocket.client else None
+        await self.admission.enter()  # a connect storm waits its turn, live sockets do not
         try:
             identity = await self.authenticator.identify(websocket)
         except ControlRefused as refusal:

@@ -4,6 +4,7 @@ as the video host, the conversation, and shutdown."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import websockets
 from orchestrator.sessions.events import SessionEvent
 from orchestrator.sessions.model import SessionStatus
 from orchestrator.simulate import HostSimulator
-from tests.orchestrator.control_helpers import make_app
+from tests.orchestrator.control_helpers import make_app, say
 from tests.uvicorn_thread import ThreadedServer
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -169,3 +170,37 @@ async def test_the_simulator_appends_the_token_to_a_control_url_with_a_query() -
         async with HostSimulator.connect(f"{server.ws_url}?probe=1", issued["jwt"]) as host:
             reply = await host.say("hi", settle=0.1)
     assert reply[0].describe() == "DP: You said: hi"
+
+
+@pytest.mark.anyio
+async def test_a_connect_storm_paced_one_handshake_per_pass_gets_every_host_in() -> None:
+    """CONTROL_HANDSHAKES_PER_PASS=1 with 60 hosts connecting at once: each is
+    accepted in turn and answered, a live host keeps conversing meanwhile, and
+    no handshake is left waiting."""
+    app = make_app(control_handshakes_per_pass=1, rate_limit="1000/minute")
+    with ThreadedServer(app) as server:
+        tokens = [await fetch_token(server) for _ in range(61)]
+        live, *storm = tokens
+        async with websockets.connect(f"{server.ws_url}?access_token={live['jwt']}") as host:
+
+            async def connect_and_converse(issued: dict[str, Any]) -> str:
+                url = f"{server.ws_url}?access_token={issued['jwt']}"
+                async with websockets.connect(url) as socket:
+                    await socket.send(say(f"hello {issued['session_id']}"))
+                    return await reply_text(socket)
+
+            crowd = asyncio.gather(*(connect_and_converse(issued) for issued in storm))
+            await host.send(say("keep going"))
+            assert await reply_text(host) == "You said: keep going"
+            answers = await asyncio.wait_for(crowd, 30)
+    assert answers == [f"You said: hello {issued['session_id']}" for issued in storm]
+    assert app.state.control_admission.waiting == 0
+
+
+async def reply_text(socket: Any) -> str:
+    """The output text of the next ``conversationResponse`` on ``socket``."""
+    while True:
+        message = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        if message["name"] == "conversationResponse":
+            text: str = message["body"]["output"]["text"]
+            return text

@@ -29,6 +29,7 @@ def test_metrics_count_tokens_turns_frames_and_refusals() -> None:
             next_named(ws, "conversationResponse")
             text = client.get("/metrics", headers={"Authorization": f"Bearer {API_KEY}"}).text
             assert metric(text, "orchestrator_sessions_live") == 1
+            assert metric(text, "orchestrator_control_handshakes_waiting") == 0
         assert metric(text, 'orchestrator_tokens_issued_total{profile="soul-machines"}') == 1
         assert (
             metric(text, 'orchestrator_tokens_refused_total{reason="malformed",where="api"}') == 1
