@@ -6,7 +6,9 @@ process playing every video host. This script runs wsload's own per-socket
 code (``wsload.host``: connect, then R ``conversationRequest`` ->
 ``conversationResponse`` round trips) for N sockets that all connect at
 once, in ``--clients`` processes, and reports for each run the messages/s,
-p50/p99, the CPU seconds the server used during the timed phase (from
+the round trips' p50/p99, the opening handshakes' p50/p99 (``connect``: from
+``websockets.connect`` to the socket open, timed around wsload's own call),
+the CPU seconds the server used during the timed phase (from
 ``/proc``) and the CPU the clients used. When the clients were busy for most
 of the wall time, the run measured the clients, not the server: it says so.
 
@@ -35,7 +37,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -58,6 +61,8 @@ class Run:
     wall_s: float
     p50_ms: float
     p99_ms: float
+    connect_p50_ms: float
+    connect_p99_ms: float
     server_cpu_s: float | None
     client_cpu_s: float
 
@@ -79,13 +84,35 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def time_opening_handshakes(wsload: ModuleType, opens: list[float]) -> None:
+    """Make wsload's ``websockets.connect`` record how long each socket took to open."""
+    real_connect = wsload.websockets.connect
+
+    class TimedConnect:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._connect = real_connect(*args, **kwargs)
+
+        async def __aenter__(self) -> Any:
+            started = time.perf_counter()
+            socket = await self._connect.__aenter__()
+            opens.append(time.perf_counter() - started)
+            return socket
+
+        async def __aexit__(self, *exc_info: Any) -> Any:
+            return await self._connect.__aexit__(*exc_info)
+
+    wsload.websockets = SimpleNamespace(connect=TimedConnect)
+
+
 def _client(
     wsload_path: str, urls: list[str], rounds: int, start_at: float, out: multiprocessing.Queue
 ) -> None:
     """One client process: its sockets, started together at ``start_at``."""
     wsload: ModuleType = load_wsload(wsload_path)
+    opens: list[float] = []
+    time_opening_handshakes(wsload, opens)
 
-    async def storm() -> tuple[list[float], int, int, float]:
+    async def storm() -> tuple[list[float], int, int, float, list[float]]:
         latencies: list[float] = []
         ok = [0]
         await asyncio.sleep(max(0.0, start_at - time.time()))
@@ -94,7 +121,7 @@ def _client(
             *(wsload.host(url, rounds, latencies, ok) for url in urls), return_exceptions=True
         )
         errors = sum(isinstance(result, BaseException) for result in results)
-        return latencies, ok[0], errors, time.process_time() - cpu
+        return latencies, ok[0], errors, time.process_time() - cpu, opens
 
     out.put(asyncio.run(storm()))
 
@@ -125,11 +152,12 @@ def storm(urls: list[str], rounds: int, clients: int, server_pid: int | None) ->
     for process in processes:
         process.join()
     latencies = sorted(latency for result in gathered for latency in result[0])
-    if not latencies:
+    opens = sorted(seconds for result in gathered for seconds in result[4])
+    if not latencies or not opens:
         raise BenchError("no round trip completed")
 
-    def quantile(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e3
+    def quantile(q: float, values: list[float] = latencies) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))] * 1e3
 
     return Run(
         ok=sum(result[1] for result in gathered),
@@ -137,6 +165,8 @@ def storm(urls: list[str], rounds: int, clients: int, server_pid: int | None) ->
         wall_s=wall,
         p50_ms=quantile(0.5),
         p99_ms=quantile(0.99),
+        connect_p50_ms=quantile(0.5, opens),
+        connect_p99_ms=quantile(0.99, opens),
         server_cpu_s=server_cpu,
         client_cpu_s=sum(result[3] for result in gathered),
     )
@@ -148,6 +178,7 @@ def describe(name: str, run: Run, clients: int) -> str:
     return (
         f"  {name:<8} {run.msgs_per_s:>7.0f} msg/s"
         f"  p50 {run.p50_ms:>7.1f}  p99 {run.p99_ms:>7.1f} ms"
+        f"  connect p50 {run.connect_p50_ms:>6.1f}  p99 {run.connect_p99_ms:>6.1f} ms"
         f"  server cpu {server} s  client cpu {run.client_cpu_s:.2f} s  wall {run.wall_s:.2f} s"
         f"  errors {run.errors}{bound}"
     )
@@ -209,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {name:<8} {median.msgs_per_s:>7.0f} msg/s  "
             f"p99 {statistics.median(run.p99_ms for run in measured):>7.1f} ms  "
+            f"connect p99 {statistics.median(run.connect_p99_ms for run in measured):>7.1f} ms  "
             f"server cpu {cpu} s  client-bound in {bound}/{len(measured)} rounds"
         )
     return 0
