@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from orchestrator.handlers.api import Handler, Reply
-from orchestrator.loop_timeouts import shared_deadlines
 from orchestrator.metrics import Metrics
 from orchestrator.sessions.model import Session
 
@@ -76,8 +75,7 @@ def idle_reply(said: Reply | str | None) -> Reply | None:
 
 
 async def within(awaitable: Awaitable[T], seconds: float) -> T:
-    """``await awaitable`` in this task, ``TimeoutError`` past ``seconds`` (up to
-    ``loop_timeouts.SLOT_SECONDS`` later: turns share their timers).
+    """``await awaitable`` in this task, ``TimeoutError`` past ``seconds``.
 
     A cancellation of this task that the awaitable swallowed (a handler catching
     ``CancelledError`` and returning anyway) is raised all the same, as
@@ -86,13 +84,8 @@ async def within(awaitable: Awaitable[T], seconds: float) -> T:
     """
     task = asyncio.current_task()
     cancelling = task.cancelling() if task is not None else 0
-    deadlines = shared_deadlines()
-    async with asyncio.timeout(None) as timeout:  # expired by a shared timer
-        slot = deadlines.arm(timeout, seconds)
-        try:
-            result = await awaitable
-        finally:
-            deadlines.disarm(timeout, slot)
+    async with asyncio.timeout(seconds):
+        result = await awaitable
     if task is not None and task.cancelling() > cancelling:
         raise asyncio.CancelledError
     return result
