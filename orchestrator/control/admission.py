@@ -4,9 +4,10 @@ A handshake costs several times what a turn does (the token, the session, the
 accept). When a thousand video hosts connect at once (a deploy, a restart, a
 campaign start, or an attacker's flood), taking them as they come fills each
 pass of the event loop with handshakes, and every live session's reply waits
-behind all of them. ``HandshakeAdmission`` lets at most ``per_pass`` control
-handshakes start in one pass; the rest wait in arrival order and go a batch
-per pass, so frames of established sockets are read and answered between
+behind all of them. ``HandshakeAdmission`` lets about ``per_pass`` control
+handshakes start in one pass (the count resets at the next pass's callback,
+so at most twice that); the rest wait in arrival order and go a batch per
+pass, so frames of established sockets are read and answered between
 batches. A host connecting into a storm waits longer for its accept (the same
 work is done, in another order); with no storm a handshake never waits.
 """

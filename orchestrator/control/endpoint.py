@@ -10,7 +10,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from orchestrator.control.admission import HandshakeAdmission
-from orchestrator.control.connection import ControlConnection, ControlServices, logs_enabled_for
+from orchestrator.control.connection import (
+    ControlConnection,
+    ControlServices,
+    bounded_sends,
+    logs_enabled_for,
+)
 from orchestrator.control.conversation import LOGGER_NAME
 from orchestrator.control.handshake import (
     ControlAuthenticator,
@@ -45,6 +50,8 @@ class ControlEndpoint:
     async def handle(self, websocket: WebSocket) -> None:
         client = websocket.client.host if websocket.client else None
         await self.admission.enter()  # a connect storm waits its turn, live sockets do not
+        if connection_lost(websocket):
+            return  # the host left while it waited: no token, no session, no accept
         try:
             identity = await self.authenticator.identify(websocket)
         except ControlRefused as refusal:
@@ -134,6 +141,12 @@ class ControlSocketRoutes:
                 await handler(WebSocket(scope, receive, send))
                 return
         await self.app(scope, receive, send)
+
+
+def connection_lost(websocket: WebSocket) -> bool:
+    """Whether our WebSocket stack saw the connection go (``False`` when unknown)."""
+    bounded = bounded_sends(websocket)
+    return bounded is not None and bounded.get("lost") is True
 
 
 def route_path(scope: Scope) -> str:

@@ -31,7 +31,9 @@ CLOSE_SERVICE_RESTART = 1012  # how uvicorn closes live sockets when it shuts do
 # ASGI scope extension of a server that drops a peer whose sends stay blocked
 # for ``{"timeout_seconds": N}`` (``orchestrator.server.websocket``): under it a
 # send needs no timer of its own. When that server drops a peer itself (one not
-# reading, a ping flood) it sets ``"dropped": True`` there before the disconnect.
+# reading, a ping flood) it sets ``"dropped": True`` there before the disconnect,
+# and when the connection is gone (for any reason) ``"lost": True``, so a
+# handshake that waited for its turn can skip its work for a host that left.
 BOUNDED_SENDS_EXTENSION = "orchestrator.bounded_sends"
 
 MAX_OVERSIZE_FRAMES = 3

@@ -269,6 +269,9 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_drain_timer()
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"].get(BOUNDED_SENDS_EXTENSION, {})["lost"] = True
         super().connection_lost(exc)
 
     def _cancel_drain_timer(self) -> None:

@@ -7,8 +7,12 @@ import asyncio
 from collections import Counter
 
 import pytest
+from starlette.websockets import WebSocket
 
 from orchestrator.control.admission import HandshakeAdmission
+from orchestrator.control.endpoint import ControlEndpoint
+from orchestrator.control.options import BOUNDED_SENDS_EXTENSION
+from tests.orchestrator.control_helpers import make_app
 
 pytestmark = pytest.mark.anyio
 
@@ -42,7 +46,8 @@ async def storm(admission: HandshakeAdmission, count: int) -> tuple[list[int], C
         order.append(number)
         per_pass[counter.passes] += 1
 
-    await asyncio.gather(*(handshake(number) for number in range(count)))
+    # Bounded: a pass chain that stopped would hang the storm, not fail it.
+    await asyncio.wait_for(asyncio.gather(*(handshake(number) for number in range(count))), 5)
     counter.stop()
     return order, per_pass
 
@@ -60,12 +65,36 @@ async def test_handshakes_get_in_in_arrival_order() -> None:
     assert order == list(range(12))
 
 
+def starts_at_once(admission: HandshakeAdmission) -> bool:
+    """Whether ``enter()`` returns without suspending (no pass waited)."""
+    entering = admission.enter()
+    try:
+        entering.send(None)
+    except StopIteration:
+        return True
+    entering.close()
+    return False
+
+
 async def test_with_no_storm_a_handshake_never_waits() -> None:
     admission = HandshakeAdmission(per_pass=4)
     for _ in range(3):
-        await admission.enter()  # no other handshake: in at once
-        assert admission.waiting == 0
+        assert starts_at_once(admission)  # no other handshake: in at once
         await asyncio.sleep(0)
+
+
+async def test_a_full_pass_makes_the_next_handshake_wait() -> None:
+    admission = HandshakeAdmission(per_pass=2)
+    assert starts_at_once(admission) and starts_at_once(admission)
+    assert not starts_at_once(admission)
+
+
+async def test_the_next_pass_starts_afresh_also_when_nobody_waited() -> None:
+    admission = HandshakeAdmission(per_pass=2)
+    assert starts_at_once(admission) and starts_at_once(admission)  # this pass is full
+    for _ in range(3):
+        await asyncio.sleep(0)  # the next passes
+    assert starts_at_once(admission) and starts_at_once(admission)
 
 
 async def test_zero_means_no_limit() -> None:
@@ -86,19 +115,19 @@ async def test_a_handshake_cancelled_while_waiting_gives_its_place_away() -> Non
 
 
 def test_each_event_loop_starts_with_an_empty_line() -> None:
+    """A loop that ended with handshakes still in line (never drained) leaves
+    nothing behind for the next one."""
     admission = HandshakeAdmission(per_pass=1)
-
-    async def crowd() -> None:
-        tasks = [asyncio.create_task(admission.enter()) for _ in range(5)]
-        await asyncio.sleep(0)
-        assert admission.waiting == 4
-        for task in tasks:
-            task.cancel()  # the loop ends with handshakes still in line
-
-    asyncio.run(crowd())
+    old_loop = asyncio.new_event_loop()
+    tasks = [old_loop.create_task(admission.enter()) for _ in range(5)]
+    old_loop.run_until_complete(asyncio.sleep(0))
+    assert admission.waiting > 0
+    old_loop.close()  # closed as it stands: those in line are never released
+    for task in tasks:
+        task._log_destroy_pending = False  # type: ignore[attr-defined]  # on purpose
 
     async def alone() -> None:
-        await admission.enter()
+        assert starts_at_once(admission)
         assert admission.waiting == 0
 
     asyncio.run(alone())
@@ -107,3 +136,31 @@ def test_each_event_loop_starts_with_an_empty_line() -> None:
 def test_a_negative_per_pass_is_refused() -> None:
     with pytest.raises(ValueError, match="per_pass"):
         HandshakeAdmission(per_pass=-1)
+
+
+class RefusingAuthenticator:
+    """Fails the test if the handshake gets as far as reading the token."""
+
+    async def identify(self, websocket: WebSocket) -> None:
+        raise AssertionError("the token was read for a host that had left")
+
+
+async def test_a_handshake_whose_host_left_while_it_waited_is_dropped_unread() -> None:
+    """Our WebSocket stack marks a lost connection in the scope; the endpoint then
+    skips the token, the session and the accept."""
+    services = make_app().state.services
+    endpoint = ControlEndpoint(RefusingAuthenticator(), services, HandshakeAdmission(1))  # type: ignore[arg-type]
+    scope = {
+        "type": "websocket", "path": "/ws", "query_string": b"", "headers": [],
+        "client": ("127.0.0.1", 1), "extensions": {BOUNDED_SENDS_EXTENSION: {"lost": True}},
+    }  # fmt: skip
+    sent: list[object] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "websocket.disconnect", "code": 1006}
+
+    async def send(message: object) -> None:
+        sent.append(message)
+
+    await endpoint.handle(WebSocket(scope, receive, send))
+    assert sent == []

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import websockets
 
+from orchestrator.control.admission import HandshakeAdmission
 from orchestrator.sessions.events import SessionEvent
 from orchestrator.sessions.model import SessionStatus
 from orchestrator.simulate import HostSimulator
@@ -204,3 +205,24 @@ async def reply_text(socket: Any) -> str:
         if message["name"] == "conversationResponse":
             text: str = message["body"]["output"]["text"]
             return text
+
+
+@pytest.mark.anyio
+async def test_every_control_handshake_goes_through_the_admission(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entered: list[int] = []
+    real_enter = HandshakeAdmission.enter
+
+    async def counted(self: HandshakeAdmission) -> None:
+        entered.append(self.per_pass)
+        await real_enter(self)
+
+    monkeypatch.setattr(HandshakeAdmission, "enter", counted)
+    app = make_app(control_handshakes_per_pass=7)
+    with ThreadedServer(app) as server:
+        issued = await fetch_token(server)
+        async with websockets.connect(f"{server.ws_url}?access_token={issued['jwt']}") as host:
+            await host.send(say("hello"))
+            assert await reply_text(host) == "You said: hello"
+    assert entered == [7]

@@ -368,3 +368,42 @@ def test_a_peer_the_stack_drops_is_marked_as_dropped_by_the_server() -> None:
         finally:
             sock.close()
     assert marks == [True]
+
+
+def test_a_connection_lost_before_the_accept_is_marked_lost_for_the_app() -> None:
+    """A host that sends its upgrade and leaves before the app answers: the app,
+    still before its accept, can see that it left (a handshake that waited for
+    its pass skips its work for it)."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    from orchestrator.control.options import BOUNDED_SENDS_EXTENSION
+    from tests.uvicorn_thread import ThreadedServer
+
+    marks: list[object] = []
+
+    async def wait_for_the_host_to_leave(websocket: WebSocket) -> None:
+        bounded = websocket.scope["extensions"][BOUNDED_SENDS_EXTENSION]
+        for _ in range(500):
+            if bounded.get("lost"):
+                break
+            await asyncio.sleep(0.01)
+        marks.append(bounded.get("lost"))
+
+    app = Starlette(routes=[WebSocketRoute("/slow", wait_for_the_host_to_leave)])
+    with ThreadedServer(app) as server:
+        host, port = server.base_url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(
+                f"GET /slow HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            time.sleep(0.2)  # the app is running (waiting) by now
+        deadline = time.monotonic() + 10
+        while not marks and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert marks == [True]
