@@ -131,11 +131,13 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         self.conn.parser = self.conn.parse()
         next(self.conn.parser)
 
-    def _mark_dropped(self) -> None:
-        """Tell the app that the disconnect it is about to read is this server's doing."""
+    def _mark(self, flag: str) -> None:
+        """Set ``flag`` in the socket's ``BOUNDED_SENDS_EXTENSION`` for the app to read:
+        ``dropped`` (the disconnect it is about to read is this server's doing) or
+        ``lost`` (the connection is gone)."""
         scope = getattr(self, "scope", None)
         if scope is not None:
-            scope["extensions"].get(BOUNDED_SENDS_EXTENSION, {})["dropped"] = True
+            scope["extensions"].get(BOUNDED_SENDS_EXTENSION, {})[flag] = True
 
     # --- handshake ---------------------------------------------------------------
 
@@ -197,7 +199,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             return True
         log.warning("ping flood; closing", code=CLOSE_POLICY, client=self._client_host())
         reason = "control frame rate limit exceeded"
-        self._mark_dropped()
+        self._mark("dropped")
         self.queue.put_nowait(
             {"type": "websocket.disconnect", "code": CLOSE_POLICY, "reason": reason}
         )
@@ -240,7 +242,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         )
         if not self.close_sent:
             reason = "peer is not reading"
-            self._mark_dropped()
+            self._mark("dropped")
             self.queue.put_nowait(
                 {"type": "websocket.disconnect", "code": CLOSE_SLOW_PEER, "reason": reason}
             )
@@ -269,9 +271,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_drain_timer()
-        scope = getattr(self, "scope", None)
-        if scope is not None:
-            scope["extensions"].get(BOUNDED_SENDS_EXTENSION, {})["lost"] = True
+        self._mark("lost")
         super().connection_lost(exc)
 
     def _cancel_drain_timer(self) -> None:
