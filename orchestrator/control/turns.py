@@ -15,8 +15,9 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.control.actions import IdleTimer, Interrupt, StartIdle, StartTurn, turn_event
+from orchestrator.control.deadline import TurnDeadline
 from orchestrator.handlers import ConversationRequest, Reply, TurnTimings
-from orchestrator.handlers.hooks import idle_reply, run_hook, within
+from orchestrator.handlers.hooks import idle_reply, run_hook
 
 if TYPE_CHECKING:
     from orchestrator.control.connection import ControlConnection
@@ -36,6 +37,7 @@ class TurnRunner:
         self._turns: set[asyncio.Task[None]] = set()
         self._hooks: set[asyncio.Task[None]] = set()
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._deadline = TurnDeadline(self.options.handler_timeout_seconds)
         # The running turn's timings (its replies carry its latency); None between turns.
         self.timings: TurnTimings | None = None
 
@@ -58,6 +60,7 @@ class TurnRunner:
         for task in (*self._turns, *self._hooks):
             task.cancel()
         self._set_idle_timer(None)
+        self._deadline.stop()
 
     # --- hooks ---------------------------------------------------------------------
 
@@ -160,9 +163,7 @@ class TurnRunner:
         reply: Reply | None
         started = time.perf_counter()
         try:
-            reply = await within(
-                self.handler.turn(request, self.connection), self.options.handler_timeout_seconds
-            )
+            reply = await self._deadline.run(self.handler.turn(request, self.connection))
         except TimeoutError:
             self.log.error(
                 "conversation handler timed out", seconds=self.options.handler_timeout_seconds

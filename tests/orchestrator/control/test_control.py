@@ -11,6 +11,7 @@ import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
+from orchestrator.control.deadline import TurnDeadline
 from orchestrator.control.options import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_TOO_BIG
 from orchestrator.sessions.model import SessionStatus
 from tests.conftest import random_secret
@@ -337,6 +338,27 @@ def test_a_failing_handler_makes_the_dp_apologise_and_keeps_the_socket(
             for _ in range(2):
                 ws.send_text(say("break"))
                 assert output_text(next_named(ws, "conversationResponse")) == "Oops, try again."
+
+
+def test_a_closed_socket_leaves_no_turn_timer_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler timeout's timer (one per connection) goes with the connection:
+    nothing keeps a closed conversation alive until its last deadline."""
+    made: list[TurnDeadline] = []
+    real_init = TurnDeadline.__init__
+
+    def init(self: TurnDeadline, seconds: float) -> None:
+        real_init(self, seconds)
+        made.append(self)
+
+    monkeypatch.setattr(TurnDeadline, "__init__", init)
+    app = make_app(handler_timeout_seconds=30)
+    with TestClient(app) as client:
+        issued = issue(client)
+        with client.websocket_connect(f"/ws?access_token={issued['jwt']}") as ws:
+            ws.send_text(say("hello"))
+            next_named(ws, "conversationResponse")
+            assert [deadline.armed for deadline in made] == [True]
+        assert [deadline.armed for deadline in made] == [False]
 
 
 def test_an_unusable_handler_setting_fails_at_start_up() -> None:
