@@ -106,12 +106,13 @@ class TurnTimings:
     ``"first_sentence"``). Only the first mark of a stage counts.
     """
 
-    __slots__ = ("_clock", "_marks", "received")
+    __slots__ = ("_as_ms", "_clock", "_marks", "received")
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.received = clock()
         self._marks: dict[str, float] = {}
+        self._as_ms: dict[str, float] | None = None  # as_ms() until the next mark
 
     def mark(self, stage: str) -> None:
         """Record that ``stage`` happened now (ignored when already recorded)."""
@@ -119,11 +120,17 @@ class TurnTimings:
         stage = stage[:MAX_STAGE_CHARS]
         if stage not in marks and len(marks) < MAX_TIMING_STAGES:
             marks[stage] = self._clock()
+            self._as_ms = None
 
     def as_ms(self) -> dict[str, float]:
-        """Milliseconds from the frame's arrival to each stage, to 0.1 ms."""
-        received = self.received
-        return {stage: round((at - received) * 1000, 1) for stage, at in self._marks.items()}
+        """Milliseconds from the frame's arrival to each stage, to 0.1 ms (a copy:
+        the turn's reply and its metrics both read it)."""
+        if self._as_ms is None:
+            received = self.received
+            self._as_ms = {
+                stage: round((at - received) * 1000, 1) for stage, at in self._marks.items()
+            }
+        return dict(self._as_ms)
 
 
 @dataclass(frozen=True, slots=True)

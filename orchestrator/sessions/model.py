@@ -24,6 +24,7 @@ from orchestrator.sessions.transcript import (
     TurnEntry,
     entry_cost,
     make_entry,
+    with_latency,
 )
 
 DEFAULT_TRANSCRIPT_TURNS = 200
@@ -150,10 +151,15 @@ class Session:
         onto its entry, while the transcript still holds it."""
         if turn.latency_ms is None:
             return
-        turn.latency_ms.update(latency_ms)
-        stored, updated = turn.entry, turn.to_entry()
+        latency = turn.latency_ms
+        latency.update(latency_ms)
+        stored = turn.entry
+        if stored is None:
+            turn.entry = turn.to_entry()
+            return
+        updated = with_latency(stored, latency)
         entries = self._transcript
-        if entries is not None and stored is not None:
+        if entries is not None:
             # The reply is one of the last few entries: look from the newest.
             for index in range(len(entries) - 1, -1, -1):
                 if entries[index] is stored:

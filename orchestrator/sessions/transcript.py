@@ -97,6 +97,11 @@ def make_entry(
     return (role, text, at, fallback, original_length, timed, *stages)
 
 
+def with_latency(entry: TurnEntry, latency_ms: Mapping[str, float]) -> TurnEntry:
+    """``entry`` with ``latency_ms`` as its stages (the line itself unchanged)."""
+    return (*entry[:6], *chain.from_iterable(latency_ms.items()))
+
+
 def latency_dict(stages: Sequence[Any]) -> dict[str, float]:
     """``stage, ms, stage, ms, ...`` as a dict."""
     return {str(stage): float(ms) for stage, ms in zip(stages[::2], stages[1::2], strict=True)}

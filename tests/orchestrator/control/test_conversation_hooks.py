@@ -140,6 +140,21 @@ def test_turn_timings_keep_the_first_mark_in_milliseconds_from_arrival() -> None
     assert max(len(stage) for stage in timings.as_ms()) == 32
 
 
+def test_turn_timings_read_after_a_new_mark_include_it_and_are_the_callers_own() -> None:
+    """``as_ms`` is worked out once per set of marks, and each caller gets a copy."""
+    clock = FrozenClock()
+    timings = TurnTimings(clock)
+    clock.now += 0.002
+    timings.mark("handler_done")
+    first = timings.as_ms()
+    first["handler_done"] = -1.0
+    clock.now += 0.001
+    timings.mark("first_frame")
+    assert timings.as_ms() == {"handler_done": 2.0, "first_frame": 3.0}
+    timings.mark("first_frame")  # already there: nothing changes
+    assert timings.as_ms() == {"handler_done": 2.0, "first_frame": 3.0}
+
+
 @pytest.mark.parametrize(
     ("code", "by_server", "reason"),
     [

@@ -150,6 +150,23 @@ def test_a_replys_latency_survives_the_json_round_trip_within_its_bounds() -> No
     assert again.transcript_bytes == sum(t.cost for t in again.transcript)
 
 
+def test_a_replys_latency_lands_on_its_own_line_when_later_lines_follow_it() -> None:
+    """Recorded in two steps, after other lines were added: the reply's line gets both
+    stages and keeps its words; the other lines are untouched."""
+    session = Session(id="s", issuer="k", expires_at=2**31)
+    session.add_turn("user", "hi")
+    reply = session.add_turn("dp", "hello", fallback=True, timed=True)
+    session.add_turn("user", "again")
+    session.record_latency(reply, {"handler_done": 1.5})
+    session.record_latency(reply, {"first_frame": 2.0})
+    lines = session.to_dict()["transcript"]
+    assert [line["text"] for line in lines] == ["hi", "hello", "again"]
+    assert lines[1]["latency_ms"] == {"handler_done": 1.5, "first_frame": 2.0}
+    assert lines[1]["fallback"] is True
+    assert "latency_ms" not in lines[0] and "latency_ms" not in lines[2]
+    assert session.transcript[1] == reply
+
+
 def test_transcript_lines_leave_the_collectors_walks_and_read_back_as_turns() -> None:
     """Each line is kept as a tuple of plain values, which CPython stops tracking after
     one collection (so full passes over thousands of sessions do not walk them), and
