@@ -39,7 +39,8 @@ ABOUT_CARD = Card(
 
 
 def _normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().rstrip(".!")
+    """Runs of whitespace as one space, none at the ends, no closing ``.`` or ``!``."""
+    return " ".join(text.split()).rstrip(".!")
 
 
 async def handle(request: ConversationRequest, conversation: Conversation) -> Reply | None:

@@ -139,6 +139,16 @@ async def test_default_handler_echoes_and_remembers_a_name() -> None:
 
 
 @pytest.mark.anyio
+async def test_default_handler_reads_any_whitespace_as_one_space() -> None:
+    """Tabs, newlines and Unicode spaces between, before and after words are one space
+    (none at the ends), and a closing '.' or '!' is dropped."""
+    reply, _ = await turn("\u3000 nice\t\n weather\u00a0\u2003 today!. \n")
+    assert reply is not None and reply.text == "You said: nice weather today"
+    named, _ = await turn("my  name\tis \u00a0Grace")
+    assert named is not None and named.text == "Nice to meet you, Grace."
+
+
+@pytest.mark.anyio
 async def test_default_handler_shows_a_card_and_falls_back_on_questions() -> None:
     """'show me a card' returns the example card; unknown questions set fallback."""
     card_reply, _ = await turn("show me a card")
