@@ -6,11 +6,20 @@ from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.dialects.sqlite.aiosqlite import dialect as sqlite_dialect
 
 from orchestrator.archive import schema
 from orchestrator.archive.record import ArchivedSession
-from orchestrator.archive.schema import SCHEMA_VERSION
-from orchestrator.archive.store import ArchiveQuery, ArchiveStore, decode_cursor, encode_cursor
+from orchestrator.archive.schema import SCHEMA_VERSION, turns
+from orchestrator.archive.store import (
+    TURN_COLUMNS,
+    ArchiveQuery,
+    ArchiveStore,
+    _positional_insert,
+    decode_cursor,
+    encode_cursor,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +41,7 @@ def record(n: int, **overrides: object) -> ArchivedSession:
         "created_at": 999_000.0,
         "claims": {"plan": "gold" if n % 5 == 0 else "free", "level": n % 4},
         "transcript": (
-            {"role": "user", "text": f"hello {n}", "at": 1.0},
+            {"role": "user", "text": f"hello {n}", "at": 1.0, "original_length": 70_000},
             {
                 "role": "dp",
                 "text": "hi",
@@ -152,3 +161,15 @@ async def test_export_reads_every_page_with_transcripts(store: ArchiveStore) -> 
     exported = [r async for r in store.export(ArchiveQuery(since=1_000_010.0))]
     assert [r.id for r in exported] == [f"session-{n:04d}" for n in reversed(range(10, 230))]
     assert all(len(r.transcript) == 2 for r in exported)
+
+
+@pytest.mark.parametrize(
+    "dialect", [sqlite_dialect(), asyncpg_dialect()], ids=["sqlite", "asyncpg"]
+)
+def test_the_transcript_insert_takes_its_values_in_the_rows_order(dialect: sa.Dialect) -> None:
+    """Rows go to the driver as tuples: the statement's parameters must be in their order,
+    else building the store fails (rather than storing texts as roles)."""
+    statement = _positional_insert(turns, TURN_COLUMNS, dialect)
+    assert statement.startswith(f"INSERT INTO archived_turns ({', '.join(TURN_COLUMNS)})")
+    with pytest.raises(RuntimeError, match="not"):
+        _positional_insert(turns, tuple(reversed(TURN_COLUMNS)), dialect)
