@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -91,6 +92,25 @@ def test_connect_storm_bench_runs() -> None:
         assert f"  {target} " in result.stdout
         assert "errors 0" in result.stdout
     assert "server cpu" in result.stdout and "client cpu" in result.stdout
+
+
+def test_turn_cost_bench_runs() -> None:
+    """bench/turn_cost.py --quick drives both routes through ASGI and prints their costs."""
+    output = _run_ok("turn_cost.py")
+    for route in ("control", "echo"):
+        assert re.search(
+            rf"  {route} +handshake and close +[\d.]+ µs a socket, turn +[\d.]+ µs", output
+        )
+
+
+def test_turn_cost_bench_counts_instructions_under_valgrind() -> None:
+    """bench/turn_cost.py --quick --instructions: a count a turn for both routes."""
+    if shutil.which("valgrind") is None and os.environ.get("REQUIRE_BENCH") != "1":
+        pytest.skip("valgrind is not installed; REQUIRE_BENCH=1 makes this fail")
+    result = _run("turn_cost.py", "--instructions", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for route in ("control", "echo"):
+        assert re.search(rf"  {route} +[\d,]+ a turn", result.stdout)
 
 
 @pytest.mark.server
