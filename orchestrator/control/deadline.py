@@ -28,7 +28,7 @@ class TurnDeadline:
     """``run(awaitable)``: await it in this task, ``TimeoutError`` past ``seconds``
     (one turn at a time per instance)."""
 
-    __slots__ = ("_deadline", "_expired", "_task", "_timer", "seconds")
+    __slots__ = ("_armed_for", "_deadline", "_expired", "_stopped", "_task", "_timer", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -36,6 +36,8 @@ class TurnDeadline:
         self._task: asyncio.Task[Any] | None = None  # the task running it
         self._expired = False  # the timer cancelled the running turn
         self._timer: asyncio.TimerHandle | None = None  # fires at or before _deadline
+        self._armed_for = 0.0  # the deadline the timer was set for
+        self._stopped = False  # the connection is done: no timer once no turn runs
 
     @property
     def armed(self) -> bool:
@@ -51,7 +53,7 @@ class TurnDeadline:
         deadline = loop.time() + self.seconds
         self._task, self._deadline, self._expired = task, deadline, False
         if self._timer is None:
-            self._timer = loop.call_at(deadline, self._due)
+            self._arm(loop, deadline)
         # Else the timer is set for an earlier turn's deadline and re-arms then.
         try:
             result = await awaitable
@@ -69,13 +71,25 @@ class TurnDeadline:
             raise asyncio.CancelledError  # and another one: the turn must not go on
         return result
 
+    def stop(self) -> None:
+        """The connection is done: the timer goes now, or when the running turn
+        ends (its handler may ignore the cancellation: its deadline still holds)."""
+        self._stopped = True
+        if self._task is None:
+            self._disarm()
+
     def _end(self) -> bool:
         """The turn is over: whether the timer had cancelled it."""
         self._task = self._deadline = None
+        if self._stopped:
+            self._disarm()
         return self._expired
 
-    def stop(self) -> None:
-        """The connection is done: no timer left holding it."""
+    def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        self._timer = loop.call_at(deadline, self._due)
+        self._armed_for = deadline
+
+    def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -85,9 +99,10 @@ class TurnDeadline:
         deadline, task = self._deadline, self._task
         if deadline is None or task is None:
             return  # no turn running: the next one arms the timer
-        loop = asyncio.get_running_loop()
-        if loop.time() < deadline:
-            self._timer = loop.call_at(deadline, self._due)  # a later turn is running
+        if deadline > self._armed_for:
+            # Set for an earlier turn: wait for this one's (comparing deadlines, not
+            # the clock, which the loop may round: asyncio.timeout trusts the timer too).
+            self._arm(asyncio.get_running_loop(), deadline)
             return
         self._expired = True
         task.cancel()

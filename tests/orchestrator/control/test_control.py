@@ -358,7 +358,9 @@ def test_a_closed_socket_leaves_no_turn_timer_behind(monkeypatch: pytest.MonkeyP
             ws.send_text(say("hello"))
             next_named(ws, "conversationResponse")
             assert [deadline.armed for deadline in made] == [True]
+            timer = made[0]._timer  # the handle itself: stopped, not just forgotten
         assert [deadline.armed for deadline in made] == [False]
+        assert timer is not None and timer.cancelled()
 
 
 def test_an_unusable_handler_setting_fails_at_start_up() -> None:

@@ -148,6 +148,7 @@ def test_turn_timings_read_after_a_new_mark_include_it_and_are_the_callers_own()
     timings.mark("handler_done")
     first = timings.as_ms()
     first["handler_done"] = -1.0
+    assert timings.as_ms() == {"handler_done": 2.0}
     clock.now += 0.001
     timings.mark("first_frame")
     assert timings.as_ms() == {"handler_done": 2.0, "first_frame": 3.0}

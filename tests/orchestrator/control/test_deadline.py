@@ -100,6 +100,42 @@ async def test_a_timer_that_fires_between_turns_stays_off_until_the_next_turn() 
     deadline.stop()
 
 
+async def test_a_turn_still_running_when_the_connection_stops_keeps_its_deadline() -> None:
+    """The socket closed and the turn was cancelled, but its handler holds on (a
+    cleanup that waits): the deadline still ends it, and then the timer goes."""
+    deadline = TurnDeadline(0.2)
+    loop = asyncio.get_running_loop()
+
+    async def clinging() -> None:
+        try:
+            await asyncio.sleep(100)
+        except asyncio.CancelledError:
+            await asyncio.sleep(100)
+            raise
+
+    turn = asyncio.create_task(deadline.run(clinging()))
+    await asyncio.sleep(0.05)
+    started = loop.time()
+    turn.cancel()
+    deadline.stop()
+    with pytest.raises(asyncio.CancelledError):  # a cancellation still, not a timeout
+        await asyncio.wait_for(turn, 2.0)
+    assert loop.time() - started < 1.0
+    assert not deadline.armed
+
+
+async def test_a_turn_ending_after_the_connection_stopped_takes_the_timer_with_it() -> None:
+    deadline = TurnDeadline(5.0)
+    turn = asyncio.create_task(deadline.run(answer("never", after=5.0)))
+    await asyncio.sleep(0.01)
+    turn.cancel()
+    deadline.stop()
+    assert deadline.armed  # the turn may still need it
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+    assert not deadline.armed
+
+
 async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
     deadline = TurnDeadline(5.0)
     turn = asyncio.create_task(deadline.run(answer("never", after=5.0)))
