@@ -168,9 +168,7 @@ class ArchiveStore:
             ]
             if claim_rows:
                 await connection.execute(sa.insert(claims), claim_rows)
-            turn_rows = [
-                _turn_row(r.id, seq, turn) for r in changed for seq, turn in enumerate(r.transcript)
-            ]
+            turn_rows = _turn_rows(changed)
             if turn_rows:
                 # Straight to the driver's executemany: SQLAlchemy's handling of each
                 # row's parameters cost more of the event loop than the insert itself.
@@ -286,6 +284,17 @@ def _turn_row(session_id: str, seq: int, turn: dict[str, Any]) -> tuple[Any, ...
         turn.get("original_length"),
         json.dumps(latency) if latency else None,
     )
+
+
+def _turn_rows(records: Sequence[ArchivedSession]) -> list[tuple[Any, ...]]:
+    """The records' transcript rows; ``ArchiveRecordRefused`` for a line whose values
+    no column takes (as SQLAlchemy's parameter handling refused them before)."""
+    try:
+        return [
+            _turn_row(r.id, seq, turn) for r in records for seq, turn in enumerate(r.transcript)
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArchiveRecordRefused(f"transcript line: {type(exc).__name__}: {exc}") from exc
 
 
 def _positional_insert(table: sa.Table, columns: Sequence[str], dialect: sa.Dialect) -> str:

@@ -15,6 +15,7 @@ from orchestrator.archive.schema import SCHEMA_VERSION, turns
 from orchestrator.archive.store import (
     TURN_COLUMNS,
     ArchiveQuery,
+    ArchiveRecordRefused,
     ArchiveStore,
     _positional_insert,
     decode_cursor,
@@ -99,6 +100,17 @@ async def test_a_record_reads_back_as_it_was_written(store: ArchiveStore) -> Non
     assert await store.write([written]) == 1
     assert await store.get(written.id) == written
     assert await store.get("unknown") is None
+
+
+@pytest.mark.parametrize("at", ["noon", None])
+async def test_a_transcript_line_no_column_takes_is_refused_not_retried(
+    store: ArchiveStore, at: object
+) -> None:
+    """The record itself is wrong (the writer sets it aside), the database is not down."""
+    broken = record(8, transcript=({"role": "user", "text": "hi", "at": at},))
+    with pytest.raises(ArchiveRecordRefused, match="transcript line"):
+        await store.write([broken])
+    assert await store.get(broken.id) is None  # nothing of it was kept
 
 
 async def test_writing_a_session_twice_keeps_one_row_with_the_latest_end(
