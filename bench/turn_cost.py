@@ -57,6 +57,9 @@ ENVIRONMENT = {
     "JWT_PUBLIC_KEY": "bench-key",
     "LOG_LEVEL": "warning",
     "TOKEN_RATE_LIMIT": "100000000/second",
+    # The driver sends as fast as the app answers: past the default 50 frames a
+    # second a socket would be closed as a flood.
+    "CONTROL_MAX_FRAMES_PER_SECOND": "100000000",
 }
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -113,13 +116,19 @@ async def socket(app: App, path: str, query: bytes, turns: int) -> None:
     outbound: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     inbound.put_nowait({"type": "websocket.connect"})
     served = asyncio.create_task(app(scope("websocket", path, query), inbound.get, outbound.put))
+    # An app that stops early says so here rather than leaving the driver waiting.
+    served.add_done_callback(lambda _: outbound.put_nowait({"type": "app.finished"}))
     accepted = await outbound.get()
     if accepted["type"] != "websocket.accept":
         raise RuntimeError(f"{path}: not accepted: {accepted}")
     for _ in range(turns):
         inbound.put_nowait({"type": "websocket.receive", "text": TURN})
-        while '"conversationResponse"' not in (await outbound.get()).get("text", ""):
-            pass
+        while True:
+            sent = await outbound.get()
+            if sent["type"] in ("websocket.close", "app.finished"):
+                raise RuntimeError(f"{path}: the app stopped answering: {sent}")
+            if '"conversationResponse"' in sent.get("text", ""):
+                break
     inbound.put_nowait({"type": "websocket.disconnect", "code": 1000})
     await served
 
