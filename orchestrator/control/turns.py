@@ -15,8 +15,8 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.control.actions import IdleTimer, Interrupt, StartIdle, StartTurn, turn_event
-from orchestrator.control.deadline import TurnDeadline
 from orchestrator.handlers import ConversationRequest, Reply, TurnTimings
+from orchestrator.handlers.deadline import TurnDeadline
 from orchestrator.handlers.hooks import idle_reply, run_hook
 
 if TYPE_CHECKING:

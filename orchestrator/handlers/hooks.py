@@ -7,7 +7,6 @@ costs no attribute lookups and a handler without hooks costs nothing.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from orchestrator.handlers.api import Handler, Reply
+from orchestrator.handlers.deadline import TurnDeadline
 from orchestrator.metrics import Metrics
 from orchestrator.sessions.model import Session
 
@@ -75,20 +75,14 @@ def idle_reply(said: Reply | str | None) -> Reply | None:
 
 
 async def within(awaitable: Awaitable[T], seconds: float) -> T:
-    """``await awaitable`` in this task, ``TimeoutError`` past ``seconds``.
-
-    A cancellation of this task that the awaitable swallowed (a handler catching
-    ``CancelledError`` and returning anyway) is raised all the same, as
-    ``asyncio.wait_for`` did: an interrupted turn must not go on to speak. A
-    timeout the awaitable swallowed gives its result, as with ``wait_for``.
-    """
-    task = asyncio.current_task()
-    cancelling = task.cancelling() if task is not None else 0
-    async with asyncio.timeout(seconds):
-        result = await awaitable
-    if task is not None and task.cancelling() > cancelling:
-        raise asyncio.CancelledError
-    return result
+    """``await awaitable`` in this task, ``TimeoutError`` past ``seconds``: a hook's
+    bound, with the turn's semantics (``TurnDeadline``; a hook is one-off, so its
+    timer goes with it)."""
+    deadline = TurnDeadline(seconds)
+    try:
+        return await deadline.run(awaitable)
+    finally:
+        deadline.stop()
 
 
 async def run_hook(

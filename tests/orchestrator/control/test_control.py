@@ -11,8 +11,8 @@ import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
-from orchestrator.control.deadline import TurnDeadline
 from orchestrator.control.options import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_TOO_BIG
+from orchestrator.handlers.deadline import TurnDeadline
 from orchestrator.sessions.model import SessionStatus
 from tests.conftest import random_secret
 from tests.orchestrator.control_helpers import (

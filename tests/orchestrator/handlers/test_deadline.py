@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.control.deadline import TurnDeadline
+from orchestrator.handlers.deadline import TurnDeadline
 
 pytestmark = pytest.mark.anyio
 
@@ -146,16 +146,20 @@ async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
     deadline.stop()
 
 
-async def test_a_handler_that_swallows_the_timeout_gives_its_result() -> None:
-    async def stubborn() -> str:
-        try:
-            await asyncio.sleep(5.0)
-        except asyncio.CancelledError:
-            return "swallowed"
-        return "slept"
+async def swallows_cancellation(started: asyncio.Event | None = None) -> str:
+    """A handler that catches its cancellation and returns anyway."""
+    if started is not None:
+        started.set()
+    try:
+        await asyncio.sleep(5.0)
+    except asyncio.CancelledError:
+        return "swallowed"
+    return "slept"
 
+
+async def test_a_handler_that_swallows_the_timeout_gives_its_result() -> None:
     async def turn() -> tuple[str, int]:
-        result = await TurnDeadline(0.05).run(stubborn())
+        result = await TurnDeadline(0.05).run(swallows_cancellation())
         task = asyncio.current_task()
         assert task is not None
         return result, task.cancelling()
@@ -167,16 +171,7 @@ async def test_a_swallowed_cancellation_from_elsewhere_is_raised_all_the_same() 
     """An interrupted turn must not go on to speak, whatever its handler does."""
     deadline = TurnDeadline(5.0)
     started = asyncio.Event()
-
-    async def stubborn() -> str:
-        started.set()
-        try:
-            await asyncio.sleep(5.0)
-        except asyncio.CancelledError:
-            return "swallowed"
-        return "slept"
-
-    turn = asyncio.create_task(deadline.run(stubborn()))
+    turn = asyncio.create_task(deadline.run(swallows_cancellation(started)))
     await started.wait()
     turn.cancel()
     with pytest.raises(asyncio.CancelledError):

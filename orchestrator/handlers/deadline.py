@@ -11,8 +11,10 @@ stays off until the next turn. It keeps no object per turn alive.
 The semantics are ``asyncio.timeout``'s: the turn's task is cancelled at the
 deadline and the cancellation comes out of ``run`` as ``TimeoutError``; a
 cancellation from elsewhere stays a cancellation; a handler that swallows the
-timeout's cancellation gives its result. As ``hooks.within`` does, a
-cancellation from elsewhere that the handler swallowed is raised all the same.
+timeout's cancellation gives its result. As ``asyncio.wait_for`` did, a
+cancellation from elsewhere that the handler swallowed is raised all the same:
+an interrupted turn must not go on to speak. Hooks get the same bound, one
+``TurnDeadline`` each (``hooks.within``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class TurnDeadline:
 
     @property
     def armed(self) -> bool:
-        """Whether the connection's timer is set (for tests and metrics)."""
+        """Whether the connection's timer is set."""
         return self._timer is not None
 
     async def run(self, awaitable: Awaitable[T]) -> T:
