@@ -38,12 +38,23 @@ LLM_ERRORS = Counter(
     registry=None,
 )
 
+# Counted by the WebSocket protocol below the app (orchestrator/server/websocket.py),
+# which uvicorn builds per connection with no reference to an app: one per process.
+STACK_HANDSHAKES_REFUSED = Counter(
+    "orchestrator_websocket_handshakes_refused",
+    "WebSocket handshakes the server stack refused before the app saw them "
+    "(request line or headers too large, unparsable), by reason",
+    ["reason"],
+    registry=None,
+)
+
 
 class Metrics:
     def __init__(self, live_sessions: Callable[[], int]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         registry.register(LLM_ERRORS)
+        registry.register(STACK_HANDSHAKES_REFUSED)
         self.sessions_live = Gauge(
             "orchestrator_sessions_live", "Control sockets open in this process", registry=registry
         )

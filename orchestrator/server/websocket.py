@@ -44,6 +44,7 @@ from orchestrator.config import Settings
 from orchestrator.control.flood import TokenBucket
 from orchestrator.control.options import BOUNDED_SENDS_EXTENSION
 from orchestrator.logs import get_logger
+from orchestrator.metrics import STACK_HANDSHAKES_REFUSED
 from tokens.jws import MAX_TOKEN_BYTES
 
 log = get_logger("orchestrator.websocket")
@@ -151,11 +152,14 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
                 "timeout_seconds": self.limits.send_timeout_seconds
             }
 
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+    def handle_handshake_exception(self) -> None:
+        # uvicorn 0.55 calls this when the parser rejects the handshake; its answer
+        # is websockets' text/plain one, ours the JSON every other refusal has.
         rejected = self.conn.handshake_exc
-        if rejected is not None and not self.handshake_initiated and not self.close_sent:
-            self.refuse_handshake(rejected)
+        if rejected is None or self.close_sent:
+            super().handle_handshake_exception()
+            return
+        self.refuse_handshake(rejected)
 
     def refuse_handshake(self, exc: Exception) -> None:
         """Answer a handshake the parser rejected (uvicorn would leave it hanging)."""
@@ -167,6 +171,7 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             status, code = HTTPStatus.BAD_REQUEST, "bad_request"
         detail = f"WebSocket handshake refused: {exc}"
         log.warning("websocket handshake refused", reason=code, client=self._client_host())
+        STACK_HANDSHAKES_REFUSED.labels(code).inc()
         self.conn.data_to_send()  # websockets' own text/plain answer, replaced by ours
         body = json.dumps({"error": code, "detail": detail}).encode()
         headers = Headers(

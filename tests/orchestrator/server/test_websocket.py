@@ -272,6 +272,34 @@ def test_a_refused_control_handshake_is_counted_in_metrics(server: LiveServer) -
     assert refused_count(server, "malformed") == before + 1
 
 
+def stack_refused_count(server: LiveServer, reason: str) -> float:
+    text = httpx.get(server.base_url + "/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "orchestrator_websocket_handshakes_refused_total" and (
+                sample.labels == {"reason": reason}
+            ):
+                return sample.value
+    return 0.0
+
+
+@pytest.mark.parametrize(
+    ("target", "header", "code"),
+    [
+        ("/ws?access_token=" + "a" * 40_000, "", "request_line_too_long"),
+        ("/ws", "Authorization: Bearer " + "a" * 40_000 + "\r\n", "headers_too_large"),
+    ],
+    ids=["query", "header"],
+)
+def test_a_handshake_refused_below_the_app_is_counted_in_metrics(
+    server: LiveServer, target: str, header: str, code: str
+) -> None:
+    """orchestrator_websocket_handshakes_refused_total counts what the app never sees."""
+    before = stack_refused_count(server, code)
+    raw_handshake(server, target, header)
+    assert stack_refused_count(server, code) == before + 1
+
+
 def test_the_protocol_options_pickle_for_worker_processes() -> None:
     """``--workers`` sends uvicorn's config to spawned processes: the limits go along."""
     settings = make_settings(control_max_frames_per_second=7.0, control_send_timeout_seconds=3.0)
