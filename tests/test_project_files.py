@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from orchestrator.config import VARIABLES, Settings
 from tests.live_server import CONFIG_VARIABLES
@@ -50,8 +54,9 @@ def test_pyproject_declares_the_packages_and_the_console_script() -> None:
 @pytest.mark.parametrize(
     "command",
     [
-        "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/orchestrator serve",
-        "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && "
+        "python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt -e . && "
+        ".venv/bin/orchestrator serve",
+        "python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt -e '.[test]' && "
         ".venv/bin/python -m pytest",
     ],
 )
@@ -60,6 +65,47 @@ def test_readme_gives_the_two_setup_commands(command: str) -> None:
     assert command in (ROOT / "README.md").read_text()
     if "pytest" in command:
         assert command in (ROOT / ".ci" / "run").read_text()
+
+
+def locked_releases() -> dict[str, Version]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = Version(version)
+    return pins
+
+
+def declared_requirements() -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    return [Requirement(text) for text in [*project["dependencies"], *extras["test"]]]
+
+
+def test_the_lock_pins_every_declared_dependency_inside_its_range() -> None:
+    """constraints.txt holds an exact release of each requirement, one pyproject allows."""
+    pins = locked_releases()
+    for requirement in declared_requirements():
+        pinned = pins.get(canonicalize_name(requirement.name))
+        assert pinned is not None, f"{requirement.name} is not in constraints.txt"
+        assert requirement.specifier.contains(pinned, prereleases=True), (requirement, pinned)
+
+
+@pytest.mark.parametrize("name", ["uvicorn", "websockets", "starlette", "pyjwt"])
+def test_a_library_whose_internals_we_touch_has_an_upper_bound(name: str) -> None:
+    """The first use of an untested release of these is a decision (docs/dependencies.md)."""
+    (requirement,) = [r for r in declared_requirements() if canonicalize_name(r.name) == name]
+    assert any(spec.operator in {"<", "<=", "=="} for spec in requirement.specifier)
+
+
+def test_the_installed_releases_are_the_locked_ones() -> None:
+    """The suite runs on what the lock says (the README's command installs with -c)."""
+    for name, pinned in locked_releases().items():
+        try:
+            installed = Version(metadata.version(name))
+        except metadata.PackageNotFoundError:
+            continue  # a platform-only dependency (uvloop, say) absent here
+        assert installed == pinned, f"{name} {installed} installed, {pinned} locked"
 
 
 def test_tokens_never_imports_orchestrator() -> None:
