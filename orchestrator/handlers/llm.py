@@ -264,11 +264,15 @@ def build(settings: Settings) -> LlmHandler:
         api_key=settings.llm_api_key or NO_KEY,
         timeout=openai.Timeout(budget, connect=connect),
         max_retries=0,  # a retry would spend the turn's budget; the user can say it again
-        http_client=bounded_client(
-            max_bytes=MAX_RESPONSE_BYTES,
-            max_event_bytes=MAX_EVENT_BYTES,
-            timeout=httpx.Timeout(budget, connect=connect),
-            limits=CONNECTION_LIMITS,
+        # openai >= 3 types this as httpx2's client; it takes httpx's (what 1.x and 2.x take).
+        http_client=cast(
+            Any,
+            bounded_client(
+                max_bytes=MAX_RESPONSE_BYTES,
+                max_event_bytes=MAX_EVENT_BYTES,
+                timeout=httpx.Timeout(budget, connect=connect),
+                limits=CONNECTION_LIMITS,
+            ),
         ),
     )
     return LlmHandler(

@@ -4,9 +4,10 @@ A streamed tool call arrives in pieces (``delta.tool_calls[i]``: the id and
 name once, the JSON arguments in fragments); ``ToolCalls`` puts them back
 together, each piece bounded as it comes (a name or id past 64 characters,
 arguments past ``MAX_ARGUMENT_CHARS``, calls past ``MAX_TOOL_CALLS``: the
-excess is dropped, so the call is refused). ``run_tool`` checks a finished call and carries it out: a card for
-the reply, or a shared session variable. Anything else (an unknown name, bad
-JSON, a bad value) is refused with a reason the model is told.
+excess is dropped, so the call is refused). ``run_tool`` checks a finished
+call and carries it out: a card for the reply, or a shared session variable.
+Anything else (an unknown name, bad JSON, a bad value) is refused with a
+reason the model is told.
 """
 
 from __future__ import annotations
@@ -107,9 +108,7 @@ class ToolCalls:
                 if function.name:
                     call.name = _append(call.name, function.name, MAX_NAME_CHARS + 1)
                 if function.arguments:
-                    call.arguments = _append(
-                        call.arguments, function.arguments, MAX_ARGUMENT_CHARS
-                    )
+                    call.arguments = _append(call.arguments, function.arguments, MAX_ARGUMENT_CHARS)
 
     def done(self) -> list[ToolCall]:
         return [self.calls[index] for index in sorted(self.calls)]

@@ -49,8 +49,10 @@ def bounded_client(
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             raise ResponseRefused("too_large", f"reply of {declared} bytes exceeds {max_bytes}")
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)  # an AsyncClient's response
         response.stream = BoundedStream(
-            response.stream, max_bytes=max_bytes, max_event_bytes=max_event_bytes
+            stream, max_bytes=max_bytes, max_event_bytes=max_event_bytes
         )
 
     return httpx.AsyncClient(
