@@ -4,8 +4,10 @@
 chunks, then ``data: [DONE]``) when the request says ``"stream": true``.
 What it answers is scripted (``FakeOpenAI.script``: one ``Answer`` per request,
 in order; an empty script echoes the user); it records every request it
-received (body and headers) and whether a stream was closed by the client
-before its end. Nothing reaches the internet.
+received (body, headers and path) and whether a stream was closed by the
+client before its end. ``/elsewhere/v1/chat/completions`` answers the same way:
+a redirect's target, to see whether a client followed one. Nothing reaches the
+internet.
 """
 
 from __future__ import annotations
@@ -46,12 +48,15 @@ class Answer:
     raw: str | None = None  # sent as the SSE body verbatim (bad streams)
     hang: float = 0.0  # before the response's headers
     drop: bool = False  # the connection breaks after the content (no end, no [DONE])
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers
+    body: bytes | None = None  # sent verbatim in 64 KiB pieces, no Content-Length (bombs)
 
 
 @dataclass
 class Received:
     body: dict[str, Any]
     headers: dict[str, str]
+    path: str = "/v1/chat/completions"
 
 
 class FakeOpenAI:
@@ -64,7 +69,12 @@ class FakeOpenAI:
         self.streams_completed = 0
         self.lock = threading.Lock()
         self.stream_started = threading.Event()
-        app = Starlette(routes=[Route("/v1/chat/completions", self.completions, methods=["POST"])])
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.completions, methods=["POST"]),
+                Route("/elsewhere/v1/chat/completions", self.completions, methods=["POST"]),
+            ]
+        )
         self.server = ThreadedServer(app)
 
     @property
@@ -85,15 +95,21 @@ class FakeOpenAI:
     async def completions(self, request: Request) -> Response:
         body = await request.json()
         with self.lock:
-            self.received.append(Received(body, dict(request.headers)))
+            self.received.append(Received(body, dict(request.headers), request.url.path))
             answer = self.script.pop(0) if self.script else None
         if answer is None:
             user = next(m for m in reversed(body["messages"]) if m["role"] == "user")
             answer = Answer(f"You said: {user['content']}.")
         if answer.hang:
             await asyncio.sleep(answer.hang)
-        if answer.error is not None:
-            return JSONResponse({"error": answer.error}, status_code=answer.status)
+        if answer.body is not None:
+            return StreamingResponse(
+                _pieces(answer.body), answer.status, answer.headers, "text/event-stream"
+            )
+        if answer.error is not None or answer.status != 200:
+            return JSONResponse(
+                {"error": answer.error}, status_code=answer.status, headers=answer.headers
+            )
         if not body.get("stream"):
             return JSONResponse(_completion(body["model"], answer))
         return StreamingResponse(
@@ -124,6 +140,17 @@ class FakeOpenAI:
                     self.streams_completed += 1
                 else:
                     self.streams_closed_early += 1
+
+
+async def _pieces(body: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), 64 * 1024):
+        yield body[start : start + 64 * 1024]
+
+
+def sse_body(deltas: list[dict[str, Any]], model: str = "test-model") -> bytes:
+    """A whole stream of ``deltas`` (then a stop and ``[DONE]``), for ``Answer(body=...)``."""
+    events = [_chunk(model, delta, None) for delta in deltas] + [_chunk(model, {}, "stop")]
+    return "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
 
 
 def _deltas(answer: Answer) -> list[dict[str, Any]]:

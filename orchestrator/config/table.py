@@ -246,8 +246,12 @@ SECTIONS = (
                  "history.", default=20, limits=between(0, 1000)),
         Variable("LLM_HISTORY_MAX_CHARS", INTEGER, "Characters of history sent at most (the "
                  "newest lines are kept).", default=8000, limits=between(0, 1_000_000)),
-        Variable("LLM_MAX_TOKENS", INTEGER, "`max_tokens` of each request; unset: the "
-                 "server's default.", limits=between(1, 1_000_000)),
+        Variable("LLM_MAX_TOKENS", INTEGER, "`max_tokens` of each request; `0`: none sent "
+                 "(the server's default; for models that refuse `max_tokens`).", default=1024,
+                 limits=between(0, 1_000_000)),
+        Variable("LLM_MAX_ANSWER_CHARS", INTEGER, "Characters of one turn's answer spoken at "
+                 "most; the stream is closed there (a server may ignore `max_tokens`).",
+                 default=2000, limits=between(100, 20_000)),
         Variable("LLM_TEMPERATURE", NUMBER, "`temperature` of each request; unset: the "
                  "server's default.", limits=between(0, 2)),
         Variable("LLM_TOOLS", BOOLEAN, "Offer the model the `show_card` and `set_variable` "

@@ -10,6 +10,11 @@ as one ``conversationResponse`` (``LLM_SPEECH=final``) or sentence by sentence
 A failure of the API (timeout, 429, 5xx, a bad stream) makes the DP say the
 apology, counted in ``orchestrator_llm_errors_total{reason}`` and logged with
 the reason (never the key, nor the server's message, which may quote it).
+
+The server is not trusted with the process's memory: its client (``outbound``)
+follows no redirect, refuses a compressed response and bounds each response
+and each stream event; an answer is cut at ``LLM_MAX_ANSWER_CHARS`` whatever
+``max_tokens`` the server honoured; tool calls are bounded in ``llm_tools``.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from dataclasses import KW_ONLY, InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import openai
 
 from orchestrator.config import Settings, SettingsError
 from orchestrator.handlers.api import Conversation, ConversationRequest, Reply
-from orchestrator.handlers.llm_tools import TOOLS, ToolCalls, ToolRefused, run_tool
+from orchestrator.handlers.llm_tools import TOOLS, ToolCall, ToolCalls, ToolRefused, run_tool
+from orchestrator.handlers.outbound import ResponseRefused, bounded_client
 from orchestrator.handlers.prompt import PromptTemplate, history_messages
 from orchestrator.handlers.speech import EmptyAnswer, FinalSpeech, SentenceSpeech, Speech
 from orchestrator.logs import get_logger
@@ -34,6 +41,12 @@ log = get_logger("orchestrator.handlers.llm")
 MAX_TOOL_ROUNDS = 3  # model calls that may end in tool calls; the next one gets no tools
 MAX_PROMPT_FILE_BYTES = 64 * 1024
 CONNECT_TIMEOUT_SECONDS = 5.0
+# One response (a stream, or an error body) and one stream event at most: far above
+# what a capped answer with tool calls takes, far below what would strain memory.
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+MAX_EVENT_BYTES = 256 * 1024
+# As many connections as concurrent turns may need (the openai client's own default).
+CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 # Sent when LLM_API_KEY is unset: the client insists on a key; local servers ignore it.
 NO_KEY = "no-key"
 
@@ -56,13 +69,14 @@ class LlmHandler:
     history_turns: int = 20
     history_max_chars: int = 8000
     tools: bool = True
+    max_answer_chars: int = 2000
     max_tokens: InitVar[int | None] = None
     temperature: InitVar[float | None] = None
     # The optional sampling parameters of every request (only those set).
     parameters: dict[str, Any] = field(init=False, default_factory=dict)
 
     def __post_init__(self, max_tokens: int | None, temperature: float | None) -> None:
-        if max_tokens is not None:
+        if max_tokens:  # 0 or None: the server's default
             self.parameters["max_tokens"] = max_tokens
         if temperature is not None:
             self.parameters["temperature"] = temperature
@@ -117,10 +131,17 @@ class LlmHandler:
             ),
             {"role": "user", "content": request.text},
         ]
+        room = self.max_answer_chars  # characters of answer still allowed this turn
         for round_ in range(MAX_TOOL_ROUNDS + 1):
             offer_tools = self.tools and round_ < MAX_TOOL_ROUNDS
-            text, calls = await self._stream(request, messages, speech, tools=offer_tools)
-            if not calls:
+            text, calls = await self._stream(
+                request, messages, speech, tools=offer_tools, room=room
+            )
+            room -= len(text)
+            if calls and not offer_tools:  # no tools were offered: none is carried out
+                log.warning("llm tool calls ignored: no tools offered", calls=len(calls))
+                return
+            if not calls:  # the answer is complete (or was cut)
                 return
             messages.append(
                 {
@@ -148,8 +169,13 @@ class LlmHandler:
         speech: Speech,
         *,
         tools: bool,
-    ) -> tuple[str, list[Any]]:
-        """One streamed completion: its text goes to ``speech`` as it comes."""
+        room: int,
+    ) -> tuple[str, list[ToolCall]]:
+        """One streamed completion: its text goes to ``speech`` as it comes.
+
+        At ``room`` characters the answer is cut (at a word's end where it can),
+        the stream closed and its tool calls dropped.
+        """
         extra: dict[str, Any] = {"tools": TOOLS} if tools else {}
         stream = await self.client.chat.completions.create(
             model=self.model,
@@ -170,20 +196,41 @@ class LlmHandler:
                 if delta.tool_calls:
                     calls.add(delta.tool_calls)
                 if delta.content:
-                    parts.append(delta.content)
-                    await speech.add_text(delta.content)
+                    text = delta.content
+                    if len(text) > room:
+                        text = _cut(text, room)
+                        parts.append(text)
+                        await speech.add_text(text)
+                        log.warning("llm answer cut", max_chars=self.max_answer_chars)
+                        return "".join(parts), []
+                    room -= len(text)
+                    parts.append(text)
+                    await speech.add_text(text)
         return "".join(parts), calls.done()
 
     async def aclose(self) -> None:
         await self.client.close()
 
 
+def _cut(text: str, room: int) -> str:
+    """At most ``room`` characters of ``text``, ending at a word's end where it can."""
+    if len(text) <= room:
+        return text
+    head = text[: room + 1]  # with the character after the cut: a space there ends a word
+    space = max(head.rfind(" "), head.rfind("\n"))
+    return head[:space] if space >= 0 else ""
+
+
 def failure_reason(exc: BaseException) -> str | None:
     """The metric label of a failed answer; ``None``: not an API failure (a bug)."""
     if isinstance(exc, TimeoutError | openai.APITimeoutError):
         return "timeout"
+    if isinstance(exc, ResponseRefused):
+        return exc.reason  # compressed, too_large
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
+        if 300 <= status < 400:
+            return "redirect"
         if status == 429:
             return "rate_limited"
         if status in (401, 403):
@@ -211,11 +258,22 @@ def build(settings: Settings) -> LlmHandler:
     # The client gives up a little before the turn does, so a slow API ends as
     # this handler's apology (counted, with its reason) rather than the turn's timeout.
     budget = settings.handler_timeout_seconds * 0.9
+    connect = min(budget, CONNECT_TIMEOUT_SECONDS)
     client = openai.AsyncOpenAI(
         base_url=settings.llm_base_url,
         api_key=settings.llm_api_key or NO_KEY,
-        timeout=openai.Timeout(budget, connect=min(budget, CONNECT_TIMEOUT_SECONDS)),
+        timeout=openai.Timeout(budget, connect=connect),
         max_retries=0,  # a retry would spend the turn's budget; the user can say it again
+        # openai >= 3 types this as httpx2's client; it takes httpx's (what 1.x and 2.x take).
+        http_client=cast(
+            Any,
+            bounded_client(
+                max_bytes=MAX_RESPONSE_BYTES,
+                max_event_bytes=MAX_EVENT_BYTES,
+                timeout=httpx.Timeout(budget, connect=connect),
+                limits=CONNECTION_LIMITS,
+            ),
+        ),
     )
     return LlmHandler(
         client,
@@ -229,6 +287,7 @@ def build(settings: Settings) -> LlmHandler:
         history_turns=settings.llm_history_turns,
         history_max_chars=settings.llm_history_max_chars,
         tools=settings.llm_tools,
+        max_answer_chars=settings.llm_max_answer_chars,
         max_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
     )

@@ -2,9 +2,12 @@
 
 A streamed tool call arrives in pieces (``delta.tool_calls[i]``: the id and
 name once, the JSON arguments in fragments); ``ToolCalls`` puts them back
-together. ``run_tool`` checks a finished call and carries it out: a card for
-the reply, or a shared session variable. Anything else (an unknown name, bad
-JSON, a bad value) is refused with a reason the model is told.
+together, each piece bounded as it comes (a name or id past 64 characters,
+arguments past ``MAX_ARGUMENT_CHARS``, calls past ``MAX_TOOL_CALLS``: the
+excess is dropped, so the call is refused). ``run_tool`` checks a finished
+call and carries it out: a card for the reply, or a shared session variable.
+Anything else (an unknown name, bad JSON, a bad value) is refused with a
+reason the model is told.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ MAX_ARGUMENT_CHARS = 16 * 1024
 MAX_CARD_DATA_CHARS = 8 * 1024
 MAX_VARIABLE_CHARS = 1024
 MAX_TOOL_CALLS = 8  # per round
+MAX_NAME_CHARS = 64  # a tool's name, a call's id
 _ID = r"^[A-Za-z0-9_-]{1,64}$"
 _ID_RE = re.compile(_ID)
 
@@ -97,16 +101,24 @@ class ToolCalls:
                     continue
                 call = self.calls[index] = ToolCall(id=f"call_{index}")
             if delta.id:
-                call.id = delta.id
+                call.id = delta.id[:MAX_NAME_CHARS]
             function = delta.function
             if function is not None:
+                # One character past a bound is kept, so the call is refused, not cut.
                 if function.name:
-                    call.name += function.name
-                if function.arguments and len(call.arguments) < MAX_ARGUMENT_CHARS:
-                    call.arguments += function.arguments
+                    call.name = _append(call.name, function.name, MAX_NAME_CHARS + 1)
+                if function.arguments:
+                    call.arguments = _append(call.arguments, function.arguments, MAX_ARGUMENT_CHARS)
 
     def done(self) -> list[ToolCall]:
         return [self.calls[index] for index in sorted(self.calls)]
+
+
+def _append(text: str, more: Any, limit: int) -> str:
+    """``text + more``, at most ``limit`` characters (``more`` unchecked: typed by a server)."""
+    if not isinstance(more, str) or len(text) >= limit:
+        return text
+    return text + more[: limit - len(text)]
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ the verification recipes; ``webhook_messages`` builds and checks the JSON.
 A backend that fails (no answer in time, an error status, a redirect, a reply
 too large or malformed) makes the DP say the apology; the reason is logged,
 never the secret, and the conversation goes on. One pooled client serves
-every session; it follows no redirect (a signed body must reach the URL it
-was meant for) and reads at most ``WEBHOOK_MAX_REPLY_BYTES`` of a reply.
+every session (``outbound``): it follows no redirect (a signed body must
+reach the URL it was meant for), refuses a compressed reply and reads at most
+``WEBHOOK_MAX_REPLY_BYTES`` of one.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import httpx
 
 from orchestrator.config import Settings, SettingsError
 from orchestrator.handlers.api import Conversation, ConversationRequest, Reply
+from orchestrator.handlers.outbound import ResponseRefused, bounded_client
 from orchestrator.handlers.signing import SIGNATURE_HEADER, sign
 from orchestrator.handlers.webhook_messages import (
     ENDED,
@@ -95,9 +97,9 @@ class WebhookHandler:
     def client(self) -> httpx.AsyncClient:
         """The pooled client, made on first use (in the serving event loop)."""
         if self._client is None:
-            self._client = httpx.AsyncClient(
+            self._client = bounded_client(
+                max_bytes=self.max_reply_bytes,
                 timeout=httpx.Timeout(self.deadline),
-                follow_redirects=False,
                 headers={"User-Agent": USER_AGENT},
                 transport=self._transport,
             )
@@ -193,6 +195,8 @@ class WebhookHandler:
             raise WebhookFailure(f"no answer within {self.deadline:g} s") from None
         except httpx.HTTPError as exc:
             raise WebhookFailure(f"request failed: {type(exc).__name__}: {exc}") from None
+        except ResponseRefused as exc:  # compressed, or over max_reply_bytes
+            raise WebhookFailure(str(exc)) from None
         except RuntimeError as exc:  # the client was closed (the server is shutting down)
             raise WebhookFailure(f"request not sent: {exc}") from None
 
@@ -202,18 +206,8 @@ class WebhookHandler:
             raise WebhookFailure(f"HTTP {status}: redirects are not followed")
         if not response.is_success:
             raise WebhookFailure(f"HTTP {status}")
-        limit = self.max_reply_bytes
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise WebhookFailure(f"reply of {declared} bytes exceeds {limit}")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():  # decoded: a compressed bomb counts in full
-            size += len(chunk)
-            if size > limit:
-                raise WebhookFailure(f"reply exceeds {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        # The client bounds the body (``ResponseRefused``) and refuses compression.
+        return b"".join([chunk async for chunk in response.aiter_raw()])
 
     def _failed(self, event: str, url: str, session: Session, exc: Exception) -> None:
         log.warning(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import tracemalloc
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,14 @@ from orchestrator.handlers.llm import LlmHandler, build
 from orchestrator.logs import configure_logging
 from orchestrator.metrics import LLM_ERRORS
 from orchestrator.sessions.model import Session
+from tests.compression_bomb import INFLATED_BYTES, gzip_bomb
 from tests.fake_openai import (
     MENU_CARD,
     Answer,
     FakeOpenAI,
     ToolCallPlan,
     card_and_variable_script,
+    sse_body,
 )
 from tests.orchestrator.test_logs import restore_logging  # noqa: F401 (a fixture)
 
@@ -387,3 +390,142 @@ def test_the_handler_is_interruptible_and_its_key_is_a_secret() -> None:
     settings = Settings(llm_api_key=KEY)
     assert KEY in settings.secrets
     assert KEY not in repr(settings)
+
+
+# --- a hostile or broken server: compression, size, redirects, runaway answers -----------
+
+
+def errors() -> dict[str, float]:
+    """``orchestrator_llm_errors_total`` by reason."""
+    [metric] = LLM_ERRORS.collect()
+    return {s.labels["reason"]: s.value for s in metric.samples if s.name.endswith("_total")}
+
+
+async def failed_turn(fake: FakeOpenAI, answer: Answer) -> tuple[Reply | None, str, int]:
+    """One turn against ``answer``: the reply, the failure's reason (counted) and the
+    peak of traced memory during the turn (the fake server's thread included)."""
+    handler = build(settings_for(fake))
+    fake.script.append(answer)
+    session = new_session()
+    before = errors()
+    tracemalloc.start()
+    try:
+        reply = await handler.handle(turn(session, "hi"), SpeakingConversation(session))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        await handler.aclose()
+    counted = [reason for reason, n in errors().items() if n != before.get(reason, 0)]
+    return reply, ",".join(counted), peak
+
+
+@pytest.mark.parametrize("status", [200, 500])
+async def test_a_gzip_bomb_is_refused_unread_whether_a_stream_or_an_error_body(
+    fake: FakeOpenAI, status: int
+) -> None:
+    """~260 KB of gzip inflating to 256 MiB, chunked: refused at its headers."""
+    bomb = Answer(status=status, body=gzip_bomb(), headers={"Content-Encoding": "gzip"})
+    reply, reason, peak = await failed_turn(fake, bomb)
+    assert peak < 4 * 1024 * 1024 < INFLATED_BYTES
+    assert (reply, reason) == (Reply(APOLOGY), "compressed")
+    assert fake.received[-1].headers["accept-encoding"] == "identity"
+
+
+async def test_a_huge_stream_event_is_refused_before_it_is_parsed(fake: FakeOpenAI) -> None:
+    """A tool call's name of 4 MB in one event (the issue's 9.6 MB name cost +85 MiB)."""
+    name = "n" * 4_000_000
+    body = sse_body([{"tool_calls": [{"index": 0, "id": "c1", "function": {"name": name}}]}])
+    del name
+    reply, reason, peak = await failed_turn(fake, Answer(body=body))
+    assert (reply, reason) == (Reply(APOLOGY), "too_large")
+    assert peak < 2 * 1024 * 1024 < len(body), peak
+
+
+async def test_a_tool_call_is_bounded_as_it_streams(fake: FakeOpenAI, handler: LlmHandler) -> None:
+    """A name, an id and arguments in many small fragments keep only what can be used:
+    the call is refused, and what goes back to the model is bounded."""
+    fragments = [
+        {"tool_calls": [{"index": 0, "id": "i" * 1000, "function": {"name": "n" * 1000,
+                                                                     "arguments": "a" * 1000}}]}
+        for _ in range(1000)
+    ]  # fmt: skip
+    fake.script += [Answer(body=sse_body(fragments)), Answer("No such tool.")]
+    session = new_session()
+    reply = await handler.handle(turn(session, "go"), SpeakingConversation(session))
+    assert reply == Reply("No such tool.")
+    [call] = fake.messages(-1)[-2]["tool_calls"]
+    assert (len(call["id"]), len(call["function"]["name"])) == (64, 65)
+    assert len(call["function"]["arguments"]) == 16 * 1024
+    assert fake.messages(-1)[-1]["content"] == "refused: arguments too long"
+
+
+async def test_tool_calls_are_not_run_when_no_tools_were_offered(
+    fake: FakeOpenAI, handler: LlmHandler
+) -> None:
+    """The last round offers no tools: a model calling one anyway gets nothing done."""
+    calls = [ToolCallPlan("set_variable", json.dumps({"name": "n", "value": n})) for n in range(4)]
+    fake.script += [Answer(tool_calls=[call]) for call in calls[:3]]
+    fake.script.append(Answer("Done.", tool_calls=[calls[3]]))
+    session = new_session()
+    reply = await handler.handle(turn(session, "loop"), SpeakingConversation(session))
+    assert reply == Reply("Done.")
+    assert session.variables == {"n": 2}
+    assert "tools" not in fake.received[-1].body
+
+
+async def test_with_tools_off_a_tool_call_is_never_run(fake: FakeOpenAI) -> None:
+    handler = build(settings_for(fake, llm_tools=False))
+    fake.script.append(Answer("Fine.", tool_calls=[ToolCallPlan("set_variable", '{"name": '
+                                                                '"x", "value": 1}')]))  # fmt: skip
+    session = new_session()
+    try:
+        reply = await handler.handle(turn(session, "set x"), SpeakingConversation(session))
+    finally:
+        await handler.aclose()
+    assert reply == Reply("Fine.")
+    assert session.variables == {}
+    assert len(fake.received) == 1
+
+
+async def test_a_redirect_is_not_followed(fake: FakeOpenAI) -> None:
+    """The key and the conversation go only to LLM_BASE_URL."""
+    target = fake.base_url.replace("/v1", "/elsewhere/v1/chat/completions")
+    reply, reason, _ = await failed_turn(fake, Answer(status=307, headers={"Location": target}))
+    assert (reply, reason) == (Reply(APOLOGY), "redirect")
+    assert [received.path for received in fake.received] == ["/v1/chat/completions"]
+
+
+async def test_max_tokens_is_sent_by_default_and_zero_sends_none(fake: FakeOpenAI) -> None:
+    for overrides, expected in (({}, 1024), ({"llm_max_tokens": 0}, None)):
+        handler = build(settings_for(fake, **overrides))
+        session = new_session()
+        try:
+            await handler.handle(turn(session, "hi"), SpeakingConversation(session))
+        finally:
+            await handler.aclose()
+        assert fake.received[-1].body.get("max_tokens") == expected
+
+
+@pytest.mark.parametrize("speech", ["final", "sentences"])
+async def test_a_runaway_answer_is_cut_at_a_word_and_its_stream_closed(
+    fake: FakeOpenAI, speech: str
+) -> None:
+    """A server that ignores max_tokens: 50,000 words are cut at LLM_MAX_ANSWER_CHARS."""
+    handler = build(settings_for(fake, llm_max_answer_chars=100, llm_speech=speech))
+    fake.script.append(Answer(" ".join(["Blah blah."] * 25_000), delay=0.001))
+    session = new_session()
+    conversation = SpeakingConversation(session)
+    closed_before = fake.streams_closed_early
+    try:
+        reply = await handler.handle(turn(session, "talk"), conversation)
+    finally:
+        await handler.aclose()
+    said = [reply.output_text()] if reply else [text for _, text, _ in conversation.sent]
+    spoken = " ".join(said)
+    assert 90 <= len(spoken) <= 100
+    assert spoken.endswith(("blah.", "Blah", "blah"))
+    for _ in range(100):
+        if fake.streams_closed_early > closed_before:
+            break
+        await asyncio.sleep(0.02)
+    assert fake.streams_closed_early == closed_before + 1

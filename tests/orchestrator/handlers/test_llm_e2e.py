@@ -12,6 +12,7 @@ import pytest
 from orchestrator.control import protocol
 from orchestrator.sessions.model import Session
 from orchestrator.simulate import HostSimulator
+from tests.compression_bomb import gzip_bomb
 from tests.fake_openai import (
     Answer,
     FakeOpenAI,
@@ -109,8 +110,18 @@ async def test_an_interruption_cancels_the_stream_mid_way_and_keeps_only_what_wa
 
 
 @pytest.mark.anyio
-async def test_an_api_error_gives_the_apology_and_the_socket_stays_open(fake: FakeOpenAI) -> None:
-    fake.script.append(Answer(status=500, error={"message": "down", "type": "server_error"}))
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (Answer(status=500, error={"message": "down", "type": "server_error"}), "server_error"),
+        (Answer(body=gzip_bomb(), headers={"Content-Encoding": "gzip"}), "compressed"),
+    ],
+    ids=["500", "gzip bomb"],
+)
+async def test_an_api_error_gives_the_apology_and_the_socket_stays_open(
+    fake: FakeOpenAI, answer: Answer, reason: str
+) -> None:
+    fake.script.append(answer)
     with llm_server(fake) as server:
         issued = await fetch_token(server)
         async with HostSimulator.connect(server.ws_url, issued["jwt"]) as host:
@@ -121,7 +132,7 @@ async def test_an_api_error_gives_the_apology_and_the_socket_stays_open(fake: Fa
             assert again[0].envelope.body["output"]["text"] == "You said: hello again."
         metrics = server.app.state.metrics
         text = metrics.registry.get_sample_value(
-            "orchestrator_llm_errors_total", {"reason": "server_error"}
+            "orchestrator_llm_errors_total", {"reason": reason}
         )
     assert text is not None and text >= 1
 

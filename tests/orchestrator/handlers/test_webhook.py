@@ -3,6 +3,7 @@ each signature with the package's helper and answers scripted replies."""
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ from orchestrator.config import Settings, SettingsError
 from orchestrator.handlers.api import Card, Reply
 from orchestrator.handlers.webhook import WebhookHandler, build
 from orchestrator.sessions.model import Session
+from tests.compression_bomb import INFLATED_BYTES, gzip_bomb
 from tests.conftest import random_secret
 from tests.orchestrator.handlers import test_handlers as handlers_tests
 from tests.orchestrator.handlers.test_webhook_messages import make_request, make_session
@@ -159,6 +161,43 @@ async def test_a_bad_answer_gives_the_apology_and_logs_the_reason(
     assert line["url"] == backend.turn_url
     assert secret not in repr(logs)
     assert [r.path for r in backend.received] == ["/turn"]  # a redirect is not followed
+
+
+GZIP = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+
+
+async def test_a_gzip_bomb_is_refused_unread_with_memory_bounded(
+    backend: WebhookReceiver, secret: str
+) -> None:
+    """A compressed reply (here ~260 KB inflating to 256 MiB, chunked) is refused at its
+    headers: nothing is inflated, so memory stays far below even one inflated chunk."""
+    bomb = gzip_bomb()
+    scripted(backend, Answer(chunked=bomb, headers=GZIP))
+    handler = handler_for(backend, secret)
+    tracemalloc.start()
+    try:
+        with capture_logs() as logs:
+            reply, actions = await turn(handler)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (reply, actions) == (Reply(APOLOGY), [])
+    assert peak < 4 * 1024 * 1024 < INFLATED_BYTES
+    assert logs[0]["reason"] == "Content-Encoding 'gzip' refused (identity was asked)"
+    [received] = backend.received
+    assert received.verdict == "ok"
+
+
+async def test_the_backend_is_asked_for_an_uncompressed_reply(
+    backend: WebhookReceiver, secret: str
+) -> None:
+    seen: list[str] = []
+    backend.turn_script = lambda received: (
+        seen.append(received.accept_encoding) or Answer(json={"text": "plain"})
+    )
+    reply, _ = await turn(handler_for(backend, secret))
+    assert reply == Reply("plain")
+    assert seen == ["identity"]
 
 
 async def test_an_unreachable_backend_gives_the_apology(secret: str) -> None:

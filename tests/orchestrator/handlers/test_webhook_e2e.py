@@ -18,6 +18,7 @@ import pytest
 from starlette.applications import Starlette
 
 from orchestrator.simulate import HostSimulator
+from tests.compression_bomb import gzip_bomb
 from tests.conftest import random_secret
 from tests.live_server import LiveServer
 from tests.orchestrator.control.test_control_e2e import fetch_token
@@ -31,7 +32,7 @@ OFFER = {"id": "offer", "component": "markdown", "data": {"text": "**50%** off"}
 
 
 def scripted_backend(received: Received) -> Answer:
-    """The test backend: an offer with a card, variables and follow-up lines; two
+    """The test backend: an offer with a card, variables and follow-up lines; three
     broken answers; an echo for anything else."""
     text = received.payload.get("text")
     if text == "offers":
@@ -42,6 +43,8 @@ def scripted_backend(received: Received) -> Answer:
         return Answer(body=b"<html>oops</html>")
     if text == "crash":
         return Answer(500)
+    if text == "bomb":
+        return Answer(chunked=gzip_bomb(), headers={"Content-Encoding": "gzip"})
     return echo(received)
 
 
@@ -137,7 +140,7 @@ async def test_a_bad_backend_reply_gives_the_apology_and_the_socket_stays_open(
         issued = await fetch_token(server)
         async with HostSimulator.connect(server.ws_url, issued["jwt"]) as host:
             await host.start(settle=0.1)
-            for text in ("break", "crash"):
+            for text in ("break", "crash", "bomb"):
                 broken = await host.say(text, settle=0.1)
                 assert broken[0].describe() == f"DP: {APOLOGY}"
             after = await host.say("still there?", settle=0.1)

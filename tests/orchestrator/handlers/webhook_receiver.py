@@ -1,7 +1,7 @@
 """A webhook backend for tests: a real HTTP server (uvicorn in a thread) that
 checks every signature with the package's helper, records what it received,
 and answers what the test scripted (good replies, bad JSON, errors, slow,
-huge, redirects)."""
+huge, compressed, redirects)."""
 
 from __future__ import annotations
 
@@ -36,8 +36,16 @@ class Answer:
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     stream_bytes: int = 0  # > 0: a chunked body of that many bytes, no Content-Length
+    chunked: bytes = b""  # sent as a chunked body in 64 KiB pieces, no Content-Length
 
     def response(self) -> Response:
+        if self.chunked:
+
+            async def pieces() -> AsyncIterator[bytes]:
+                for start in range(0, len(self.chunked), 64 * 1024):
+                    yield self.chunked[start : start + 64 * 1024]
+
+            return StreamingResponse(pieces(), status_code=self.status, headers=self.headers)
         if self.stream_bytes:
 
             async def chunks() -> AsyncIterator[bytes]:
@@ -60,6 +68,7 @@ class Received:
     raw: bytes
     signature: str | None
     verdict: str  # "ok" or the SignatureError reason
+    accept_encoding: str = ""
 
 
 Script = Callable[[Received], Answer]
@@ -125,6 +134,7 @@ class WebhookReceiver(ThreadedServer):
             raw,
             signature,
             verdict,
+            request.headers.get("Accept-Encoding", ""),
         )
         self.received.append(received)
         return received
