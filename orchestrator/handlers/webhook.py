@@ -232,14 +232,17 @@ class WebhookHandler:
             EVENT_HEADER: event,
         }
         try:
-            async with asyncio.timeout(self.deadline), self._one_at_a_time(session_id):
-                async with self._slot():
-                    request = self.client.build_request("POST", url, content=body, headers=headers)
-                    response = await self.client.send(request, stream=True)
-                    try:
-                        return await self._read(response)
-                    finally:
-                        await response.aclose()
+            async with (
+                asyncio.timeout(self.deadline),
+                self._one_at_a_time(session_id),
+                self._slot(),
+            ):
+                request = self.client.build_request("POST", url, content=body, headers=headers)
+                response = await self.client.send(request, stream=True)
+                try:
+                    return await self._read(response)
+                finally:
+                    await response.aclose()
         except (TimeoutError, httpx.TimeoutException):
             raise WebhookFailure(f"no answer within {self.deadline:g} s") from None
         except httpx.HTTPError as exc:

@@ -338,10 +338,11 @@ async def test_a_session_never_has_two_requests_in_flight(
     handler = handler_for(backend, secret, timeout_seconds=3.0)
     session = make_session(id="one-at-a-time")  # no earlier test's slow request counts
     try:
-        replies = await asyncio.gather(
-            *(handler.handle(make_request(text, session=session), RecordingConversation(session))
-              for text in ("one", "two"))  # fmt: skip
-        )
+        turns = [
+            handler.handle(make_request(text, session=session), RecordingConversation(session))
+            for text in ("one", "two")
+        ]
+        replies = await asyncio.gather(*turns)
         other = await handler.handle(make_request("three"), RecordingConversation())
     finally:
         await handler.aclose()
@@ -366,7 +367,9 @@ async def test_past_the_pools_waiting_room_a_request_is_refused_at_once(
         first = asyncio.create_task(
             handler.handle(make_request("first", session=sessions[0]), RecordingConversation())
         )
-        while not backend.of("turn"):  # the first holds the only connection
+        for _ in range(500):  # until the first holds the only connection
+            if backend.of("turn"):
+                break
             await asyncio.sleep(0.01)
         second = asyncio.create_task(
             handler.handle(make_request("second", session=sessions[1]), RecordingConversation())
