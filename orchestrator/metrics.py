@@ -37,6 +37,20 @@ LLM_ERRORS = Counter(
     ["reason"],
     registry=None,
 )
+# Requests the built-in handlers did not make: a session over its budget
+# (``requests``, ``input``: orchestrator.handlers.budget) or a webhook pool with
+# too many waiting (``busy``). Per process, like LLM_ERRORS.
+HANDLER_REFUSALS = Counter(
+    "orchestrator_handler_refusals",
+    "Requests a built-in handler refused to make, by handler and reason",
+    ["handler", "reason"],
+    registry=None,
+)
+LLM_INPUT_TRUNCATED = Counter(
+    "orchestrator_llm_input_truncated",
+    "User turns cut to LLM_MAX_INPUT_CHARS before they went to the model",
+    registry=None,
+)
 
 # Counted by the WebSocket protocol below the app (orchestrator/server/websocket.py),
 # which uvicorn builds per connection with no reference to an app: one per process.
@@ -53,8 +67,8 @@ class Metrics:
     def __init__(self, live_sessions: Callable[[], int]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
-        registry.register(LLM_ERRORS)
-        registry.register(STACK_HANDSHAKES_REFUSED)
+        for shared in (LLM_ERRORS, HANDLER_REFUSALS, LLM_INPUT_TRUNCATED, STACK_HANDSHAKES_REFUSED):
+            registry.register(shared)
         self.sessions_live = Gauge(
             "orchestrator_sessions_live", "Control sockets open in this process", registry=registry
         )

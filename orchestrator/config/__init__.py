@@ -10,6 +10,7 @@ from orchestrator.config.settings import Settings
 from orchestrator.config.table import (
     CONTROL_PATH,
     DEFAULT_APOLOGY,
+    DEFAULT_BUDGET_REPLY,
     DEFAULT_HANDLER,
     DEFAULT_PORT,
     DEFAULT_SESSION_SERVER,
@@ -22,6 +23,7 @@ from orchestrator.config.validation import load_resolver, origin_pattern
 __all__ = [
     "CONTROL_PATH",
     "DEFAULT_APOLOGY",
+    "DEFAULT_BUDGET_REPLY",
     "DEFAULT_HANDLER",
     "DEFAULT_PORT",
     "DEFAULT_SESSION_SERVER",

@@ -44,6 +44,7 @@ EPHEMERAL_FLAG = "ORCHESTRATOR_EPHEMERAL_KEY"
 MIN_API_KEY_BYTES = 32
 DEFAULT_HANDLER = "default"
 DEFAULT_APOLOGY = "Sorry, something went wrong on my side. Could you say that again?"
+DEFAULT_BUDGET_REPLY = "I need a moment to catch up. Please ask me again in a minute."
 DEFAULT_LLM_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_LLM_SYSTEM_PROMPT = (
     "You are a friendly digital person talking with a user by voice. Answer in one to three "
@@ -158,6 +159,16 @@ SECTIONS = (
                  limits=greater_than(0)),
         Variable("HANDLER_APOLOGY", TEXT, "What the DP says when the handler raises or times "
                  "out.", default=DEFAULT_APOLOGY),
+        Variable("HANDLER_REQUESTS_PER_MINUTE", INTEGER, "Requests the `llm` and `webhook` "
+                 "handlers make for one session within any 60 s (each model call of a turn, "
+                 "interrupted ones too; each webhook turn); past it the request is not made "
+                 "and the DP says `HANDLER_BUDGET_REPLY`; `0`: no limit.", default=60,
+                 limits=at_least(0)),
+        Variable("HANDLER_INPUT_CHARS_PER_MINUTE", INTEGER, "Characters those requests send "
+                 "for one session within any 60 s (the whole prompt, the webhook's JSON "
+                 "body); `0`: no limit.", default=600_000, limits=at_least(0)),
+        Variable("HANDLER_BUDGET_REPLY", TEXT, "What the DP says when a session is over "
+                 "its budget (no request is made).", default=DEFAULT_BUDGET_REPLY),
         Variable("IDLE_PROMPT_SECONDS", NUMBER, "After this long with no user turn (and the "
                  "DP not speaking) the handler's `on_idle` is called once per silence (the "
                  "default handler asks \"Are you still there?\"); `0` turns it off.",
@@ -200,6 +211,12 @@ SECTIONS = (
         Variable("WEBHOOK_MAX_REPLY_BYTES", INTEGER, "A longer reply is refused unread past "
                  "this size (the DP says the apology).", default=64 * 1024,
                  limits=between(1024, 4 * 1024 * 1024)),
+        Variable("WEBHOOK_MAX_CONCURRENT", INTEGER, "Requests to the backend in flight at "
+                 "once, over all sessions (the connection pool's size); one session has at "
+                 "most one.", default=100, limits=between(1, 10_000)),
+        Variable("WEBHOOK_MAX_WAITING", INTEGER, "Requests that may wait for a free "
+                 "connection; past it a request is refused at once (the DP says the "
+                 "apology).", default=100, limits=between(0, 100_000)),
     )),
     Section("Sessions", (
         Variable("ORCHESTRATOR_API_KEY", SECRET_LIST, "The backend's key(s) for the sessions "
@@ -246,6 +263,9 @@ SECTIONS = (
                  "history.", default=20, limits=between(0, 1000)),
         Variable("LLM_HISTORY_MAX_CHARS", INTEGER, "Characters of history sent at most (the "
                  "newest lines are kept).", default=8000, limits=between(0, 1_000_000)),
+        Variable("LLM_MAX_INPUT_CHARS", INTEGER, "Characters of one user turn sent to the "
+                 "model; a longer turn is cut (logged and counted).", default=4000,
+                 limits=between(100, 1_000_000)),
         Variable("LLM_MAX_TOKENS", INTEGER, "`max_tokens` of each request; `0`: none sent "
                  "(the server's default; for models that refuse `max_tokens`).", default=1024,
                  limits=between(0, 1_000_000)),

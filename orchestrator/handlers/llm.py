@@ -7,6 +7,9 @@ variables), the transcript as history, the user's words. The answer is spoken
 as one ``conversationResponse`` (``LLM_SPEECH=final``) or sentence by sentence
 (``sentences``, see ``speech``). The model may call ``show_card`` and
 ``set_variable``. A new user turn cancels the stream (``interruptible``).
+The user's words are cut to ``LLM_MAX_INPUT_CHARS``, and every request is
+charged to the session's budget first (``budget``): one over it is not made
+and the DP says ``HANDLER_BUDGET_REPLY``.
 A failure of the API (timeout, 429, 5xx, a bad stream) makes the DP say the
 apology, counted in ``orchestrator_llm_errors_total{reason}`` and logged with
 the reason (never the key, nor the server's message, which may quote it).
@@ -20,6 +23,7 @@ and each stream event; an answer is cut at ``LLM_MAX_ANSWER_CHARS`` whatever
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import KW_ONLY, InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -27,14 +31,16 @@ from typing import Any, cast
 import httpx
 import openai
 
-from orchestrator.config import Settings, SettingsError
+from orchestrator.config import DEFAULT_BUDGET_REPLY, Settings, SettingsError
 from orchestrator.handlers.api import Conversation, ConversationRequest, Reply
+from orchestrator.handlers.budget import OverBudget, SessionBudget
 from orchestrator.handlers.llm_tools import TOOLS, ToolCall, ToolCalls, ToolRefused, run_tool
 from orchestrator.handlers.outbound import ResponseRefused, bounded_client
 from orchestrator.handlers.prompt import PromptTemplate, history_messages
 from orchestrator.handlers.speech import EmptyAnswer, FinalSpeech, SentenceSpeech, Speech
 from orchestrator.logs import get_logger
-from orchestrator.metrics import LLM_ERRORS
+from orchestrator.metrics import LLM_ERRORS, LLM_INPUT_TRUNCATED
+from orchestrator.sessions.model import Session
 
 log = get_logger("orchestrator.handlers.llm")
 
@@ -49,6 +55,8 @@ MAX_EVENT_BYTES = 256 * 1024
 CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 # Sent when LLM_API_KEY is unset: the client insists on a key; local servers ignore it.
 NO_KEY = "no-key"
+# A budget that lets fewer full requests a minute through is worth a warning.
+FULL_REQUESTS_PER_MINUTE = 20
 
 
 @dataclass
@@ -70,6 +78,10 @@ class LlmHandler:
     history_max_chars: int = 8000
     tools: bool = True
     max_answer_chars: int = 2000
+    max_input_chars: int = 4000
+    # None: no budget (a handler built in code); build() always gives one.
+    session_budget: SessionBudget | None = None
+    budget_reply: str = DEFAULT_BUDGET_REPLY
     max_tokens: InitVar[int | None] = None
     temperature: InitVar[float | None] = None
     # The optional sampling parameters of every request (only those set).
@@ -97,6 +109,8 @@ class LlmHandler:
             async with asyncio.timeout(self.budget_seconds):
                 await self._answer(request, conversation, speech)
                 return await speech.finish()
+        except OverBudget:  # counted and logged by the budget; no request was made
+            return None if speech.spoken else Reply(self.budget_reply)
         except Exception as exc:  # an API failure is named, counted and answered below
             if failure_reason(exc) is None:
                 raise
@@ -118,6 +132,16 @@ class LlmHandler:
         self, request: ConversationRequest, conversation: Conversation, speech: Speech
     ) -> None:
         session = request.session
+        text = request.text
+        if len(text) > self.max_input_chars:
+            text = text[: self.max_input_chars]
+            LLM_INPUT_TRUNCATED.inc()
+            log.info(
+                "user turn cut for the model",
+                chars=len(request.text),
+                kept=self.max_input_chars,
+                session_id=session.id,
+            )
         messages: list[dict[str, Any]] = [
             {
                 "role": "system",
@@ -129,7 +153,7 @@ class LlmHandler:
                 max_turns=self.history_turns,
                 max_chars=self.history_max_chars,
             ),
-            {"role": "user", "content": request.text},
+            {"role": "user", "content": text},
         ]
         room = self.max_answer_chars  # characters of answer still allowed this turn
         for round_ in range(MAX_TOOL_ROUNDS + 1):
@@ -176,6 +200,9 @@ class LlmHandler:
         At ``room`` characters the answer is cut (at a word's end where it can),
         the stream closed and its tool calls dropped.
         """
+        if self.session_budget is not None:
+            sent = len(json.dumps(messages, ensure_ascii=False))
+            self.session_budget.charge(request.session.id, sent)
         extra: dict[str, Any] = {"tools": TOOLS} if tools else {}
         stream = await self.client.chat.completions.create(
             model=self.model,
@@ -207,6 +234,10 @@ class LlmHandler:
                     parts.append(text)
                     await speech.add_text(text)
         return "".join(parts), calls.done()
+
+    async def on_end(self, session: Session, reason: str) -> None:
+        if self.session_budget is not None:
+            self.session_budget.release(session.id)
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -251,9 +282,8 @@ def build(settings: Settings) -> LlmHandler:
     """The handler from the ``LLM_*`` settings; ``SettingsError`` naming what is missing."""
     if not settings.llm_model:
         raise SettingsError("CONVERSATION_HANDLER=llm needs LLM_MODEL (the model's name)")
-    system_prompt = PromptTemplate.parse(
-        "LLM_SYSTEM_PROMPT", _prompt_text("LLM_SYSTEM_PROMPT", settings.llm_system_prompt)
-    )
+    prompt_text = _prompt_text("LLM_SYSTEM_PROMPT", settings.llm_system_prompt)
+    system_prompt = PromptTemplate.parse("LLM_SYSTEM_PROMPT", prompt_text)
     welcome = PromptTemplate.parse("LLM_WELCOME", settings.llm_welcome)
     # The client gives up a little before the turn does, so a slow API ends as
     # this handler's apology (counted, with its reason) rather than the turn's timeout.
@@ -275,6 +305,12 @@ def build(settings: Settings) -> LlmHandler:
             ),
         ),
     )
+    session_budget = SessionBudget(
+        "llm",
+        requests_per_minute=settings.handler_requests_per_minute,
+        input_chars_per_minute=settings.handler_input_chars_per_minute,
+    )
+    _warn_if_tight(settings, len(prompt_text))
     return LlmHandler(
         client,
         model=settings.llm_model,
@@ -288,9 +324,25 @@ def build(settings: Settings) -> LlmHandler:
         history_max_chars=settings.llm_history_max_chars,
         tools=settings.llm_tools,
         max_answer_chars=settings.llm_max_answer_chars,
+        max_input_chars=settings.llm_max_input_chars,
+        session_budget=session_budget,
+        budget_reply=settings.handler_budget_reply,
         max_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
     )
+
+
+def _warn_if_tight(settings: Settings, system_prompt_chars: int) -> None:
+    """A start-up warning when the input budget fits few requests of full size."""
+    limit = settings.handler_input_chars_per_minute
+    full = system_prompt_chars + settings.llm_history_max_chars + settings.llm_max_input_chars
+    if limit and limit < FULL_REQUESTS_PER_MINUTE * full:
+        log.warning(
+            "HANDLER_INPUT_CHARS_PER_MINUTE fits few full-size requests a minute",
+            limit=limit,
+            request_chars=full,
+            requests=limit // full,
+        )
 
 
 def _prompt_text(variable: str, value: str) -> str:

@@ -12,20 +12,29 @@ never the secret, and the conversation goes on. One pooled client serves
 every session (``outbound``): it follows no redirect (a signed body must
 reach the URL it was meant for), refuses a compressed reply and reads at most
 ``WEBHOOK_MAX_REPLY_BYTES`` of one.
+
+Fairness: a session has at most one request in flight (a second waits for
+it), at most ``WEBHOOK_MAX_CONCURRENT`` are in flight over all sessions (the
+pool's size), and at most ``WEBHOOK_MAX_WAITING`` wait for one of those; past
+that a request is refused at once (the apology, counted as ``busy``). Each
+turn is charged to the session's budget first (``budget``): one over it is
+not sent and the DP says ``HANDLER_BUDGET_REPLY``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from orchestrator.config import Settings, SettingsError
+from orchestrator.config import DEFAULT_BUDGET_REPLY, Settings, SettingsError
 from orchestrator.handlers.api import Conversation, ConversationRequest, Reply
+from orchestrator.handlers.budget import OverBudget, SessionBudget
 from orchestrator.handlers.outbound import ResponseRefused, bounded_client
 from orchestrator.handlers.signing import SIGNATURE_HEADER, sign
 from orchestrator.handlers.webhook_messages import (
@@ -39,6 +48,7 @@ from orchestrator.handlers.webhook_messages import (
     turn_payload,
 )
 from orchestrator.logs import get_logger
+from orchestrator.metrics import HANDLER_REFUSALS
 from orchestrator.sessions.model import Session
 from tokens.jsonsafe import dumps
 
@@ -53,6 +63,16 @@ log = get_logger("orchestrator.webhook")
 
 class WebhookFailure(Exception):
     """A request got no usable answer; the message is the reason logged."""
+
+
+class _SessionGate:
+    """One session's lock, kept while a request holds or waits for it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
 
 
 def shown_url(url: str) -> str:
@@ -78,6 +98,10 @@ class WebhookHandler:
         history_lines: int = 10,
         max_reply_bytes: int = 64 * 1024,
         apology: str = "Sorry, something went wrong on my side.",
+        max_concurrent: int = 100,
+        max_waiting: int = 100,
+        session_budget: SessionBudget | None = None,
+        budget_reply: str = DEFAULT_BUDGET_REPLY,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url
@@ -87,8 +111,15 @@ class WebhookHandler:
         self.history_lines = history_lines
         self.max_reply_bytes = max_reply_bytes
         self.apology = apology
+        self.max_concurrent = max_concurrent
+        self.max_waiting = max_waiting
+        self.session_budget = session_budget  # None: no budget (built in code)
+        self.budget_reply = budget_reply
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._waiting = 0  # requests waiting for a slot
+        self._sessions: dict[str, _SessionGate] = {}
 
     def __repr__(self) -> str:  # never the secret
         return f"WebhookHandler(url={shown_url(self.url)!r})"
@@ -100,6 +131,7 @@ class WebhookHandler:
             self._client = bounded_client(
                 max_bytes=self.max_reply_bytes,
                 timeout=httpx.Timeout(self.deadline),
+                limits=httpx.Limits(max_connections=self.max_concurrent),
                 headers={"User-Agent": USER_AGENT},
                 transport=self._transport,
             )
@@ -115,9 +147,16 @@ class WebhookHandler:
         self, request: ConversationRequest, conversation: Conversation
     ) -> Reply | None:
         """``POST`` the turn, then say the reply (or the apology)."""
+        session = request.session
         payload = turn_payload(request, turn_id=uuid.uuid4().hex, history=self.history_lines)
+        body = dumps(payload)
+        if self.session_budget is not None:
+            try:
+                self.session_budget.charge(session.id, len(body))
+            except OverBudget:  # counted and logged by the budget
+                return Reply(self.budget_reply)
         try:
-            answer = parse_reply(await self.post(self.url, TURN, payload))
+            answer = parse_reply(await self.post(self.url, TURN, body, session_id=session.id))
         except (WebhookFailure, BadReply) as exc:
             self._failed(TURN, self.url, request.session, exc)
             return Reply(self.apology)
@@ -139,6 +178,8 @@ class WebhookHandler:
         await self._notify(STARTED, session)
 
     async def on_end(self, session: Session, reason: str) -> None:
+        if self.session_budget is not None:
+            self.session_budget.release(session.id)
         await self._notify(ENDED, session, reason=reason)
 
     async def on_idle(self, session: Session, seconds: float) -> Reply | None:
@@ -165,26 +206,39 @@ class WebhookHandler:
     async def _notify(self, event: str, session: Session, **details: Any) -> bytes | None:
         try:
             payload = event_payload(event, session, event_id=uuid.uuid4().hex, **details)
-            return await self.post(self.events_url, event, payload)
+            return await self.post(self.events_url, event, dumps(payload), session_id=session.id)
         except WebhookFailure as exc:
             self._failed(event, self.events_url, session, exc)
             return None
 
     # --- the request -------------------------------------------------------------------
 
-    async def post(self, url: str, event: str, payload: Mapping[str, Any]) -> bytes:
-        """Send ``payload`` signed; the reply's body (at most ``max_reply_bytes``).
+    async def post(
+        self,
+        url: str,
+        event: str,
+        payload: Mapping[str, Any] | str,
+        *,
+        session_id: str | None = None,
+    ) -> bytes:
+        """Send ``payload`` (or its JSON text) signed; the reply's body (at most
+        ``max_reply_bytes``), one at a time for ``session_id``.
 
-        ``WebhookFailure`` for anything but a 2xx answer within the deadline.
+        ``WebhookFailure`` for anything but a 2xx answer within the deadline
+        (waiting for the session's request before it and for a pool slot count).
         """
-        body = dumps(payload).encode("utf-8")
+        body = (payload if isinstance(payload, str) else dumps(payload)).encode("utf-8")
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(self._secret, body),
             EVENT_HEADER: event,
         }
         try:
-            async with asyncio.timeout(self.deadline):
+            async with (
+                asyncio.timeout(self.deadline),
+                self._one_at_a_time(session_id),
+                self._slot(),
+            ):
                 request = self.client.build_request("POST", url, content=body, headers=headers)
                 response = await self.client.send(request, stream=True)
                 try:
@@ -199,6 +253,46 @@ class WebhookHandler:
             raise WebhookFailure(str(exc)) from None
         except RuntimeError as exc:  # the client was closed (the server is shutting down)
             raise WebhookFailure(f"request not sent: {exc}") from None
+
+    @asynccontextmanager
+    async def _one_at_a_time(self, session_id: str | None) -> AsyncIterator[None]:
+        """The session's requests one after another (its gate goes with the last)."""
+        if session_id is None:
+            yield
+            return
+        gate = self._sessions.get(session_id)
+        if gate is None:
+            gate = self._sessions[session_id] = _SessionGate()
+        gate.users += 1
+        try:
+            async with gate.lock:
+                yield
+        finally:
+            gate.users -= 1
+            if not gate.users:
+                del self._sessions[session_id]
+
+    @asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """One of ``max_concurrent`` slots; ``WebhookFailure`` at once when
+        ``max_waiting`` requests already wait for one."""
+        if self._slots.locked():
+            if self._waiting >= self.max_waiting:
+                HANDLER_REFUSALS.labels("webhook", "busy").inc()
+                raise WebhookFailure(
+                    f"busy: {self.max_concurrent} requests in flight, {self._waiting} waiting"
+                )
+            self._waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self._waiting -= 1
+        else:
+            await self._slots.acquire()
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     async def _read(self, response: httpx.Response) -> bytes:
         status = response.status_code
@@ -238,4 +332,12 @@ def build(settings: Settings) -> WebhookHandler:
         history_lines=settings.webhook_history_lines,
         max_reply_bytes=settings.webhook_max_reply_bytes,
         apology=settings.handler_apology,
+        max_concurrent=settings.webhook_max_concurrent,
+        max_waiting=settings.webhook_max_waiting,
+        session_budget=SessionBudget(
+            "webhook",
+            requests_per_minute=settings.handler_requests_per_minute,
+            input_chars_per_minute=settings.handler_input_chars_per_minute,
+        ),
+        budget_reply=settings.handler_budget_reply,
     )

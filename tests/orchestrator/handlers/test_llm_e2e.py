@@ -4,9 +4,12 @@ an OpenAI-compatible server started by the test (the real ``openai`` client betw
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from orchestrator.control import protocol
@@ -153,3 +156,106 @@ def test_simulate_works_against_the_llm_handler(
     lines = out.splitlines()
     assert "DP: Hi there." in lines
     assert "    [card c: x]" in lines
+
+
+# --- the session's budget (issue 23: one session could spend the LLM budget) ----------
+
+BUDGET_REPLY = "Slow down, please."
+FLOOD_TEXT = "x" * 60_000  # a frame's worth of text (CONTROL_MAX_FRAME_BYTES is 64 KiB)
+
+
+def request_chars(fake: FakeOpenAI) -> list[int]:
+    """What each request to the model sent, as the budget counts it."""
+    return [len(json.dumps(r.body["messages"], ensure_ascii=False)) for r in fake.received]
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """A sample's value in ``/metrics`` text (0 when absent)."""
+    pattern = re.compile(rf"^{re.escape(name + labels)} (\S+)$", re.MULTILINE)
+    found = pattern.search(text)
+    return float(found.group(1)) if found else 0.0
+
+
+async def scraped(server: ThreadedServer) -> str:
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        response = await http.get("/metrics")
+    assert response.status_code == 200
+    return response.text
+
+
+@pytest.mark.anyio
+async def test_a_flood_of_long_turns_makes_at_most_the_budgets_requests_each_cut_short(
+    fake: FakeOpenAI,
+) -> None:
+    """The finding: each new turn interrupted the one in flight, whose request had been
+    sent in full; 195 requests of 13.4 MB in 5 s. Now each turn's words are cut to
+    LLM_MAX_INPUT_CHARS and the session's requests stop at its budget."""
+    fake.script += [Answer("Thinking it over.", hang=0.5) for _ in range(40)]
+    refused = '{handler="llm",reason="requests"}'
+    with llm_server(
+        fake, handler_requests_per_minute=10, handler_budget_reply=BUDGET_REPLY
+    ) as server:
+        before = await scraped(server)
+        issued = await fetch_token(server)
+        async with HostSimulator.connect(server.ws_url, issued["jwt"]) as host:
+            await host.start(settle=0.1)
+            reader = asyncio.create_task(host.collect(settle=1.0, within=30.0))
+            for _ in range(30):  # under the socket's frame limit
+                await host.send(host._request(FLOOD_TEXT))
+                await asyncio.sleep(0.05)
+            messages = await reader
+        after = await scraped(server)
+    assert 1 <= len(fake.received) <= 10
+    assert {len(fake.messages(i)[-1]["content"]) for i in range(len(fake.received))} == {4000}
+    said = [m.envelope.body["output"]["text"] for m in messages
+            if m.envelope.name == "conversationResponse"]  # fmt: skip
+    assert said and said[-1] == BUDGET_REPLY
+    # Every turn past the 10th was refused before its request (some earlier ones were
+    # interrupted before theirs reached the server, but were charged: they were sent).
+    name = "orchestrator_handler_refusals_total"
+    assert metric(after, name, refused) - metric(before, name, refused) >= 20
+    truncated = "orchestrator_llm_input_truncated_total"
+    assert metric(after, truncated) - metric(before, truncated) >= len(fake.received)
+
+
+@pytest.mark.anyio
+async def test_the_input_budget_counts_the_whole_prompt_and_refuses_past_it(
+    fake: FakeOpenAI,
+) -> None:
+    with llm_server(
+        fake, handler_input_chars_per_minute=30_000, handler_budget_reply=BUDGET_REPLY
+    ) as server:
+        issued = await fetch_token(server)
+        async with HostSimulator.connect(server.ws_url, issued["jwt"]) as host:
+            await host.start(settle=0.1)
+            said = []
+            for _ in range(8):
+                replies = await host.say(FLOOD_TEXT, settle=0.05)
+                said.append(replies[0].envelope.body["output"]["text"])
+        text = await scraped(server)
+    sent = request_chars(fake)
+    assert len(sent) >= 2
+    assert sum(sent) <= 30_000 < sum(sent) + sent[-1]  # the next one would not have fit
+    assert said[len(sent) :] == [BUDGET_REPLY] * (8 - len(sent))
+    assert metric(text, "orchestrator_handler_refusals_total", '{handler="llm",reason="input"}')
+
+
+@pytest.mark.anyio
+async def test_a_busy_real_conversation_is_never_refused(fake: FakeOpenAI) -> None:
+    """The defaults against a conversation busier than a real one: 20 turns in a few
+    seconds (a real minute has fewer), each with a tool round (two requests), a long
+    system prompt and the history full."""
+    prompt = "You are the concierge of the Grand Hotel. " * 50  # ~2,100 characters
+    line = "Could you tell me more about the rooms with a view of the lake, and the spa? "
+    for index in range(20):
+        fake.script += card_and_variable_script(f"Answer {index}. " + "All rooms are fine. " * 20)
+    with llm_server(fake, llm_system_prompt=prompt) as server:
+        issued = await fetch_token(server)
+        async with HostSimulator.connect(server.ws_url, issued["jwt"]) as host:
+            await host.start(settle=0.1)
+            for index in range(20):
+                replies = await host.say(line * 2, settle=0.02)
+                text = replies[0].envelope.body["output"]["text"]
+                assert text.startswith(f"Answer {index}. "), text
+    assert len(fake.received) == 40
+    assert max(request_chars(fake)) > 8000  # the history was full

@@ -3,6 +3,7 @@ each signature with the package's helper and answers scripted replies."""
 
 from __future__ import annotations
 
+import asyncio
 import tracemalloc
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -12,7 +13,9 @@ from structlog.testing import capture_logs
 
 from orchestrator.config import Settings, SettingsError
 from orchestrator.handlers.api import Card, Reply
+from orchestrator.handlers.budget import SessionBudget
 from orchestrator.handlers.webhook import WebhookHandler, build
+from orchestrator.metrics import Metrics
 from orchestrator.sessions.model import Session
 from tests.compression_bomb import INFLATED_BYTES, gzip_bomb
 from tests.conftest import random_secret
@@ -24,6 +27,7 @@ pytestmark = pytest.mark.anyio
 
 APOLOGY = "Sorry, the backend is away."
 TIMEOUT = 1.0  # the handler's own deadline is 90% of it
+METRICS = Metrics(lambda: 0)  # shows the process's handler counters
 
 
 class RecordingConversation(handlers_tests.RecordingConversation):
@@ -55,6 +59,7 @@ def receiver(secret: str) -> Iterator[WebhookReceiver]:
 def backend(receiver: WebhookReceiver) -> WebhookReceiver:
     """The module's backend, its record and scripts reset for this test."""
     receiver.received.clear()
+    receiver.most_in_flight.clear()
     receiver.turn_script = lambda received: Answer(
         json={"text": f"Heard {received.payload['text']}"}
     )
@@ -350,3 +355,101 @@ def test_production_wants_https_except_to_a_loopback_sidecar() -> None:
     for url in ("https://backend.example.com/turn", "http://127.0.0.1:9000/turn",
                 "http://localhost/turn", "http://[::1]:9000/turn"):  # fmt: skip
         assert start(url).webhook_url == url
+
+
+# --- fairness and the session's budget (issue 23) ----------------------------------------
+
+
+def refusals(reason: str) -> float:
+    labels = {"handler": "webhook", "reason": reason}
+    value = METRICS.registry.get_sample_value("orchestrator_handler_refusals_total", labels)
+    return value or 0.0
+
+
+async def test_a_session_never_has_two_requests_in_flight(
+    backend: WebhookReceiver, secret: str
+) -> None:
+    """Two turns of one session at once (a takeover's old and new socket, say): the
+    second waits for the first, so one session holds at most one pool connection."""
+    backend.turn_script = lambda received: Answer(
+        json={"text": f"Heard {received.payload['text']}"}, delay=0.2
+    )
+    handler = handler_for(backend, secret, timeout_seconds=3.0)
+    session = make_session(id="one-at-a-time")  # no earlier test's slow request counts
+    try:
+        turns = [
+            handler.handle(make_request(text, session=session), RecordingConversation(session))
+            for text in ("one", "two")
+        ]
+        replies = await asyncio.gather(*turns)
+        other = await handler.handle(make_request("three"), RecordingConversation())
+    finally:
+        await handler.aclose()
+    assert replies == [Reply("Heard one"), Reply("Heard two")]
+    assert other == Reply("Heard three")
+    assert backend.most_in_flight[session.id] == 1
+    assert handler._sessions == {}  # each session's gate goes with its last request
+
+
+async def test_past_the_pools_waiting_room_a_request_is_refused_at_once(
+    backend: WebhookReceiver, secret: str
+) -> None:
+    """One connection, one waiting: a third session's turn gets the apology while the
+    first is still in flight, instead of queueing behind a slow backend."""
+    backend.turn_script = lambda received: Answer(
+        json={"text": f"Heard {received.payload['text']}"}, delay=0.5
+    )
+    handler = handler_for(backend, secret, timeout_seconds=5.0, max_concurrent=1, max_waiting=1)
+    before = refusals("busy")
+    sessions = [make_session(id=f"s-{index}") for index in range(3)]
+    try:
+        first = asyncio.create_task(
+            handler.handle(make_request("first", session=sessions[0]), RecordingConversation())
+        )
+        for _ in range(500):  # until the first holds the only connection
+            if backend.of("turn"):
+                break
+            await asyncio.sleep(0.01)
+        second = asyncio.create_task(
+            handler.handle(make_request("second", session=sessions[1]), RecordingConversation())
+        )
+        await asyncio.sleep(0)  # the second is waiting for the connection
+        with capture_logs() as logs:
+            third = await handler.handle(
+                make_request("third", session=sessions[2]), RecordingConversation()
+            )
+        assert third == Reply(APOLOGY)
+        assert not first.done()
+        assert await first == Reply("Heard first")
+        assert await second == Reply("Heard second")
+    finally:
+        await handler.aclose()
+    assert [r.payload["text"] for r in backend.of("turn")] == ["first", "second"]
+    assert refusals("busy") == before + 1
+    [line] = [line for line in logs if line["event"] == "webhook request failed"]
+    assert line["reason"].startswith("busy")
+
+
+async def test_a_session_over_its_budget_is_answered_without_a_request(
+    backend: WebhookReceiver, secret: str
+) -> None:
+    budget = SessionBudget("webhook", requests_per_minute=2, input_chars_per_minute=0)
+    handler = handler_for(backend, secret, session_budget=budget, budget_reply="Slow down.")
+    session = make_session()
+    before = refusals("requests")
+    try:
+        replies = [
+            await handler.handle(make_request(text, session=session), RecordingConversation())
+            for text in ("a", "b", "c", "d")
+        ]
+        other = await handler.handle(
+            make_request("e", session=make_session(id="s-2")), RecordingConversation()
+        )
+        await handler.on_end(session, "disconnected")
+        assert len(budget) == 1  # the ended session's state went
+    finally:
+        await handler.aclose()
+    assert replies == [Reply("Heard a"), Reply("Heard b"), Reply("Slow down."), Reply("Slow down.")]
+    assert other == Reply("Heard e")  # another session has its own budget
+    assert [r.payload["text"] for r in backend.of("turn")] == ["a", "b", "e"]
+    assert refusals("requests") == before + 2

@@ -266,3 +266,34 @@ async def test_a_server_shutting_down_reports_the_end_before_closing_its_client(
             await asyncio.to_thread(server.stop)
     [ended] = backend.wait_for("session.ended")
     assert ended.payload["reason"] == "shutdown"
+
+
+@pytest.mark.anyio
+async def test_a_session_over_its_budget_hears_the_budget_reply_without_a_request(
+    backend: WebhookReceiver, secret: str
+) -> None:
+    """The webhook's turns share the LLM handler's per-session budget (issue 23)."""
+    labels = '{handler="webhook",reason="requests"}'
+    app = webhook_app(backend, secret, handler_requests_per_minute=3,
+                      handler_budget_reply="One moment, please.")  # fmt: skip
+    with ThreadedServer(app) as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            before = (await http.get("/metrics")).text
+            issued = await fetch_token(server)
+            async with HostSimulator.connect(server.ws_url, issued["jwt"]) as host:
+                await host.start(settle=0.1)  # the init turn is a request too
+                said = [(await host.say(text, settle=0.05))[0].describe()
+                        for text in ("one", "two", "three", "four")]  # fmt: skip
+            after = (await http.get("/metrics")).text
+    assert said == ["DP: Backend heard: one", "DP: Backend heard: two",
+                    "DP: One moment, please.", "DP: One moment, please."]  # fmt: skip
+    assert [turn.payload["text"] for turn in backend.of("turn")] == ["", "one", "two"]
+    name = f"orchestrator_handler_refusals_total{labels}"
+    assert counted(after, name) - counted(before, name) == 2
+
+
+def counted(metrics: str, sample: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    return 0.0

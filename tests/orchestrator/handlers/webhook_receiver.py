@@ -93,6 +93,9 @@ class WebhookReceiver(ThreadedServer):
         self.received: list[Received] = []
         self.turn_script: Script = echo
         self.event_script: Script = lambda _received: Answer(204)
+        # Requests being answered now, and the most at once, per session id.
+        self.in_flight: dict[str, int] = {}
+        self.most_in_flight: dict[str, int] = {}
         super().__init__(
             Starlette(
                 routes=[
@@ -144,9 +147,15 @@ class WebhookReceiver(ThreadedServer):
         if received.verdict != "ok":
             return Response(status_code=401)
         answer = script(received)
-        if answer.delay:
-            await asyncio.sleep(answer.delay)
-        return answer.response()
+        session_id = str((received.payload or {}).get("session_id"))
+        self.in_flight[session_id] = now = self.in_flight.get(session_id, 0) + 1
+        self.most_in_flight[session_id] = max(self.most_in_flight.get(session_id, 0), now)
+        try:
+            if answer.delay:
+                await asyncio.sleep(answer.delay)
+            return answer.response()
+        finally:
+            self.in_flight[session_id] -= 1
 
     async def _turn(self, request: Request) -> Response:
         return await self._answer(request, self.turn_script)
