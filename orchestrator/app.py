@@ -129,7 +129,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             handler=settings.conversation_handler,
             archive=shown_url(settings.archive_url) if settings.archive_url else "off",
         )
-        if settings.ephemeral_key:
+        if settings.ephemeral_key and settings.redis_url:
+            log.warning(
+                "using the development signing key shared through Redis (orch:dev-signing-key): "
+                "every instance on this Redis accepts its tokens, a real Soul Machines session "
+                "server refuses them; set JWT_PUBLIC_KEY and JWT_PRIVATE_KEY"
+            )
+        elif settings.ephemeral_key:
             log.warning(
                 "using an ephemeral signing key generated at start-up: tokens stop verifying "
                 "on restart and a real Soul Machines session server will refuse them; set "

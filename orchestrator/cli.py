@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import errno
+import json
 import os
 import socket
 import sys
@@ -67,9 +67,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if settings.ephemeral_key:
-        # Generated once here so every worker process signs with the same key.
+        # Generated once here so every worker process signs with the same key;
+        # with Redis, every instance on it too.
+        key = generate_secret()
+        if settings.redis_url:
+            from orchestrator.backend.dev_key import SharedKeyUnavailable, shared_development_key
+
+            try:
+                key = shared_development_key(settings.redis_url, key)
+            except SharedKeyUnavailable as exc:
+                print(
+                    "error: no JWT_PRIVATE_KEY is set, and the development key that every "
+                    f"instance on REDIS_URL shares could not be read from Redis ({exc}); "
+                    "start Redis, or set JWT_PUBLIC_KEY and JWT_PRIVATE_KEY",
+                    file=sys.stderr,
+                )
+                return EXIT_UNAVAILABLE
         os.environ["JWT_PUBLIC_KEY"] = EPHEMERAL_KEY_NAME
-        os.environ["JWT_PRIVATE_KEY"] = generate_secret()
+        os.environ["JWT_PRIVATE_KEY"] = key
         os.environ[EPHEMERAL_FLAG] = "true"
         settings = _settings()
     configure_logging(json=settings.log_json, level=settings.log_level, secrets=settings.secrets)
@@ -115,9 +130,7 @@ def _cannot_listen(host: str, port: int) -> str | None:
     ``SO_REUSEADDR``), or ``None``: an address in use is then said plainly."""
     try:
         # Every address the host names, as uvicorn's asyncio server binds them all.
-        addresses = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         for family, _, _, _, address in addresses:
             with socket.socket(family, socket.SOCK_STREAM) as sock:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
