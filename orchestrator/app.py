@@ -38,6 +38,19 @@ from tokens.web.soul_machines import SoulMachinesTokenEndpoints
 log = get_logger("orchestrator.app")
 
 
+def shown_url(url: str) -> str:
+    """A database URL fit for a log line: its password and query (which may
+    carry credentials too) left out."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "(unparsable URL)"
+    return parsed.set(query={}).render_as_string(hide_password=True)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the app from ``settings`` (default: the environment and ``.env``)."""
     settings = settings if settings is not None else Settings.from_env()
@@ -113,8 +126,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             session_server=sm_profile.policy.session_server_url,
             backend=backend.name,
             control_via_browser=settings.control_via_browser,
+            handler=settings.conversation_handler,
+            archive=shown_url(settings.archive_url) if settings.archive_url else "off",
         )
-        if settings.ephemeral_key:
+        if settings.ephemeral_key and settings.redis_url:
+            log.warning(
+                "using the development signing key shared through Redis (orch:dev-signing-key): "
+                "every instance on this Redis accepts its tokens, a real Soul Machines session "
+                "server refuses them; set JWT_PUBLIC_KEY and JWT_PRIVATE_KEY"
+            )
+        elif settings.ephemeral_key:
             log.warning(
                 "using an ephemeral signing key generated at start-up: tokens stop verifying "
                 "on restart and a real Soul Machines session server will refuse them; set "

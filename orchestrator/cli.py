@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -24,8 +26,12 @@ from tokens import InvalidTokenError, SoulMachinesProfile, TokenCodec, TokenPack
 from tokens.jws import humanize_seconds, read_unverified_claims, read_unverified_header
 from tokens.keyring import generate_secret
 
+# Exit statuses (docs/cli.md#exit-status): the archive commands use the same numbers.
 EXIT_INVALID = 1
 EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3  # the server could not start serving; a database is unreachable
+STARTUP_FAILURE = 3  # what uvicorn.run exits with when the server did not start
+MAX_PORT = 65535
 
 
 def _settings() -> Settings:
@@ -40,7 +46,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from orchestrator.handlers.loader import HandlerLoadError, load_handler
-    from orchestrator.server.websocket import uvicorn_websocket_options
 
     if args.trusted_proxy_hops is not None:
         # Through the environment, like the ephemeral key: every worker reads it there.
@@ -62,9 +67,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if settings.ephemeral_key:
-        # Generated once here so every worker process signs with the same key.
+        # Generated once here so every worker process signs with the same key;
+        # with Redis, every instance on it too.
+        key = generate_secret()
+        if settings.redis_url:
+            from orchestrator.backend.dev_key import SharedKeyUnavailable, shared_development_key
+
+            try:
+                key = shared_development_key(settings.redis_url, key)
+            except SharedKeyUnavailable as exc:
+                print(
+                    "error: no JWT_PRIVATE_KEY is set, and the development key that every "
+                    f"instance on REDIS_URL shares could not be read from Redis ({exc}); "
+                    "start Redis, or set JWT_PUBLIC_KEY and JWT_PRIVATE_KEY",
+                    file=sys.stderr,
+                )
+                return EXIT_UNAVAILABLE
         os.environ["JWT_PUBLIC_KEY"] = EPHEMERAL_KEY_NAME
-        os.environ["JWT_PRIVATE_KEY"] = generate_secret()
+        os.environ["JWT_PRIVATE_KEY"] = key
         os.environ[EPHEMERAL_FLAG] = "true"
         settings = _settings()
     configure_logging(json=settings.log_json, level=settings.log_level, secrets=settings.secrets)
@@ -75,11 +95,72 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "REDIS_URL or run one worker (tokens are unaffected)",
             workers=args.workers,
         )
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    if not 0 <= port <= MAX_PORT:
+        print(f"configuration error: --port {port}: use 0 to {MAX_PORT}", file=sys.stderr)
+        return EXIT_CONFIG
+    problem = _cannot_listen(host, port)
+    if problem is not None:
+        # Before the application starts, so this is the last line, not one above
+        # "Application startup complete".
+        print(f"error: cannot listen on {_address(host, port)}: {problem}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    try:
+        _run_uvicorn(uvicorn, args, settings, host, port)
+    except SystemExit as exc:
+        if exc.code != STARTUP_FAILURE:
+            raise
+        # e.g. the port was taken between the check and uvicorn's bind, or the
+        # application's start-up failed: uvicorn logged why above.
+        print(
+            f"error: the server did not start on {_address(host, port)}; the log above says why",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
+    return 0
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why the server could not bind ``host:port`` (bound as uvicorn does, with
+    ``SO_REUSEADDR``), or ``None``: an address in use is then said plainly."""
+    try:
+        # Every address the host names, as uvicorn's asyncio server binds them all.
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, _, _, _, address in addresses:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+        return None
+    except socket.gaierror as exc:
+        return f"cannot resolve the host ({exc.strerror})"
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (
+                "the port is already in use (is another server running there?); "
+                "stop it or choose another port with --port or PORT"
+            )
+        if exc.errno == errno.EACCES:
+            return "permission denied (ports below 1024 need privileges); choose another port"
+        return exc.strerror or str(exc)
+
+
+def _run_uvicorn(
+    uvicorn: Any, args: argparse.Namespace, settings: Settings, host: str, port: int
+) -> None:
+    from orchestrator.server.websocket import uvicorn_websocket_options
+
     uvicorn.run(
         "orchestrator.asgi:configured_app",
         factory=True,
-        host=args.host or settings.host,
-        port=settings.port if args.port is None else args.port,
+        host=host,
+        port=port,
         workers=args.workers,
         log_config=None,
         **uvicorn_websocket_options(settings),
@@ -88,7 +169,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=args.graceful_timeout,
         server_header=False,
     )
-    return 0
 
 
 def _parse_claim(text: str) -> tuple[str, Any]:

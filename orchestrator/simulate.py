@@ -9,6 +9,13 @@ plus ``conversationRequest``. It answers the server's requests like the DP
 (a ``response`` with ``status: 0``, and ``speaking``/``idle`` state events
 around speech) and prints what the digital person says.
 
+A turn is over when the server says so: ``simulate`` follows the session's
+events (``GET /sessions/{id}/events`` with the same token) and waits for the
+turn's ``answered`` event and every frame it counts, so an answer spoken in
+several pieces (``LLM_SPEECH=sentences``) is heard whole before the next line
+goes. Where the events cannot be followed it falls back to ``--settle``
+seconds of quiet.
+
 Script files: one utterance per line; ``#`` starts a comment; ``/sleep S``
 pauses; ``/raw {json}`` sends a frame as is.
 """
@@ -16,6 +23,7 @@ pauses; ``/raw {json}`` sends a frame as is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -30,6 +38,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 from urllib.request import Request, urlopen
 
+import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -38,6 +47,8 @@ from tokens import InvalidTokenError
 from tokens.jws import read_unverified_claims
 
 _CARD_MARKER = re.compile(r"@showcards\(([^)]*)\)")
+FOLLOW_TIMEOUT_SECONDS = 5.0  # to subscribe to the session's events
+TURN_TIMEOUT_SECONDS = 120.0  # the longest a turn is waited for, with its end known
 
 
 class SimulationError(Exception):
@@ -135,6 +146,9 @@ class HostSimulator:
     persona_id: int = 1
     dp_session_id: str = field(default_factory=lambda: f"sim-{secrets.token_hex(6)}")
     received: list[protocol.Envelope] = field(default_factory=list)
+    # The server's end-of-turn signal, when its events are followed (else None).
+    turn_ends: TurnEnds | None = None
+    frames: int = 0  # frames read from the server on this socket
 
     @classmethod
     @asynccontextmanager
@@ -183,8 +197,9 @@ class HostSimulator:
                 },
             )
         )
+        self._forget_earlier_turns()
         await self.send(self._request("", init=True))
-        return await self.collect(settle=settle, within=within)
+        return await self.collect(settle=settle, within=within, turn=True)
 
     async def say(self, text: str, *, settle: float = 0.3, within: float = 10.0) -> list[DPMessage]:
         """The user says ``text``: speech recognition, then the conversation request."""
@@ -201,7 +216,13 @@ class HostSimulator:
             )
         )
         await self.send(self._request(text))
-        return await self.collect(settle=settle, within=within)
+        return await self.collect(settle=settle, within=within, turn=True)
+
+    def _forget_earlier_turns(self) -> None:
+        """Ends already heard belong to turns before this one (a ``/raw`` request's)."""
+        if self.turn_ends is not None:
+            while not self.turn_ends.queue.empty():
+                self.turn_ends.queue.get_nowait()
 
     def _request(self, text: str, *, init: bool = False) -> protocol.Envelope:
         body: dict[str, Any] = {
@@ -212,8 +233,14 @@ class HostSimulator:
         }
         return protocol.Envelope("event", "conversationRequest", body)
 
-    async def collect(self, *, settle: float, within: float) -> list[DPMessage]:
-        """Read until a ``conversationResponse`` arrived and ``settle`` seconds pass quietly."""
+    async def collect(self, *, settle: float, within: float, turn: bool = False) -> list[DPMessage]:
+        """Read what the server says: for a ``turn`` whose end the server reports,
+        until it has ended and all its frames arrived; otherwise until a
+        ``conversationResponse`` arrived and ``settle`` seconds pass quietly."""
+        if turn and self.turn_ends is not None:
+            return await self._collect_turn(
+                self.turn_ends, within=max(within, TURN_TIMEOUT_SECONDS)
+            )
         messages: list[DPMessage] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
@@ -227,13 +254,52 @@ class HostSimulator:
                 frame = await asyncio.wait_for(self.connection.recv(), wait)
             except TimeoutError:
                 break
-            envelope = protocol.parse_frame(frame)
-            self.received.append(envelope)
-            messages.append(DPMessage(envelope))
-            await self._act_like_the_dp(envelope)
+            envelope = await self._heard(frame, messages)
             if envelope.name in ("conversationResponse", "startSpeaking"):
                 answered = True
         return messages
+
+    async def _collect_turn(self, ends: TurnEnds, *, within: float) -> list[DPMessage]:
+        messages: list[DPMessage] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        expected: int | None = None  # frames on this socket once the turn has ended
+        reading: asyncio.Task[str | bytes] | None = None
+        ending: asyncio.Task[int] | None = None
+        try:
+            while expected is None or self.frames < expected:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                if reading is None:
+                    reading = asyncio.create_task(self.connection.recv())
+                if ending is None and expected is None:
+                    ending = asyncio.create_task(ends.queue.get())
+                waiting = {task for task in (reading, ending) if task is not None}
+                done, _ = await asyncio.wait(
+                    waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                if ending is not None and ending in done:
+                    expected = ending.result() - ends.baseline
+                    ending = None
+                if reading in done:
+                    frame, reading = reading.result(), None
+                    await self._heard(frame, messages)
+        finally:
+            for task in (reading, ending):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        return messages
+
+    async def _heard(self, frame: str | bytes, messages: list[DPMessage]) -> protocol.Envelope:
+        self.frames += 1
+        envelope = protocol.parse_frame(frame)
+        self.received.append(envelope)
+        messages.append(DPMessage(envelope))
+        await self._act_like_the_dp(envelope)
+        return envelope
 
     async def _act_like_the_dp(self, envelope: protocol.Envelope) -> None:
         if envelope.kind != "request":
@@ -251,6 +317,72 @@ class HostSimulator:
                         {"persona": {str(self.persona_id): {"speechState": speech_state}}},
                     )
                 )
+
+
+@dataclass
+class TurnEnds:
+    """The ``answered`` events of one session, read from its event stream: each
+    carries how many frames the session had sent when the turn ended."""
+
+    queue: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+    baseline: int = 0  # frames sent before this socket (the snapshot's count)
+
+    @classmethod
+    @asynccontextmanager
+    async def follow(
+        cls, base_url: str, token: str, *, within: float = FOLLOW_TIMEOUT_SECONDS
+    ) -> AsyncIterator[TurnEnds | None]:
+        """Follow the token's session, or ``None`` when its events cannot be followed."""
+        session_id = _unverified_claims(token).get("session_id")
+        if not isinstance(session_id, str) or not base_url.startswith(("http://", "https://")):
+            yield None
+            return
+        ends = cls()
+        subscribed = asyncio.get_running_loop().create_future()
+        reader = asyncio.create_task(ends._read(base_url, session_id, token, subscribed))
+        try:
+            try:
+                following = await asyncio.wait_for(asyncio.shield(subscribed), within)
+            except TimeoutError:
+                following = False
+            yield ends if following else None
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read(
+        self, base_url: str, session_id: str, token: str, subscribed: asyncio.Future[bool]
+    ) -> None:
+        url = f"{base_url.rstrip('/')}/sessions/{session_id}/events"
+        headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        event = ""
+        try:
+            async with (
+                httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None)) as http,
+                http.stream("GET", url, headers=headers) as response,
+            ):
+                if response.status_code != 200:
+                    return
+                async for line in response.aiter_lines():
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: "):
+                        self._event(event, line[6:], subscribed)
+        except (httpx.HTTPError, OSError, ValueError, KeyError, TypeError):
+            return
+        finally:
+            if not subscribed.done():
+                subscribed.set_result(False)
+
+    def _event(self, event: str, data: str, subscribed: asyncio.Future[bool]) -> None:
+        body = json.loads(data)
+        if event == "snapshot" and not subscribed.done():
+            counters = body.get("counters", {}) if isinstance(body, dict) else {}
+            self.baseline = int(counters.get("frames_out", 0))
+            subscribed.set_result(True)
+        elif event == "answered":
+            self.queue.put_nowait(int(body["data"]["frames_out"]))
 
 
 def _unverified_claims(token: str) -> dict[str, Any]:
@@ -286,7 +418,11 @@ async def run_simulation(
     if not isinstance(target, str):
         raise SimulationError("the token has no sm-control URL; pass --control-url")
     try:
-        async with HostSimulator.connect(target, token) as host:
+        async with (
+            TurnEnds.follow(base_url, token) as turn_ends,
+            HostSimulator.connect(target, token) as host,
+        ):
+            host.turn_ends = turn_ends
             print(f"connected to {target} (DP session {host.dp_session_id})", file=out)
             for message in await host.start(settle=settle):
                 print(message.describe(), file=out)

@@ -148,6 +148,9 @@ class TurnRunner:
                     await self._answer(request)
                 finally:
                     self.timings = None
+                # After every frame of the answer went out: a follower (``simulate``)
+                # knows the turn is over, however many pieces it was said in.
+                await connection.publish("answered", {"frames_out": connection.session.frames_out})
         except asyncio.CancelledError:
             if (
                 turn.user_turn is not None

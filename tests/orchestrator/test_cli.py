@@ -16,9 +16,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from orchestrator.cli import EXIT_CONFIG, EXIT_INVALID, main
+from orchestrator.cli import EXIT_CONFIG, EXIT_INVALID, EXIT_UNAVAILABLE, main
 from tests.conftest import random_secret
-from tests.live_server import CONFIG_VARIABLES, REPO_ROOT, free_port, server_environment
+from tests.live_server import (
+    CONFIG_VARIABLES,
+    REPO_ROOT,
+    LiveServer,
+    free_port,
+    server_environment,
+)
 from tests.uvicorn_thread import ThreadedServer
 from tokens import Keyring, SigningKey, SoulMachinesPolicy, SoulMachinesProfile, TokenCodec
 from tokens.keyring import MIN_KEY_BYTES
@@ -297,6 +303,35 @@ def test_serve_with_a_config_error_exits_2_before_listening(
     assert "Traceback" not in result.stderr
     assert "Uvicorn running" not in result.stderr
     assert "hunter2" not in result.stderr
+
+
+def test_serve_on_a_port_in_use_ends_with_that_error_and_exit_3() -> None:
+    """A second server on a busy port: the last line says the port is in use
+    (not a line above "Application startup complete"), and the exit status is
+    the documented one."""
+    with LiveServer({"ARCHIVE_URL": "none"}) as first:
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "serve", "--port", str(first.port)],
+            cwd=REPO_ROOT, env=server_environment(), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == EXIT_UNAVAILABLE == 3
+    last = result.stdout.strip().splitlines()[-1]
+    assert last == (
+        f"error: cannot listen on 127.0.0.1:{first.port}: the port is already in use (is "
+        "another server running there?); stop it or choose another port with --port or PORT"
+    )
+    assert "Application startup complete" not in result.stdout
+
+
+def test_serve_with_a_port_out_of_range_is_a_configuration_error() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "serve", "--port", "70000"],
+        cwd=REPO_ROOT, env=server_environment(), capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == EXIT_CONFIG
+    assert result.stderr == "configuration error: --port 70000: use 0 to 65535\n"
 
 
 def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

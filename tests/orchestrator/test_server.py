@@ -231,3 +231,23 @@ def test_api_jwt_url_keeps_the_session_servers_scheme(
     assert verifier(secret).verify(api_jwt["jwt"]).session_server == url.split("://")[1]
     started = next(line for line in live.log_text.splitlines() if "orchestrator started" in line)
     assert f"session_server={url}" in started
+
+
+def test_the_start_up_line_names_the_handler_and_the_archive_without_its_password() -> None:
+    """Which logic answers and where transcripts go, read from the first line; a
+    password in ARCHIVE_URL (or its query) never shown."""
+    url = "postgresql://orch:hunter2hunter2@127.0.0.1:1/archive?password=query2query2"
+    with LiveServer({"ARCHIVE_URL": url}) as live:
+        pass
+    started = next(line for line in live.log_text.splitlines() if "orchestrator started" in line)
+    assert "handler=default" in started
+    assert "archive=postgresql://orch:***@127.0.0.1:1/archive" in started
+    assert "hunter2hunter2" not in live.log_text
+    assert "query2query2" not in live.log_text
+    with LiveServer({"ARCHIVE_URL": "none", "CONVERSATION_HANDLER": "webhook",
+                     "WEBHOOK_URL": "http://127.0.0.1:1/turn",
+                     "WEBHOOK_SECRET": random_secret()}) as live:  # fmt: skip
+        pass
+    started = next(line for line in live.log_text.splitlines() if "orchestrator started" in line)
+    assert "handler=webhook" in started
+    assert "archive=off" in started

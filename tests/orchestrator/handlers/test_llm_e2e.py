@@ -259,3 +259,31 @@ async def test_a_busy_real_conversation_is_never_refused(fake: FakeOpenAI) -> No
                 assert text.startswith(f"Answer {index}. "), text
     assert len(fake.received) == 40
     assert max(request_chars(fake)) > 8000  # the history was full
+
+
+def test_simulate_hears_every_sentence_of_a_slow_answer_before_the_next_line(
+    fake: FakeOpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """LLM_SPEECH=sentences with pauses longer than --settle between sentences:
+    simulate waits for the server's end of the turn, so the next line neither
+    cuts the answer off nor interrupts the stream."""
+    script = tmp_path / "demo.txt"
+    script.write_text("tell me three things\nhello\n")
+    pieces = ["First of all. ", "Second", " of all. ", "Third ", "of all."]
+    fake.script += [Answer("".join(pieces), pieces=pieces, delay=0.4), Answer("Hi.")]
+    closed_before = fake.streams_closed_early
+    with llm_server(fake, llm_speech="sentences") as server:
+        code, out, err = simulate(capsys, "--url", server.base_url, "--script", str(script))
+    assert code == 0, out + err
+    lines = out.splitlines()
+    start = lines.index("you: tell me three things")
+    assert lines[start:] == [
+        "you: tell me three things",
+        "DP: First of all.",
+        # The last sentence ends with the stream, while the DP was still busy: together.
+        "DP (unprompted): Second of all. Third of all.",
+        "you: hello",
+        "DP: Hi.",
+    ]
+    assert fake.streams_closed_early == closed_before
+    assert fake.messages(-1)[-1] == {"role": "user", "content": "hello"}

@@ -46,7 +46,7 @@ def test_the_example_is_what_the_readme_says_to_configure() -> None:
     """The block names the module and setting the prose tells the reader to use."""
     source = example_source()
     assert source.startswith("# my_bot.py: CONVERSATION_HANDLER=my_bot:handle\n")
-    assert "CONVERSATION_HANDLER=my_bot:handle python -m orchestrator serve" in (
+    assert "CONVERSATION_HANDLER=my_bot:handle .venv/bin/python -m orchestrator serve" in (
         (ROOT / "README.md").read_text()
     )
 

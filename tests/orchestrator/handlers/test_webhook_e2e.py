@@ -5,6 +5,7 @@ tests (the README's receiver, or a scripted one that checks every signature)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from orchestrator.handlers.signing import SIGNATURE_HEADER, sign
 from orchestrator.simulate import HostSimulator
 from tests.compression_bomb import gzip_bomb
 from tests.conftest import random_secret
@@ -216,6 +218,34 @@ async def test_the_readme_receiver_answers_turns_and_refuses_a_forged_request(
         async with httpx.AsyncClient() as http:
             forged = await http.post(url, content=b'{"type": "turn"}')
         assert forged.status_code == 401
+
+
+@pytest.mark.anyio
+async def test_the_readme_receiver_refuses_a_replayed_request(
+    secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A captured request sent again (same body, same signature) is refused."""
+    monkeypatch.setenv("WEBHOOK_SECRET", secret)
+    receiver = readme_receiver()
+    body = json.dumps({"type": "turn", "is_init": False, "text": "pay me"}).encode()
+    headers = {SIGNATURE_HEADER: sign(secret, body), "Content-Type": "application/json"}
+    with ThreadedServer(receiver.app) as readme_backend:
+        url = f"{readme_backend.base_url}/turn"
+        async with httpx.AsyncClient() as http:
+            first = await http.post(url, content=body, headers=headers)
+            replayed = await http.post(url, content=body, headers=headers)
+    assert first.status_code == 200
+    assert first.json() == {"text": "You said pay me"}
+    assert replayed.status_code == 401
+
+
+def test_the_readme_receiver_stops_at_once_without_its_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not a 500 on every turn: importing it without WEBHOOK_SECRET fails."""
+    monkeypatch.delenv("WEBHOOK_SECRET", raising=False)
+    with pytest.raises(KeyError, match="WEBHOOK_SECRET"):
+        readme_receiver()
 
 
 def test_orchestrator_serve_and_simulate_talk_to_the_backend(
