@@ -40,6 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from orchestrator.handlers.loader import HandlerLoadError, load_handler
+    from orchestrator.server.heads import BoundedHttpToolsProtocol
     from orchestrator.server.websocket import uvicorn_websocket_options
 
     if args.trusted_proxy_hops is not None:
@@ -82,6 +83,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.port if args.port is None else args.port,
         workers=args.workers,
         log_config=None,
+        http=BoundedHttpToolsProtocol,
         **uvicorn_websocket_options(settings),
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,

@@ -48,6 +48,15 @@ STACK_HANDSHAKES_REFUSED = Counter(
     registry=None,
 )
 
+# Counted likewise by the HTTP protocol below the app (orchestrator/server/heads.py).
+HTTP_REQUESTS_REFUSED = Counter(
+    "orchestrator_http_requests_refused",
+    "Request heads the server stack refused before the app saw them (request line or "
+    "headers too large; WebSocket handshakes included), by reason",
+    ["reason"],
+    registry=None,
+)
+
 
 class Metrics:
     def __init__(self, live_sessions: Callable[[], int]) -> None:
@@ -55,6 +64,7 @@ class Metrics:
         registry = self.registry
         registry.register(LLM_ERRORS)
         registry.register(STACK_HANDSHAKES_REFUSED)
+        registry.register(HTTP_REQUESTS_REFUSED)
         self.sessions_live = Gauge(
             "orchestrator_sessions_live", "Control sockets open in this process", registry=registry
         )
