@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         store,
         cookie_name=settings.control_cookie_name,
         allow_unauthenticated=settings.allow_unauthenticated_control,
+        allowed_networks=settings.control_allowed_networks,
         origin_regex=settings.cors_origin_regex(),
     )
     admission = HandshakeAdmission(settings.control_handshakes_per_pass)
@@ -146,6 +147,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await archive.start()
         elif settings.production:
             log.warning("ARCHIVE_URL is none: ended sessions and transcripts are not archived")
+        if settings.production and not settings.control_allowed_networks:
+            log.warning(
+                "CONTROL_ALLOWED_NETWORKS is not set: whoever holds a session's token (the "
+                "browser too) can open its control socket; set it to the video hosts' egress "
+                "networks"
+            )
         yield
         live = services.live.all()
         if archive is not None:

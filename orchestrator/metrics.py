@@ -62,13 +62,23 @@ STACK_HANDSHAKES_REFUSED = Counter(
     registry=None,
 )
 
+# Counted likewise by the HTTP protocol below the app (orchestrator/server/heads.py).
+HTTP_REQUESTS_REFUSED = Counter(
+    "orchestrator_http_requests_refused",
+    "Request heads the server stack refused before the app saw them (request line or "
+    "headers too large; WebSocket handshakes included), by reason",
+    ["reason"],
+    registry=None,
+)
+
 
 class Metrics:
     def __init__(self, live_sessions: Callable[[], int]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
-        for shared in (LLM_ERRORS, HANDLER_REFUSALS, LLM_INPUT_TRUNCATED, STACK_HANDSHAKES_REFUSED):
-            registry.register(shared)
+        shared = (LLM_ERRORS, HANDLER_REFUSALS, LLM_INPUT_TRUNCATED)
+        for collector in (*shared, STACK_HANDSHAKES_REFUSED, HTTP_REQUESTS_REFUSED):
+            registry.register(collector)
         self.sessions_live = Gauge(
             "orchestrator_sessions_live", "Control sockets open in this process", registry=registry
         )

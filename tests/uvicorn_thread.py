@@ -1,7 +1,7 @@
 """A real uvicorn server on a loopback port, in a thread of the test process,
 so a test can drive it over real sockets and still look at the app's state.
 
-It runs the same WebSocket stack as ``orchestrator serve``, with the limits
+It runs the same HTTP and WebSocket stack as ``orchestrator serve``, with the limits
 of the app's own settings (the defaults for an app not made by ``create_app``)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from orchestrator.config import Settings
+from orchestrator.server.heads import BoundedHttpToolsProtocol
 from orchestrator.server.websocket import uvicorn_websocket_options
 from tests.live_server import LoopbackServer, free_port
 
@@ -32,6 +33,7 @@ class ThreadedServer(LoopbackServer):
             host="127.0.0.1",
             port=self.port,
             log_config=None,
+            http=BoundedHttpToolsProtocol,
             **uvicorn_websocket_options(settings),
             lifespan="on",
             timeout_graceful_shutdown=graceful_seconds,

@@ -9,6 +9,7 @@ goes through its kind's parser, whose errors name the variable.
 from __future__ import annotations
 
 import importlib
+import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -59,12 +60,29 @@ def _items(_name: str, raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(name: str, raw: str) -> tuple[Network, ...]:
+    networks = []
+    for item in _items(name, raw):
+        try:
+            networks.append(ipaddress.ip_network(item))
+        except ValueError as exc:
+            raise SettingsError(
+                f"{name}: {item!r} is not a network ({exc}); use CIDRs such as 10.0.0.0/8, "
+                "2001:db8::/32 or single addresses"
+            ) from None
+    return tuple(networks)
+
+
 BOOLEAN = Kind("boolean", _boolean)
 INTEGER = Kind("integer", _integer)
 NUMBER = Kind("number", _number)
 TEXT = Kind("text", _text)
 LOWERCASE = Kind("text", lambda _name, raw: raw.lower())
 LIST = Kind("comma-separated list", _items)
+NETWORKS = Kind("comma-separated networks", _networks)
 SECRET = Kind("secret", _text, secret=True)
 SECRET_LIST = Kind("comma-separated secrets", _items, secret=True)
 RAW_SECRET = Kind("secret", _text, strip=False, secret=True)

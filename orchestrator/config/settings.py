@@ -20,7 +20,7 @@ from orchestrator.config.environment import (
     production_mode,
     read_environment,
 )
-from orchestrator.config.parsing import SettingsError
+from orchestrator.config.parsing import Network, SettingsError
 from orchestrator.config.table import VARIABLE
 from orchestrator.config.validation import ENV, check_settings, origin_pattern
 from tokens import (
@@ -60,6 +60,7 @@ class Settings:
     control_url: str | None = None  # PUBLIC_URL, ORCHESTRATION_SERVER
     control_via_browser: bool = setting("CONTROL_VIA_BROWSER")
     control_cookie_name: str | None = setting("SM_CONTROL_COOKIE")
+    control_allowed_networks: tuple[Network, ...] = setting("CONTROL_ALLOWED_NETWORKS")
     cors_origins: tuple[str, ...] = setting("CORS_ORIGINS")
     # None: on in development, off in production.
     console_enabled: bool | None = setting("CONSOLE_ENABLED", default=None)

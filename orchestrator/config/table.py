@@ -13,6 +13,7 @@ from orchestrator.config.parsing import (
     INTEGER,
     LIST,
     LOWERCASE,
+    NETWORKS,
     NUMBER,
     RAW_SECRET,
     SECRET,
@@ -127,6 +128,15 @@ SECTIONS = (
         Variable("CONTROL_VIA_BROWSER", BOOLEAN, "Development only: `sm-control-via-browser`, "
                  "the browser opens the control socket, so a localhost orchestrator works.",
                  default=False, production=REFUSED_WHEN_TRUE),
+        Variable("CONTROL_ALLOWED_NETWORKS", NETWORKS, "The networks from which the control "
+                 "socket is accepted, e.g. the video hosts' egress: "
+                 "`203.0.113.0/24,2001:db8::/48`; checked against the address "
+                 "`TRUSTED_PROXY_HOPS` resolves, before the token (403 "
+                 "`network_not_allowed`). Unset: any address, and a live session's socket may "
+                 "then be replaced only from the address that holds it.",
+                 default=(), shown_default="any address",
+                 production=ProductionRule("unset is allowed, with a warning in the log",
+                                           refusal=False)),
         Variable("SM_CONTROL_COOKIE", TEXT, "A cookie name: tokens carry "
                  "`sm-control-cookie-header: NAME=<session_id>`, which the video host sends on "
                  "the control connection (load-balancer affinity)."),

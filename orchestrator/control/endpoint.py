@@ -54,6 +54,7 @@ class ControlEndpoint:
             return  # the host left while it waited: no token, no session, no accept
         try:
             identity = await self.authenticator.identify(websocket)
+            self._check_replacement(identity, client)
         except ControlRefused as refusal:
             log.warning(
                 "control handshake refused",
@@ -87,6 +88,29 @@ class ControlEndpoint:
                 await connection.finish()
                 if self.services.archive is not None:  # not replaced: this is its end
                     self.services.archive.session_ended(connection.session)
+
+    def _check_replacement(self, identity: ControlIdentity, client: str | None) -> None:
+        """The newest socket for a session wins, but only from where the session is held.
+
+        With ``CONTROL_ALLOWED_NETWORKS`` set, every allowed address is the video
+        host's, so any of them may take over (a host reconnecting from another
+        egress address is never held back). Without it, a token is all a client
+        needs, and the page's token is the video host's: another address may not
+        close the live socket by opening its own (409 ``session_in_use``) until it
+        ends. Only this process's sockets are seen (one instance, or affinity).
+        """
+        if self.authenticator.allowed_networks:
+            return
+        live = self.services.live.get(identity.session_id)
+        if live is None:
+            return
+        holder = live.websocket.client
+        if holder is None or holder.host != client:
+            raise ControlRefused(
+                "session_in_use",
+                "this session's control socket is open from another address",
+                status=409,
+            )
 
     async def _session_for(self, identity: ControlIdentity) -> Session:
         """The record the handshake read, or a new one (created in the store)."""

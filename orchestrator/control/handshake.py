@@ -8,6 +8,12 @@ alone it is accepted only for a session this deployment issued and that has
 not expired or been terminated. Nobody gets in without one of these, except,
 when explicitly allowed in development, a client on the loopback interface.
 
+Network: with ``CONTROL_ALLOWED_NETWORKS`` set, the address the forwarded-headers
+middleware resolved (``TRUSTED_PROXY_HOPS``) must lie in one of them, whatever
+the handshake carries: a token is also in the browser's hands (the page receives
+the one the video host presents), an address is not. Checked first (403
+``network_not_allowed``).
+
 Origin: the video host connects server to server and sends no ``Origin``; a
 browser (via-browser mode) always sends its page's. So when the handshake
 carries an ``Origin``, it must be one of ``CORS_ORIGINS`` (none in production
@@ -19,10 +25,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import KW_ONLY, InitVar, dataclass, field
 
 from starlette.requests import HTTPConnection
 
+from orchestrator.config.parsing import Network
 from orchestrator.sessions.model import Session
 from orchestrator.sessions.store import SessionStore, StoreUnavailable
 from tokens import InvalidTokenError, SoulMachinesClaims, SoulMachinesProfile
@@ -68,6 +76,20 @@ def _is_loopback(connection: HTTPConnection) -> bool:
         return client.host in ("testclient", "localhost")
 
 
+def client_in(connection: HTTPConnection, networks: Sequence[Network]) -> bool:
+    """Whether the client's address (as resolved) lies in one of ``networks``."""
+    client = connection.client
+    if client is None:
+        return False
+    try:
+        address = ipaddress.ip_address(client.host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:10.1.2.3 on a dual-stack socket
+    return any(address in network for network in networks)
+
+
 @dataclass
 class ControlAuthenticator:
     """Turns a handshake into a ``ControlIdentity`` or ``ControlRefused``."""
@@ -77,6 +99,8 @@ class ControlAuthenticator:
     _: KW_ONLY
     cookie_name: str | None
     allow_unauthenticated: bool
+    # Empty: any address (and see ControlEndpoint for replacing a live socket).
+    allowed_networks: tuple[Network, ...] = ()
     origin_regex: InitVar[str | None] = None
     origin_pattern: re.Pattern[str] | None = field(init=False)
 
@@ -84,6 +108,11 @@ class ControlAuthenticator:
         self.origin_pattern = re.compile(origin_regex) if origin_regex is not None else None
 
     async def identify(self, connection: HTTPConnection) -> ControlIdentity:
+        if self.allowed_networks and not client_in(connection, self.allowed_networks):
+            raise ControlRefused(
+                "network_not_allowed",
+                "this address may not open a control socket (CONTROL_ALLOWED_NETWORKS)",
+            )
         origin = connection.headers.get("origin")
         if origin is not None and (
             self.origin_pattern is None or not self.origin_pattern.fullmatch(origin)

@@ -14,9 +14,11 @@ taken from the settings (``uvicorn_websocket_options``):
   not take; still over it after ``CONTROL_SEND_TIMEOUT_SECONDS``, the
   connection is dropped (4008 to the app, an abort on the wire: a close frame
   would not get through);
-- a handshake line over ``HANDSHAKE_LINE_BYTES`` is answered at once (414 or
-  431 with a JSON error) and closed; lines up to it reach the app, so a token
+- a handshake line up to ``HANDSHAKE_LINE_BYTES`` reaches the app, so a token
   just over the verifier's limit is refused like any other bad token (403);
+  longer lines are refused below, by the HTTP stack's head bounds
+  (``orchestrator/server/heads.py``), and a handshake the websockets parser
+  still rejects is answered at once (400, 414 or 431 with a JSON error);
 - an invalid UTF-8 text frame closes with 1007, as RFC 6455 says, with one
   warning line rather than uvicorn's traceback.
 """

@@ -276,7 +276,7 @@ def stack_refused_count(server: LiveServer, reason: str) -> float:
     text = httpx.get(server.base_url + "/metrics", timeout=10).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "orchestrator_websocket_handshakes_refused_total" and (
+            if sample.name == "orchestrator_http_requests_refused_total" and (
                 sample.labels == {"reason": reason}
             ):
                 return sample.value
@@ -294,7 +294,8 @@ def stack_refused_count(server: LiveServer, reason: str) -> float:
 def test_a_handshake_refused_below_the_app_is_counted_in_metrics(
     server: LiveServer, target: str, header: str, code: str
 ) -> None:
-    """orchestrator_websocket_handshakes_refused_total counts what the app never sees."""
+    """orchestrator_http_requests_refused_total counts what the app never sees (the HTTP
+    stack bounds every head's lines, handshakes included, before a WebSocket exists)."""
     before = stack_refused_count(server, code)
     raw_handshake(server, target, header)
     assert stack_refused_count(server, code) == before + 1
