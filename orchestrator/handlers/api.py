@@ -167,8 +167,13 @@ class Conversation(Protocol):
     async def stop_speaking(self) -> None:
         """Interrupt the DP (``stopSpeaking``)."""
 
-    async def set_variables(self, variables: Mapping[str, Any]) -> None:
-        """Merge into the session's variables (sent with the next response)."""
+    async def set_variables(self, variables: Mapping[str, Any], *, by_model: bool = False) -> None:
+        """Merge into the session's variables (sent with the next response).
+
+        ``None`` removes a name. A change past the bound (``VariablesRefused``,
+        a ``ValueError``) changes nothing; it is logged and counted. ``by_model``:
+        a model chose it (a tool), so only ``llm-`` names, within the model's budget.
+        """
 
     async def speech_idle(self) -> None:
         """Return once the persona is not speaking (at once when it is not)."""

@@ -16,6 +16,7 @@ was meant for) and reads at most ``WEBHOOK_MAX_REPLY_BYTES`` of a reply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -37,7 +38,7 @@ from orchestrator.handlers.webhook_messages import (
     turn_payload,
 )
 from orchestrator.logs import get_logger
-from orchestrator.sessions.model import Session
+from orchestrator.sessions.model import Session, VariablesRefused
 from tokens.jsonsafe import dumps
 
 EVENT_HEADER = "Orchestrator-Event"
@@ -122,7 +123,9 @@ class WebhookHandler:
         if answer is None:
             return None
         if answer.variables:
-            await conversation.set_variables(answer.variables)
+            # Refused past the bound: logged and counted where refused; the reply is still said.
+            with contextlib.suppress(VariablesRefused):
+                await conversation.set_variables(answer.variables)
         if not answer.speak:
             return answer.reply
         if answer.reply is not None:
