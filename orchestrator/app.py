@@ -112,7 +112,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     on_issued = IssuedSessionRecorder(store, metrics.tokens_issued.labels("soul-machines"))
     sm_endpoints = SoulMachinesTokenEndpoints(
-        sm_profile, control_path=CONTROL_PATH, on_issued=on_issued
+        sm_profile,
+        control_path=CONTROL_PATH,
+        on_issued=on_issued,
+        api_keys=ApiKeys(settings.api_keys),
     )
     token_profiles = build_token_profiles(settings, sm_profile, sm_endpoints.routes())
 

@@ -129,6 +129,11 @@ class Metrics:
             "orchestrator_turns_interrupted",
             "Turns of an interruptible handler cancelled by the user speaking again",
         )
+        self.variables_refused = counter(
+            "orchestrator_variables_refused",
+            "Changes to a session's variables refused past their writer's bound, by writer",
+            ["writer"],
+        )
         self.hook_failures = counter(
             "orchestrator_handler_hook_failures",
             "Handler hooks (on_start, on_idle, on_end, aclose) that raised or timed out",

@@ -43,6 +43,12 @@ class ClaimsTooLargeError(ClaimsError):
     code = "claims_too_large"
 
 
+class ClientClaimError(ClaimsError):
+    """A custom claim a client may not set without the API key (``ClientClaimsRule``)."""
+
+    code = "claim_not_allowed"
+
+
 class UnknownProfileError(TokenPackageError, ValueError):
     """A token profile name that is not known, or not enabled here."""
 

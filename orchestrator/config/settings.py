@@ -30,6 +30,7 @@ from tokens import (
     SoulMachinesPolicy,
     TokenPackageError,
 )
+from tokens.claims import ClientClaimsRule
 from tokens.durations import parse_duration
 from tokens.profiles.ccai import CcaiPolicy
 from tokens.profiles.videosdk import VideoSdkPolicy
@@ -80,6 +81,7 @@ class Settings:
     control_handshakes_per_pass: int = setting("CONTROL_HANDSHAKES_PER_PASS")
     transaction_timeout_seconds: float = setting("TRANSACTION_TIMEOUT_SECONDS")
     api_keys: tuple[str, ...] = setting("ORCHESTRATOR_API_KEY")
+    client_claims: ClientClaimsRule = setting("CLIENT_CLAIMS")  # noqa: RUF009 (frozen)
     session_grace_seconds: int = setting("SESSION_TTL_SECONDS")
     transcript_turns: int = setting("TRANSCRIPT_TURNS")
     transcript_max_bytes: int = setting("TRANSCRIPT_MAX_BYTES")
@@ -171,6 +173,7 @@ class Settings:
             production=self.production,
             ttl_seconds=self.token_ttl_seconds,
             control_cookie_name=self.control_cookie_name,
+            client_claims=self.client_claims,
         )
 
     def cors_origin_regex(self) -> str | None:

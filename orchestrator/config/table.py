@@ -29,6 +29,7 @@ from orchestrator.config.parsing import (
     choice,
     greater_than,
 )
+from tokens.claims import DEFAULT_MAX_CUSTOM_CLAIMS_BYTES, ClientClaimsRule
 from tokens.profiles.ccai import DEFAULT_TTL_SECONDS as CCAI_DEFAULT_TTL
 from tokens.profiles.soul_machines import DEFAULT_TTL_SECONDS
 from tokens.profiles.videosdk import DEFAULT_TTL_SECONDS as VIDEOSDK_DEFAULT_TTL
@@ -56,6 +57,17 @@ DEV_CORS_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "https://localho
 DEFAULT_RATE_LIMIT = "60/minute"
 # A Redis URL may carry a password: never shown, like a secret.
 REDIS_URL_KIND = Kind("URL", TEXT.parse, secret=True)
+
+
+def _client_claims(name: str, raw: str) -> ClientClaimsRule:
+    """``any``, ``none`` or claim names, each optionally ``name:BYTES``."""
+    try:
+        return ClientClaimsRule.parse(raw.split(","), max_bytes=DEFAULT_MAX_CUSTOM_CLAIMS_BYTES)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+
+
+CLIENT_CLAIMS_KIND = Kind("`any`, `none` or names", _client_claims)
 
 
 def _archive_url(name: str, raw: str) -> str | None:
@@ -111,6 +123,13 @@ SECTIONS = (
                  '`{"oldKeyName": "oldPrivateKey"}`.'),
         Variable("TOKEN_TTL_SECONDS", INTEGER, "Token lifetime, 60 to 86400; a `POST` may ask "
                  "for less, never more.", default=DEFAULT_TTL_SECONDS),
+        Variable("CLIENT_CLAIMS", CLIENT_CLAIMS_KIND, "Which custom claims a `POST "
+                 "/auth/authorize` without the API key may set: `any`, `none` (custom claims "
+                 "need `ORCHESTRATOR_API_KEY`), or names, each optionally with its most bytes "
+                 "of JSON (`name:64,plan:16`). The token names them in `client_claims` "
+                 "(docs/token-profiles.md).", default=ClientClaimsRule(None),
+                 production_default=ClientClaimsRule({}),
+                 shown_default="`any` (development), `none` (production)"),
     )),
     Section("This server's control socket (sm-control)", (
         Variable("PUBLIC_URL", TEXT, "This server's public address, `https://host[/base]`: "

@@ -16,7 +16,7 @@ from orchestrator.control.connection import ControlConnection
 from orchestrator.control.live import LiveConnections
 from orchestrator.handlers import Reply
 from orchestrator.sessions.events import EventHub
-from orchestrator.sessions.model import Session, apply_merge_patch
+from orchestrator.sessions.model import Session, VariablesRefused, VariableWriter
 from orchestrator.sessions.store import SessionStore
 
 
@@ -62,7 +62,11 @@ async def _execute(
         await connection.respond(reply)
         return {"sent": "conversationResponse"}
     if op == "set_variables":
-        await connection.patch_variables(args["patch"])
+        try:
+            await connection.patch_variables(args["patch"], _writer(args))
+        except VariablesRefused as exc:
+            # A result, not an exception: it must cross instances (the caller answers 413).
+            return {"refused": str(exc)}
         return {"variables": dict(connection.session.variables)}
     if op == "terminate":
         await connection.terminate()
@@ -79,11 +83,19 @@ async def execute_stored(
         await store.save(session)
         return {"ended": True}
     if op == "set_variables":
-        apply_merge_patch(session.variables, args["patch"])
+        try:
+            session.patch_variables(args["patch"], _writer(args))
+        except VariablesRefused as exc:
+            return {"refused": str(exc)}
         await store.save(session)
         await events.publish_event(session.id, "variables", {"variables": session.variables})
         return {"variables": session.variables}
     raise ValueError(f"{op!r} needs a live control socket")
+
+
+def _writer(args: Mapping[str, Any]) -> VariableWriter:
+    """Who sent a ``set_variables`` command: the backend (the API key) or a UI token."""
+    return VariableWriter.UI if args.get("writer") == VariableWriter.UI else VariableWriter.BACKEND
 
 
 class CommandRouter(Protocol):

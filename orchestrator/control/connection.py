@@ -47,7 +47,7 @@ from orchestrator.handlers import END_DISCONNECTED, Reply
 from orchestrator.logs import level_check
 from orchestrator.metrics import Metrics
 from orchestrator.sessions.events import EventHub, SessionEvent
-from orchestrator.sessions.model import Session
+from orchestrator.sessions.model import Session, VariableWriter
 from orchestrator.sessions.store import SessionStore
 
 if TYPE_CHECKING:
@@ -138,13 +138,17 @@ class ControlConnection:
     async def stop_speaking(self) -> None:
         await self.perform(self.core.stop_speaking())
 
-    async def set_variables(self, variables: Mapping[str, Any]) -> None:
-        await self.patch_variables(variables)
+    async def set_variables(self, variables: Mapping[str, Any], *, by_model: bool = False) -> None:
+        writer = VariableWriter.MODEL if by_model else VariableWriter.HANDLER
+        await self.patch_variables(variables, writer)
 
-    async def patch_variables(self, patch: Mapping[str, Any]) -> None:
+    async def patch_variables(
+        self, patch: Mapping[str, Any], writer: VariableWriter = VariableWriter.HANDLER
+    ) -> None:
         """Merge ``patch`` into the shared variables (``None`` removes a name);
-        ``TypeError``/``ValueError`` for values that are not plain JSON."""
-        await self.perform(self.core.patch_variables(patch))
+        ``TypeError``/``ValueError`` for values that are not plain JSON,
+        ``VariablesRefused`` past ``writer``'s bound."""
+        await self.perform(self.core.patch_variables(patch, writer))
 
     async def terminate(self) -> None:
         """End the session for good (through the API) and close the socket."""

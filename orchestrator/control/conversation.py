@@ -9,7 +9,6 @@ socket or event loop. Logging and metrics are synchronous and happen here.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -53,7 +52,9 @@ from orchestrator.sessions.model import (
     MAX_TURN_CHARS,
     Session,
     SessionStatus,
-    apply_merge_patch,
+    VariablesRefused,
+    VariableWriter,
+    check_reply_variables,
     clip,
 )
 
@@ -276,12 +277,19 @@ class ConversationCore:
         self, reply: Reply, *, input_text: str = "", timings: TurnTimings | None = None
     ) -> Actions:
         """Answer a turn (or speak unprompted as one); ``TypeError``/``ValueError``
-        when the reply's variables are not JSON, before anything is recorded.
+        when the reply's variables are not JSON or (``VariablesRefused``) past the
+        conversation's bound, before anything is recorded.
 
         With the turn's ``timings`` the entry gets its ``latency_ms`` once sent.
         """
         session = self.session
-        variables = {**session.variables, **reply.all_variables()}
+        own = reply.all_variables()
+        try:
+            check_reply_variables(own)
+        except VariablesRefused as exc:
+            self.variables_refused(exc)
+            raise
+        variables = {**session.variables, **own}
         output = reply.output_text()
         send = self.request(
             outbound.conversation_response(
@@ -320,17 +328,28 @@ class ConversationCore:
     def stop_speaking(self) -> Actions:
         return (self.request(outbound.stop_speaking(persona_id=self.session.persona_id)),)
 
-    def patch_variables(self, patch: Mapping[str, Any]) -> Actions:
-        """Merge ``patch`` into the shared variables (``None`` removes a name).
+    def patch_variables(
+        self, patch: Mapping[str, Any], writer: VariableWriter = VariableWriter.HANDLER
+    ) -> Actions:
+        """Merge ``patch`` into the shared variables (``None`` removes a name),
+        within ``writer``'s bounds (``Session.patch_variables``).
 
         Values must be plain JSON: they ride on every later reply, so one bad
         value is refused here (``TypeError``/``ValueError``) rather than
-        breaking every turn after it.
+        breaking every turn after it; a change past the bound raises
+        ``VariablesRefused`` (logged and counted) and changes nothing.
         """
-        plain = json.loads(json.dumps(dict(patch), allow_nan=False))
-        variables = self.session.variables
-        apply_merge_patch(variables, plain)
-        return (Publish("variables", {"variables": dict(variables)}), SAVE)
+        try:
+            self.session.patch_variables(patch, writer)
+        except VariablesRefused as exc:
+            self.variables_refused(exc)
+            raise
+        return (Publish("variables", {"variables": dict(self.session.variables)}), SAVE)
+
+    def variables_refused(self, refused: VariablesRefused) -> None:
+        self.log.warning("variables refused", writer=refused.writer.value, reason=str(refused))
+        if self.metrics is not None:
+            self.metrics.variables_refused.labels(refused.writer.value).inc()
 
     def sent(self) -> None:
         """A frame went out."""

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Protocol
 
 from orchestrator.sessions.model import Session
 from orchestrator.sessions.transcript import MAX_STAGE_CHARS, MAX_TIMING_STAGES
+from tokens.claims import client_chosen, custom_claims
 
 # Why a conversation ended (``on_end``'s ``reason``).
 END_DISCONNECTED = "disconnected"  # the peer closed or the network broke
@@ -146,8 +147,15 @@ class ConversationRequest:
 
     @property
     def claims(self) -> Mapping[str, Any]:
-        """The token's custom claims (set by the UI's token request)."""
-        return self.session.claims
+        """The token's custom claims (set by the UI's or the backend's token
+        request); ``client_claims`` names those a client chose."""
+        return custom_claims(self.session.claims)
+
+    @property
+    def client_claims(self) -> frozenset[str]:
+        """The names of the custom claims a client chose without the API key:
+        data from the user's browser, not the backend's word."""
+        return client_chosen(self.session.claims)
 
 
 class Conversation(Protocol):
@@ -167,8 +175,13 @@ class Conversation(Protocol):
     async def stop_speaking(self) -> None:
         """Interrupt the DP (``stopSpeaking``)."""
 
-    async def set_variables(self, variables: Mapping[str, Any]) -> None:
-        """Merge into the session's variables (sent with the next response)."""
+    async def set_variables(self, variables: Mapping[str, Any], *, by_model: bool = False) -> None:
+        """Merge into the session's variables (sent with the next response).
+
+        ``None`` removes a name. A change past the bound (``VariablesRefused``,
+        a ``ValueError``) changes nothing; it is logged and counted. ``by_model``:
+        a model chose it (a tool), so only ``llm-`` names, within the model's budget.
+        """
 
     async def speech_idle(self) -> None:
         """Return once the persona is not speaking (at once when it is not)."""

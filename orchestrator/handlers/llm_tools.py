@@ -6,8 +6,11 @@ together, each piece bounded as it comes (a name or id past 64 characters,
 arguments past ``MAX_ARGUMENT_CHARS``, calls past ``MAX_TOOL_CALLS``: the
 excess is dropped, so the call is refused). ``run_tool`` checks a finished
 call and carries it out: a card for the reply, or a shared session variable.
-Anything else (an unknown name, bad JSON, a bad value) is refused with a
-reason the model is told.
+Anything else (an unknown name, bad JSON, a bad value, a variable past the
+model's budget) is refused with a reason the model is told.
+
+The model's variables are named ``llm-<name>``: it never writes a variable the
+backend or the handler set, and its budget (``MODEL_VARIABLES_BYTES``) is its own.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.handlers.api import Card, Conversation
+from orchestrator.sessions.model import MODEL_VARIABLE_PREFIX, VariablesRefused
 
 MAX_ARGUMENT_CHARS = 16 * 1024
 MAX_CARD_DATA_CHARS = 8 * 1024
@@ -28,6 +32,9 @@ MAX_TOOL_CALLS = 8  # per round
 MAX_NAME_CHARS = 64  # a tool's name, a call's id
 _ID = r"^[A-Za-z0-9_-]{1,64}$"
 _ID_RE = re.compile(_ID)
+# A variable's name as the model gives it: prefixed, it is still a template name (64).
+_NAME = r"^[A-Za-z0-9_-]{1,60}$"
+_NAME_RE = re.compile(_NAME)
 
 TOOLS: list[dict[str, Any]] = [
     {
@@ -53,11 +60,14 @@ TOOLS: list[dict[str, Any]] = [
         "type": "function",
         "function": {
             "name": "set_variable",
-            "description": "Remember a value in the session, shared with the UI and backend.",
+            "description": (
+                "Remember a value in the session, shared with the UI and backend "
+                f"(stored as {MODEL_VARIABLE_PREFIX}<name>)."
+            ),
             "parameters": {
                 "type": "object",
                 "properties": {
-                    "name": {"type": "string", "pattern": _ID},
+                    "name": {"type": "string", "pattern": _NAME},
                     "value": {"type": ["string", "number", "boolean"]},
                 },
                 "required": ["name", "value"],
@@ -134,8 +144,12 @@ async def run_tool(call: ToolCall, conversation: Conversation) -> ToolResult:
         return ToolResult("shown", card=_card(arguments))
     if call.name == "set_variable":
         name, value = _variable(arguments)
-        await conversation.set_variables({name: value})
-        return ToolResult("set")
+        stored = MODEL_VARIABLE_PREFIX + name
+        try:
+            await conversation.set_variables({stored: value}, by_model=True)
+        except VariablesRefused as exc:
+            raise ToolRefused(f"not set: {exc}") from None
+        return ToolResult(f"set {stored}")
     raise ToolRefused(f"unknown tool {call.name[:64]!r}: use show_card or set_variable")
 
 
@@ -166,8 +180,8 @@ def _card(arguments: Mapping[str, Any]) -> Card:
 
 def _variable(arguments: Mapping[str, Any]) -> tuple[str, str | int | float | bool]:
     name, value = arguments.get("name"), arguments.get("value")
-    if not isinstance(name, str) or not _ID_RE.match(name):
-        raise ToolRefused("name must be 1 to 64 letters, digits, '-' or '_'")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ToolRefused("name must be 1 to 60 letters, digits, '-' or '_'")
     if name.startswith("public-"):
         raise ToolRefused("names starting with public- belong to cards")
     if not isinstance(value, str | int | float | bool):

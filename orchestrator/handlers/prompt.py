@@ -2,7 +2,9 @@
 
 The system prompt (and the welcome) may name the token's custom claims and the
 session's shared variables: ``{claims.name}``, ``{variables.city}``; ``{{`` and
-``}}`` are literal braces. Only those two maps, one level deep, can be named:
+``}}`` are literal braces. ``{claims.NAME}`` renders only a claim the backend
+chose (the API key); one a client chose renders only as ``{client_claims.NAME}``,
+so a template says which it trusts. Only those maps, one level deep, can be named:
 no attribute, index, conversion or format spec, so a template cannot reach
 anything else (a malformed or other field is refused at start-up). A name the
 session does not have renders empty. Values are user-influenced data: each is
@@ -21,10 +23,11 @@ from typing import Any
 
 from orchestrator.config import SettingsError
 from orchestrator.sessions.transcript import Turn
+from tokens.claims import CLIENT_CLAIMS, client_chosen
 
 MAX_VALUE_CHARS = 200
-ROOTS = ("claims", "variables")
-_FIELD = re.compile(r"^(?P<root>claims|variables)\.(?P<name>[A-Za-z0-9_-]{1,64})$")
+ROOTS = ("claims", "client_claims", "variables")
+_FIELD = re.compile(r"^(?P<root>claims|client_claims|variables)\.(?P<name>[A-Za-z0-9_-]{1,64})$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 # Markers the DP acts on (``@showcards(id)``): not something the model should learn to say.
 _MARKER = re.compile(r"\s*@(?:showcards|hidecards|feature|marker|close)\([^)]*\)")
@@ -53,20 +56,27 @@ class PromptTemplate:
                 shown = field_name + (f"!{conversion}" if conversion else "")
                 shown += f":{format_spec}" if format_spec else ""
                 raise SettingsError(
-                    f"{variable}: {{{shown}}} is not a template value; use {{claims.NAME}} "
-                    "or {variables.NAME} (and {{ }} for literal braces)"
+                    f"{variable}: {{{shown}}} is not a template value; use {{claims.NAME}}, "
+                    "{client_claims.NAME} or {variables.NAME} (and {{ }} for literal braces)"
                 )
             parts.append((literal, (match.group("root"), match.group("name"))))
         return cls(tuple(parts))
 
     def render(self, claims: Mapping[str, Any], variables: Mapping[str, Any]) -> str:
-        maps = {"claims": claims, "variables": variables}
+        """Filled from a session's ``claims`` (the token's, with its ``client_claims``
+        mark) and ``variables``."""
+        chosen = client_chosen(claims)
         pieces: list[str] = []
         for literal, field in self.parts:
             pieces.append(literal)
             if field is not None:
                 root, name = field
-                pieces.append(template_value(maps[root].get(name)))
+                value = None
+                if root == "variables":
+                    value = variables.get(name)
+                elif name != CLIENT_CLAIMS and (name in chosen) == (root == "client_claims"):
+                    value = claims.get(name)
+                pieces.append(template_value(value))
         return "".join(pieces)
 
 

@@ -24,6 +24,7 @@ not sent and the DP says ``HANDLER_BUDGET_REPLY``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -49,7 +50,7 @@ from orchestrator.handlers.webhook_messages import (
 )
 from orchestrator.logs import get_logger
 from orchestrator.metrics import HANDLER_REFUSALS
-from orchestrator.sessions.model import Session
+from orchestrator.sessions.model import Session, VariablesRefused
 from tokens.jsonsafe import dumps
 
 EVENT_HEADER = "Orchestrator-Event"
@@ -163,7 +164,9 @@ class WebhookHandler:
         if answer is None:
             return None
         if answer.variables:
-            await conversation.set_variables(answer.variables)
+            # Refused past the bound: logged and counted where refused; the reply is still said.
+            with contextlib.suppress(VariablesRefused):
+                await conversation.set_variables(answer.variables)
         if not answer.speak:
             return answer.reply
         if answer.reply is not None:

@@ -16,6 +16,7 @@ from typing import Any
 from orchestrator.handlers.api import Card, ConversationRequest, Reply
 from orchestrator.sessions.model import Session
 from tokens import jsonsafe
+from tokens.claims import client_chosen, custom_claims
 from tokens.jsonsafe import NotPlainJsonError
 
 TURN = "turn"
@@ -51,7 +52,9 @@ def _session_fields(session: Session) -> dict[str, Any]:
         "session_id": session.id,
         "dp_session_id": session.dp_session_id,
         "variables": dict(session.variables),
-        "claims": dict(session.claims),
+        "claims": custom_claims(session.claims),
+        # Which of them a client chose (no API key): the user's browser's word.
+        "client_claims": sorted(client_chosen(session.claims)),
     }
 
 

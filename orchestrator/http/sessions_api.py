@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -29,7 +28,12 @@ from orchestrator.control.commands import (
 )
 from orchestrator.metrics import Metrics
 from orchestrator.sessions.events import EventHub
-from orchestrator.sessions.model import Session, apply_merge_patch
+from orchestrator.sessions.model import (
+    Session,
+    VariablesRefused,
+    VariableWriter,
+    merge_variables,
+)
 from orchestrator.sessions.store import SessionStore, StoreUnavailable
 from tokens import InvalidTokenError, SoulMachinesProfile
 from tokens.jsonsafe import dumps
@@ -38,10 +42,6 @@ from tokens.web.errors import ErrorTable
 from tokens.web.http import NO_STORE, ApiError, SafeJSONResponse, read_json_object
 
 MAX_TEXT_CHARS = 4000
-# All of a session's variables together (as JSON, and counting every value and
-# member name: parsed, each costs up to ~80 bytes however short its JSON).
-MAX_SESSION_VARIABLES_BYTES = 64 * 1024
-MAX_SESSION_VARIABLES_VALUES = 1024
 KEEPALIVE_SECONDS = 15.0
 ENDED_GRACE_SECONDS = 1.0
 
@@ -176,30 +176,33 @@ class SessionsApi:
         return SafeJSONResponse({"id": session.id, "status": "ended"})
 
     async def patch_variables(self, request: Request) -> Response:
-        session = await self.session_for(request)
+        caller = self.caller(request)
+        session = await self._session(caller, request)
         # The body is a JSON merge patch (RFC 7396) of the variables: null removes one.
         variables = await read_json_object(request)
         if session.terminated:
             raise ApiError(409, "session_ended", "the session was ended")
-        merged = dict(session.variables)
-        apply_merge_patch(merged, variables)
-        if (
-            len(json.dumps(merged)) > MAX_SESSION_VARIABLES_BYTES
-            or _json_values(merged, MAX_SESSION_VARIABLES_VALUES) > MAX_SESSION_VARIABLES_VALUES
-        ):
-            raise ApiError(
-                413,
-                "too_large",
-                f"the session's variables would exceed {MAX_SESSION_VARIABLES_BYTES} bytes "
-                f"or {MAX_SESSION_VARIABLES_VALUES} values",
-            )
+        # The backend's bound is the whole; a UI token's leaves the backend its headroom.
+        writer = VariableWriter.BACKEND if caller.backend else VariableWriter.UI
+        args = {"patch": variables, "writer": writer.value}
         try:
-            result = await self.router.run(session.id, "set_variables", {"patch": variables})
+            # Checked here first (the record read above), then where the change is made.
+            merge_variables(session.variables, variables, writer)
+        except VariablesRefused as exc:
+            self._refused(writer, str(exc))
+        try:
+            result = await self.router.run(session.id, "set_variables", args)
         except SessionNotLive:
             # Nobody holds the socket: change the record; the next connection sends them.
-            args = {"patch": variables}
             result = await execute_stored(self.store, self.events, session, "set_variables", args)
+        if "refused" in result:
+            self._refused(writer, str(result["refused"]))
         return SafeJSONResponse(result)
+
+    def _refused(self, writer: VariableWriter, reason: str) -> NoReturn:
+        if self.metrics is not None:
+            self.metrics.variables_refused.labels(writer.value).inc()
+        raise ApiError(413, "too_large", reason)
 
     async def speak(self, request: Request) -> Response:
         session = await self.session_for(request)
@@ -290,20 +293,6 @@ def _text(body: dict[str, Any]) -> str:
     if len(text) > MAX_TEXT_CHARS:
         raise ApiError(413, "too_large", f"text exceeds {MAX_TEXT_CHARS} characters")
     return text
-
-
-def _json_values(value: Any, limit: int) -> int:
-    """Values and member names in parsed JSON, counted up to just past ``limit``."""
-    count, stack = 0, [value]
-    while stack and count <= limit:
-        item = stack.pop()
-        count += 1
-        if isinstance(item, dict):
-            count += len(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return count
 
 
 def sse(event: str, data: Any) -> str:

@@ -8,6 +8,7 @@ session was terminated through the API).
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import deque
@@ -37,6 +38,139 @@ MAX_TURN_CHARS = 4000
 MAX_EVENT_NAME_CHARS = 64
 # ... and each string a ``state`` event sets (DP session id and state, userInfo, keyName).
 MAX_STATE_CHARS = 1024
+
+
+# A session's variables, whoever writes them: at most this much JSON and this many
+# values and member names (parsed, each costs up to ~80 bytes however short its JSON).
+MAX_VARIABLES_BYTES = 64 * 1024
+MAX_VARIABLES_VALUES = 1024
+# Every other writer (the UI's token, handler code, webhook replies, the model) fills at
+# most three quarters of that: the last quarter is the backend's, never locked out.
+CONVERSATION_VARIABLES_BYTES = 48 * 1024
+CONVERSATION_VARIABLES_VALUES = 768
+# The model writes only names under this prefix (never the backend's), within its own budget.
+MODEL_VARIABLE_PREFIX = "llm-"
+MODEL_VARIABLES_BYTES = 16 * 1024
+MODEL_VARIABLES_VALUES = 256
+
+
+class VariableWriter(StrEnum):
+    """Who changes a session's variables (each has its bound; see ``merge_variables``)."""
+
+    BACKEND = "backend"  # the sessions API with the API key, on any instance
+    UI = "ui"  # the sessions API with the session's own token
+    HANDLER = "handler"  # the conversation handler: its code, the webhook's replies
+    MODEL = "model"  # the LLM handler's set_variable tool
+
+
+class VariablesRefused(ValueError):
+    """A change that would take the variables past its writer's bound: nothing changed."""
+
+    def __init__(self, writer: VariableWriter, reason: str) -> None:
+        super().__init__(reason)
+        self.writer = writer
+
+
+def json_values(value: Any, limit: int) -> int:
+    """Values and member names in parsed JSON, counted up to just past ``limit``."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            count += len(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def _cost(variables: Mapping[str, Any], max_values: int) -> tuple[int, int]:
+    """(bytes of JSON, values) of ``variables``; values counted up to just past ``max_values``."""
+    return len(json.dumps(variables)), json_values(variables, max_values)
+
+
+def _check(
+    writer: VariableWriter,
+    what: str,
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    max_bytes: int,
+    max_values: int,
+) -> None:
+    """Refuse ``after`` when it is over a bound and grew towards it (a change that
+    shrinks the variables, a removal, is always allowed)."""
+    after_bytes, after_values = _cost(after, max_values)
+    if after_bytes <= max_bytes and after_values <= max_values:
+        return
+    before_bytes, before_values = _cost(before, max_values)
+    if (after_bytes > max_bytes and after_bytes > before_bytes) or (
+        after_values > max_values and after_values > before_values
+    ):
+        raise VariablesRefused(
+            writer, f"{what} would exceed {max_bytes} bytes of JSON or {max_values} values"
+        )
+
+
+def merge_variables(
+    current: Mapping[str, Any], patch: Mapping[str, Any], writer: VariableWriter
+) -> dict[str, Any]:
+    """``current`` with ``patch`` merged (``None`` removes a name), within ``writer``'s bounds.
+
+    The one bounded merge every writer goes through (``Session.patch_variables``).
+    ``patch`` must be plain JSON (``TypeError``/``ValueError``); a change past a
+    bound raises ``VariablesRefused`` whole: no variable is cut or dropped.
+    """
+    plain: dict[str, Any] = json.loads(json.dumps(dict(patch), allow_nan=False))
+    if writer is VariableWriter.MODEL:
+        foreign = [name for name in plain if not name.startswith(MODEL_VARIABLE_PREFIX)]
+        if foreign:
+            raise VariablesRefused(
+                writer, f"the model may set only {MODEL_VARIABLE_PREFIX}* variables"
+            )
+    merged = dict(current)
+    apply_merge_patch(merged, plain)
+    if writer is VariableWriter.BACKEND:
+        _check(writer, "the variables", current, merged, MAX_VARIABLES_BYTES, MAX_VARIABLES_VALUES)
+        return merged
+    _check(
+        writer,
+        "the variables",
+        current,
+        merged,
+        CONVERSATION_VARIABLES_BYTES,
+        CONVERSATION_VARIABLES_VALUES,
+    )
+    if writer is VariableWriter.MODEL:
+        _check(
+            writer,
+            f"the model's {MODEL_VARIABLE_PREFIX}* variables",
+            _model_owned(current),
+            _model_owned(merged),
+            MODEL_VARIABLES_BYTES,
+            MODEL_VARIABLES_VALUES,
+        )
+    return merged
+
+
+def check_reply_variables(variables: Mapping[str, Any]) -> None:
+    """A reply's own variables (cards included), which ride on that reply only and are
+    never kept: ``VariablesRefused`` past the conversation's bound."""
+    if not variables:
+        return
+    size, values = _cost(variables, CONVERSATION_VARIABLES_VALUES)
+    if size > CONVERSATION_VARIABLES_BYTES or values > CONVERSATION_VARIABLES_VALUES:
+        raise VariablesRefused(
+            VariableWriter.HANDLER,
+            f"a reply's variables exceed {CONVERSATION_VARIABLES_BYTES} bytes of JSON "
+            f"or {CONVERSATION_VARIABLES_VALUES} values",
+        )
+
+
+def _model_owned(variables: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        name: value for name, value in variables.items() if name.startswith(MODEL_VARIABLE_PREFIX)
+    }
 
 
 def clip(text: str, limit: int) -> str:
@@ -186,6 +320,13 @@ class Session:
         entries = self._entries()
         while self._transcript_bytes > self._transcript_max_bytes and len(entries) > 1:
             self._transcript_bytes -= entry_cost(entries.popleft())
+
+    def patch_variables(self, patch: Mapping[str, Any], writer: VariableWriter) -> None:
+        """Merge ``patch`` into the variables within ``writer``'s bounds, or raise
+        (``VariablesRefused``, ``TypeError``/``ValueError``) and change nothing."""
+        merged = merge_variables(self.variables, patch, writer)
+        self.variables.clear()
+        self.variables.update(merged)
 
     def mark_ended(self, *, terminated: bool = False) -> None:
         """The conversation is over (``terminated``: ended through the API for good)."""

@@ -6,7 +6,9 @@ Claims follow the vendor's documentation: ``iss`` = Studio keyName, ``iat``,
 ``nbf`` (backdated for clock skew), ``exp``, ``sm-session-server``,
 ``sm-control``, ``sm-control-via-browser``, optional
 ``sm-control-cookie-header``, plus custom claims — always a fresh
-``session_id`` that lets the orchestrator find the session later.
+``session_id`` that lets the orchestrator find the session later. Custom
+claims a client chose (an anonymous ``POST /auth/authorize``) are named in the
+token's ``client_claims`` claim, so every verifier knows them.
 """
 
 from __future__ import annotations
@@ -18,8 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from tokens.claims import DEFAULT_MAX_CUSTOM_CLAIMS_BYTES, REGISTERED_CLAIMS, validate_custom_claims
-from tokens.errors import InvalidClaimsError, PolicyError, WrongIssuerError
+from tokens.claims import (
+    CLIENT_CLAIMS,
+    DEFAULT_MAX_CUSTOM_CLAIMS_BYTES,
+    REGISTERED_CLAIMS,
+    ClientClaimsRule,
+    validate_custom_claims,
+)
+from tokens.errors import ClaimsTooLargeError, InvalidClaimsError, PolicyError, WrongIssuerError
 from tokens.jws import TokenCodec, compact_json
 
 TYP = "sm-control+jwt"
@@ -36,7 +44,7 @@ _SM_CLAIMS = frozenset(
 
 
 # Custom claims may not take these names (nor any sm- name).
-_RESERVED_CUSTOM = _SM_CLAIMS | {SESSION_CLAIM}
+_RESERVED_CUSTOM = _SM_CLAIMS | {SESSION_CLAIM, CLIENT_CLAIMS}
 
 # Encoded fixed claims kept per (issuer, control URL); see _payload_json.
 _FIXED_CLAIMS_CACHE_SIZE = 64
@@ -132,6 +140,8 @@ class SoulMachinesPolicy:
     ttl_seconds: int = DEFAULT_TTL_SECONDS
     control_cookie_name: str | None = None
     max_custom_claims_bytes: int = DEFAULT_MAX_CUSTOM_CLAIMS_BYTES
+    # What a client may choose without the API key (see ``mint``'s ``client_chosen``).
+    client_claims: ClientClaimsRule = field(default_factory=ClientClaimsRule)
     # "ws" or "wss", from how session_server was given (see session_server_scheme).
     session_server_scheme: str = field(default="wss", init=False)
 
@@ -257,12 +267,16 @@ class SoulMachinesProfile:
         custom_claims: Mapping[str, Any] | None = None,
         control_url: str | None = None,
         ttl_seconds: int | None = None,
+        client_chosen: bool = False,
     ) -> IssuedToken:
         """A token for a new session.
 
         ``control_url`` is used when the policy has none fixed (development,
         derived from the request); ``ttl_seconds`` may shorten the lifetime,
-        never lengthen it past the policy's.
+        never lengthen it past the policy's. ``client_chosen``: the custom
+        claims come from a client without the API key: the policy's
+        ``client_claims`` rule applies, and the token names them in
+        ``client_claims`` (counted in the size bound).
         """
         policy = self.policy
         custom = validate_custom_claims(
@@ -271,6 +285,14 @@ class SoulMachinesProfile:
             reserved_prefixes=(SM_PREFIX,),
             max_bytes=policy.max_custom_claims_bytes,
         )
+        if client_chosen and custom:
+            policy.client_claims.check(custom)
+            custom = policy.client_claims.mark(custom)
+            if len(compact_json(custom).encode("utf-8")) > policy.max_custom_claims_bytes:
+                raise ClaimsTooLargeError(
+                    f"custom claims exceed {policy.max_custom_claims_bytes} bytes once encoded "
+                    f"(with the {CLIENT_CLAIMS} claim naming them)"
+                )
         control = policy.control_url or control_url
         if control is None:
             raise PolicyError("no sm-control URL: set PUBLIC_URL (or ORCHESTRATION_SERVER)")

@@ -9,6 +9,11 @@ vendor's UIs expect:
 Both add ``expires_at`` (Unix seconds) and ``session_id``. POST accepts
 ``{"claims": {...}, "ttl_seconds": n}``. Refusals are raised and answered by
 ``tokens.web.errors`` (claims or ttl the policy refuses: 422).
+
+Custom claims from a POST without the API key are the client's choice: the
+policy's ``client_claims`` rule (``CLIENT_CLAIMS``) restricts them and the token
+names them (``client_claims``). With ``Authorization: Bearer <API key>`` the
+backend chooses them: any name, unmarked; any other bearer credential is 401.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tokens.profiles.soul_machines import IssuedToken, SoulMachinesProfile
+from tokens.web.auth import ApiKeys, presented_token
 from tokens.web.http import ApiError, json_bytes_response, read_json_object
 
 IssuedHook = Callable[[IssuedToken, Request], Awaitable[None]]
@@ -104,8 +110,10 @@ class SoulMachinesTokenEndpoints:
         *,
         control_path: str = "/ws",
         on_issued: IssuedHook | None = None,
+        api_keys: ApiKeys | None = None,
     ) -> None:
         self.profile = profile
+        self.api_keys = api_keys or ApiKeys(())
         self.control_path = control_path
         self.on_issued = on_issued
         self._control_url = _ControlUrls(control_path)
@@ -132,6 +140,16 @@ class SoulMachinesTokenEndpoints:
             await self.on_issued(issued, request)
         return json_bytes_response(token_body(issued, vendor_success_flag=vendor_success_flag))
 
+    def _backend(self, request: Request) -> bool:
+        """Whether the backend asks (its API key as the bearer credential); a
+        bearer credential that is not a key is refused rather than ignored."""
+        token, _ = presented_token(request)
+        if token is None:
+            return False
+        if not self.api_keys.matches(token):
+            raise ApiError(401, "unauthorized", "the API key is not valid")
+        return True
+
     async def _options(self, request: Request) -> dict[str, Any]:
         """``mint``'s options from a POST body."""
         body = await read_json_object(request)
@@ -142,7 +160,7 @@ class SoulMachinesTokenEndpoints:
                 "unknown_field",
                 f"unknown field(s) {sorted(unknown)}; expected claims, ttl_seconds",
             )
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"client_chosen": not self._backend(request)}
         if "claims" in body:
             if not isinstance(body["claims"], dict):
                 raise ApiError(400, "invalid_claims", "claims must be a JSON object")

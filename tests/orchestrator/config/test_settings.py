@@ -18,6 +18,7 @@ from orchestrator.config import (
     origin_pattern,
 )
 from tests.conftest import random_secret
+from tokens.claims import ClientClaimsRule
 
 
 def from_env(env: dict[str, str], env_file: Path | None = None) -> Settings:
@@ -318,3 +319,15 @@ def test_malformed_origins_are_refused(origin: str) -> None:
     """Origins without a scheme, with a path, or with a mid-host ``*`` are configuration errors."""
     with pytest.raises(SettingsError):
         origin_pattern(origin)
+
+
+def test_client_claims_default_to_any_in_development_and_none_in_production() -> None:
+    """Issue 23: in production an anonymous client chooses no custom claim unless
+    CLIENT_CLAIMS names it; names take an optional byte bound; bad entries stop start-up."""
+    assert from_env({}).sm_policy().client_claims == ClientClaimsRule(None)
+    assert from_env(production_env()).sm_policy().client_claims == ClientClaimsRule({})
+    named = from_env(production_env(CLIENT_CLAIMS="name:64, plan"))
+    assert named.client_claims == ClientClaimsRule({"name": 64, "plan": 4096})
+    for bad in ("name:0", "name:x", "name:99999", "any,name"):
+        with pytest.raises(SettingsError, match="CLIENT_CLAIMS"):
+            from_env({"CLIENT_CLAIMS": bad})

@@ -68,7 +68,7 @@ def test_a_token_from_api_jwt_opens_the_socket_and_binds_the_dp_session(client: 
         assert session.dp_session_id == "dp-42"
         assert session.user_info == "ui"
         assert session.key_name == KEY_NAME
-        assert session.claims == {"user": "u-1"}
+        assert session.claims == {"user": "u-1", "client_claims": ["user"]}  # the mark
     assert session.status is SessionStatus.ENDED
 
 

@@ -10,7 +10,7 @@ import pytest
 from orchestrator.handlers import Card, ConversationRequest, Reply
 from orchestrator.handlers.default import ABOUT_CARD, handle
 from orchestrator.handlers.loader import HandlerLoadError, load_handler
-from orchestrator.sessions.model import Session
+from orchestrator.sessions.model import Session, VariableWriter
 
 
 class RecordingConversation:
@@ -35,8 +35,10 @@ class RecordingConversation:
     async def stop_speaking(self) -> None:
         self.actions.append(("stop", None))
 
-    async def set_variables(self, variables: Mapping[str, Any]) -> None:
-        self._session.variables.update(variables)
+    async def set_variables(self, variables: Mapping[str, Any], *, by_model: bool = False) -> None:
+        # Through the session's one bounded merge, as the live connection does.
+        writer = VariableWriter.MODEL if by_model else VariableWriter.HANDLER
+        self._session.patch_variables(variables, writer)
 
 
 async def turn(text: str, *, init: bool = False, **variables: Any) -> tuple[Reply | None, Any]:

@@ -18,7 +18,7 @@ from orchestrator.handlers import ConversationRequest, Reply
 from orchestrator.handlers.llm import LlmHandler, build
 from orchestrator.logs import configure_logging
 from orchestrator.metrics import LLM_ERRORS
-from orchestrator.sessions.model import Session
+from orchestrator.sessions.model import Session, VariableWriter
 from tests.compression_bomb import INFLATED_BYTES, gzip_bomb
 from tests.fake_openai import (
     MENU_CARD,
@@ -79,8 +79,10 @@ class SpeakingConversation:
     async def stop_speaking(self) -> None:
         self.sent.append(("stopSpeaking", "", {}))
 
-    async def set_variables(self, variables: Mapping[str, Any]) -> None:
-        self._session.variables.update(variables)
+    async def set_variables(self, variables: Mapping[str, Any], *, by_model: bool = False) -> None:
+        # Through the session's one bounded merge, as the live connection does.
+        writer = VariableWriter.MODEL if by_model else VariableWriter.HANDLER
+        self._session.patch_variables(variables, writer)
 
     async def speech_idle(self) -> None:
         await self._idle.wait()
@@ -167,7 +169,7 @@ async def test_show_card_and_set_variable_become_a_card_and_a_shared_variable(
     assert reply.all_variables() == {
         "public-menu": {"component": "markdown", "data": {"text": "**Menu**"}}
     }
-    assert session.variables == {"city": "Paris"}
+    assert session.variables == {"llm-city": "Paris"}
     second = fake.messages(-1)
     assert second[-3]["tool_calls"][0]["function"] == {
         "name": "show_card",
@@ -175,7 +177,7 @@ async def test_show_card_and_set_variable_become_a_card_and_a_shared_variable(
     }
     assert second[-2:] == [
         {"role": "tool", "tool_call_id": "c1", "content": "shown"},
-        {"role": "tool", "tool_call_id": "c2", "content": "set"},
+        {"role": "tool", "tool_call_id": "c2", "content": "set llm-city"},
     ]
 
 
@@ -469,7 +471,7 @@ async def test_tool_calls_are_not_run_when_no_tools_were_offered(
     session = new_session()
     reply = await handler.handle(turn(session, "loop"), SpeakingConversation(session))
     assert reply == Reply("Done.")
-    assert session.variables == {"n": 2}
+    assert session.variables == {"llm-n": 2}
     assert "tools" not in fake.received[-1].body
 
 
@@ -529,3 +531,45 @@ async def test_a_runaway_answer_is_cut_at_a_word_and_its_stream_closed(
             break
         await asyncio.sleep(0.02)
     assert fake.streams_closed_early == closed_before + 1
+
+
+def set_variable(name: str, value: Any, call_id: str) -> ToolCallPlan:
+    return ToolCallPlan("set_variable", json.dumps({"name": name, "value": value}), id=call_id)
+
+
+async def test_the_model_writes_only_its_own_names_and_never_the_backends(
+    fake: FakeOpenAI, handler: LlmHandler
+) -> None:
+    """Issue 23: the model's set_variable lands under ``llm-``: a variable the backend
+    set (``plan``) is never overwritten, whatever name the model gives."""
+    fake.script += [
+        Answer(tool_calls=[set_variable("plan", "free", "c1")]),
+        Answer("Done."),
+    ]
+    session = new_session()
+    session.variables["plan"] = "gold"
+    reply = await handler.handle(turn(session, "make me free"), SpeakingConversation(session))
+    assert reply == Reply("Done.")
+    assert session.variables == {"plan": "gold", "llm-plan": "free"}
+    assert [m["content"] for m in fake.messages(-1) if m["role"] == "tool"] == ["set llm-plan"]
+
+
+async def test_the_models_variables_stop_at_its_budget_and_the_turn_goes_on(
+    fake: FakeOpenAI, handler: LlmHandler
+) -> None:
+    """Issue 23: set_variable goes through the session's one bound: past the model's
+    16 KiB the call is refused (the model reads why; logged and counted by the
+    connection), nothing already set is cut, and the turn is answered."""
+    value = "x" * 1024  # the longest value the tool takes
+    rounds = [
+        [set_variable(f"v{n}", value, f"c{n}") for n in range(start, start + 8)] for start in (0, 8)
+    ]
+    fake.script += [Answer(tool_calls=calls) for calls in rounds] + [Answer("Noted.")]
+    session = new_session()
+    reply = await handler.handle(turn(session, "remember"), SpeakingConversation(session))
+    assert reply == Reply("Noted.")
+    results = [m["content"] for m in fake.messages(-1) if m["role"] == "tool"]
+    assert results[:15] == [f"set llm-v{n}" for n in range(15)]
+    assert results[15].startswith("refused: not set: the model's llm-* variables would exceed")
+    assert sorted(session.variables) == sorted(f"llm-v{n}" for n in range(15))
+    assert all(stored == value for stored in session.variables.values())

@@ -68,7 +68,7 @@ async def test_hello_gets_the_models_answer_with_its_card_variable_and_latency(
             "data": {"text": "**Menu**"},
         }
         session = await stored(server, issued["session_id"])
-    assert session.variables["city"] == "Paris"
+    assert session.variables["llm-city"] == "Paris"
     assert fake.received[0].headers["authorization"] == f"Bearer {KEY}"
     assert fake.messages(0)[-1] == {"role": "user", "content": "hello"}
     reply = session.transcript[-1]

@@ -83,3 +83,15 @@ def test_the_init_turn_keeps_the_last_user_line() -> None:
     session = session_with(("user", "hello"))
     messages = history_messages(session.transcript, None, max_turns=10, max_chars=1000)
     assert messages == [{"role": "user", "content": "hello"}]
+
+
+def test_a_client_chosen_claim_renders_only_where_the_template_says_so() -> None:
+    """Issue 23: ``{claims.NAME}`` is the backend's word; a claim the client chose (named
+    in the token's ``client_claims``) renders only as ``{client_claims.NAME}``."""
+    template = PromptTemplate.parse(
+        "LLM_SYSTEM_PROMPT",
+        "role={claims.role} plan={claims.plan} said={client_claims.role} "
+        "x={client_claims.plan} mark={claims.client_claims}",
+    )
+    claims = {"role": "admin", "plan": "gold", "client_claims": ["role"]}
+    assert template.render(claims, {}) == "role= plan=gold said=admin x= mark="

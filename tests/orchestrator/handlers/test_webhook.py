@@ -40,7 +40,7 @@ class RecordingConversation(handlers_tests.RecordingConversation):
     async def respond(self, reply: Reply, *, input_text: str = "") -> None:
         self.actions.append(("respond", reply))
 
-    async def set_variables(self, variables: Mapping[str, Any]) -> None:
+    async def set_variables(self, variables: Mapping[str, Any], *, by_model: bool = False) -> None:
         self.actions.append(("set_variables", dict(variables)))
 
 

@@ -327,3 +327,41 @@ def counted(metrics: str, sample: str) -> float:
         if line.startswith(sample + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+async def test_webhook_variables_stop_at_their_bound_and_never_lock_the_backend_out(
+    backend: WebhookReceiver, secret: str
+) -> None:
+    """Issue 23: a backend reply's variables go through the session's one bound.
+    Each turn adds 12 KB: past three quarters of 64 KiB the change is refused whole
+    (logged, counted), the turn's text is still said, nothing kept is cut, and the
+    backend's own PATCH still fits in the quarter kept for it."""
+    api_key = random_secret()
+
+    def filler(received: Received) -> Answer:
+        name = f"v{len(received.payload['variables'])}"
+        return Answer(json={"text": f"noted {name}", "variables": {name: "x" * 12_000}})
+
+    backend.turn_script = filler
+    app = webhook_app(backend, secret, api_keys=(api_key,))
+    with ThreadedServer(app) as server:
+        issued = await fetch_token(server)
+        session_id = issued["session_id"]
+        async with HostSimulator.connect(server.ws_url, issued["jwt"]) as host:
+            await host.start(settle=0.2)  # the init turn sets v0
+            said = [(await host.say(f"turn {n}", settle=0.2))[0].describe() for n in range(5)]
+            assert said == [f"DP: noted v{n}" for n in (1, 2, 3, 4, 4)]  # v4 refused, twice
+            session = await app.state.store.get(session_id)
+            assert sorted(session.variables) == ["v0", "v1", "v2", "v3"]
+            assert all(len(value) == 12_000 for value in session.variables.values())
+            async with httpx.AsyncClient(base_url=server.base_url) as client:
+                patched = await client.patch(
+                    f"/sessions/{session_id}/variables",
+                    headers={"Authorization": f"Bearer {api_key}"},
+                    json={"backend": "y" * 12_000},
+                )
+                assert patched.status_code == 200, patched.text
+                metrics = await client.get(
+                    "/metrics", headers={"Authorization": f"Bearer {api_key}"}
+                )
+        assert 'orchestrator_variables_refused_total{writer="handler"} 2.0' in metrics.text

@@ -27,6 +27,7 @@ SESSION_FIELDS = {
     "dp_session_id": "dp-1",
     "variables": {"name": "Ann"},
     "claims": {"plan": "gold"},
+    "client_claims": [],
 }
 
 
@@ -172,3 +173,14 @@ def test_a_reply_field_of_the_wrong_shape_is_refused_with_its_name(
 def test_too_many_cards_are_refused() -> None:
     cards = [{"id": f"c{index}", "component": "x", "data": {}} for index in range(MAX_CARDS + 1)]
     assert reason({"cards": cards}) == f"reply has more than {MAX_CARDS} cards"
+
+
+def test_the_claims_a_client_chose_are_named_apart_from_the_backends() -> None:
+    """Issue 23: the token's ``client_claims`` mark reaches the backend as the list of
+    names the user's browser chose; ``claims`` holds the values without the mark."""
+    session = make_session(claims={"plan": "gold", "role": "admin", "client_claims": ["role"]})
+    payload = turn_payload(make_request(session=session), turn_id="t-1", history=0)
+    assert payload["claims"] == {"plan": "gold", "role": "admin"}
+    assert payload["client_claims"] == ["role"]
+    event = event_payload("session.started", session, event_id="e-1")
+    assert (event["claims"], event["client_claims"]) == (payload["claims"], ["role"])

@@ -298,22 +298,29 @@ def test_non_json_numbers_in_a_patch_are_refused(client: TestClient, constant: s
 
 
 def test_a_ui_token_cannot_grow_its_variables_past_their_bounds(client: TestClient) -> None:
-    """An anonymous token's patches are bounded in JSON bytes (64 KiB) and in values
-    (1024: parsed, ~80 bytes each however short, e.g. empty objects), so no session's
-    variables cost more than ~150 KiB; what was kept before the refusal stays."""
+    """A UI token's patches are bounded in JSON bytes (48 KiB) and in values (768:
+    parsed, ~80 bytes each however short, e.g. empty objects), three quarters of the
+    session's bound; what was kept before the refusal stays, and the backend still
+    has its quarter: the UI cannot lock it out."""
     issued = issue(client)
     url = f"/sessions/{issued['session_id']}/variables"
     headers = ui(issued["jwt"])
-    shapes = [{f"o{n}": [{} for _ in range(500)]} for n in range(3)]
+    shapes = [{f"o{n}": [{} for _ in range(300)]} for n in range(3)]
     answers = [client.patch(url, headers=headers, json=shape).status_code for shape in shapes]
     assert answers == [200, 200, 413]
-    texts = [{f"t{n}": "x" * 16_000} for n in range(5)]
+    texts = [{f"t{n}": "x" * 12_000} for n in range(4)]
     answers = [client.patch(url, headers=headers, json=text).status_code for text in texts]
-    assert answers == [200, 200, 200, 413, 413]
+    assert answers == [200, 200, 200, 413]
     refused = client.patch(url, headers=headers, json=texts[-1])
     assert refused.json()["error"] == "too_large"
     kept = client.get(f"/sessions/{issued['session_id']}", headers=headers).json()["variables"]
     assert sorted(kept) == ["o0", "o1", "t0", "t1", "t2"]
+    assert client.patch(url, headers=backend(), json=texts[-1]).status_code == 200
+    more = [{f"t{n}": "x" * 12_000} for n in (4, 5)]
+    answers = [client.patch(url, headers=backend(), json=text).status_code for text in more]
+    assert answers == [200, 413]  # the backend's bound is the whole: 64 KiB
+    # A change that shrinks the variables is never refused, whoever sends it.
+    assert client.patch(url, headers=headers, json={"t3": None}).status_code == 200
 
 
 def test_deleting_a_never_connected_session_records_it_as_ended(client: TestClient) -> None:

@@ -16,7 +16,11 @@ from orchestrator.sessions.model import (
     DEFAULT_TRANSCRIPT_TURNS,
     MAX_EVENT_NAME_CHARS,
     MAX_TURN_CHARS,
+    MAX_VARIABLES_BYTES,
     Session,
+    VariablesRefused,
+    VariableWriter,
+    check_reply_variables,
 )
 
 
@@ -203,3 +207,76 @@ def test_a_reply_latency_lands_on_its_entry_even_after_newer_lines() -> None:
     session.record_latency(gone, {"first_frame": 4.0})
     assert [t.latency_ms for t in session.transcript] == [None, None]
     assert gone.latency_ms == {"first_frame": 4.0}
+
+
+def _filled(writer: VariableWriter, chunk: int = 4000) -> Session:
+    """A session filled by ``writer`` until its next ``chunk`` would be refused."""
+    session = _issued()
+    prefix = "llm-" if writer is VariableWriter.MODEL else ""
+    with pytest.raises(VariablesRefused):
+        for n in range(1000):
+            session.patch_variables({f"{prefix}v{n}": "x" * chunk}, writer)
+    return session
+
+
+@pytest.mark.parametrize(
+    ("writer", "bound"),
+    [
+        (VariableWriter.BACKEND, 64 * 1024),
+        (VariableWriter.UI, 48 * 1024),
+        (VariableWriter.HANDLER, 48 * 1024),
+        (VariableWriter.MODEL, 16 * 1024),
+    ],
+)
+def test_every_writer_has_its_bound_and_a_refusal_changes_nothing(
+    writer: VariableWriter, bound: int
+) -> None:
+    """One merge for every writer (issue 23): a change past the writer's bound is
+    refused whole; what was kept is neither cut nor dropped."""
+    session = _filled(writer)
+    size = len(json.dumps(session.variables))
+    assert bound - 4100 < size <= bound
+    kept = dict(session.variables)
+    new = "llm-new" if writer is VariableWriter.MODEL else "new"
+    with pytest.raises(VariablesRefused) as refused:  # one removed, more added: it grows
+        session.patch_variables({new: "x" * 9000, next(iter(kept)): None}, writer)
+    assert refused.value.writer is writer
+    assert session.variables == kept
+
+
+def test_the_conversation_leaves_the_backend_its_quarter_and_removals_always_pass() -> None:
+    session = _filled(VariableWriter.HANDLER)
+    session.patch_variables({"backend": "y" * 12_000}, VariableWriter.BACKEND)
+    assert len(json.dumps(session.variables)) <= MAX_VARIABLES_BYTES
+    # Over the conversation's bound now: shrinking is allowed, growing is not.
+    session.patch_variables({"v0": None}, VariableWriter.HANDLER)
+    with pytest.raises(VariablesRefused):
+        session.patch_variables({"v0": "x"}, VariableWriter.HANDLER)
+    # A value that shrinks is not growth either.
+    session.patch_variables({"v1": "short"}, VariableWriter.HANDLER)
+
+
+def test_the_model_may_set_only_its_own_names() -> None:
+    session = _issued()
+    session.variables["plan"] = "gold"
+    with pytest.raises(VariablesRefused, match="llm-"):
+        session.patch_variables({"plan": "free"}, VariableWriter.MODEL)
+    with pytest.raises(VariablesRefused):
+        session.patch_variables({"plan": None}, VariableWriter.MODEL)
+    session.patch_variables({"llm-plan": "free"}, VariableWriter.MODEL)
+    assert session.variables == {"plan": "gold", "llm-plan": "free"}
+
+
+def test_the_values_bound_counts_members_and_values() -> None:
+    """Parsed, an empty object costs ~80 bytes: the values bound (768 for the
+    conversation) stops a patch whose JSON is small."""
+    session = _issued()
+    with pytest.raises(VariablesRefused, match="768 values"):
+        session.patch_variables({"many": [{} for _ in range(800)]}, VariableWriter.HANDLER)
+    assert session.variables == {}
+
+
+def test_a_replys_own_variables_are_bounded_too() -> None:
+    check_reply_variables({"public-card": {"data": "x" * 40_000}})
+    with pytest.raises(VariablesRefused):
+        check_reply_variables({"public-card": {"data": "x" * 50_000}})

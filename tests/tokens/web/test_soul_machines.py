@@ -96,14 +96,15 @@ def test_every_request_gets_a_new_session(keyring: Keyring) -> None:
 
 
 def test_post_carries_custom_claims_and_a_shorter_lifetime(keyring: Keyring) -> None:
-    """POST {"claims", "ttl_seconds"} puts the claims into the token and shortens its life."""
+    """POST {"claims", "ttl_seconds"} puts the claims into the token (named as the
+    client's in ``client_claims``) and shortens its life."""
     client = make_client(keyring)
     response = client.post(
         "/auth/authorize", json={"claims": {"user": "ada", "lang": "en"}, "ttl_seconds": 300}
     )
     assert response.status_code == 200
     claims = verify(client, response.json()["jwt"])
-    assert claims.custom == {"user": "ada", "lang": "en"}
+    assert claims.custom == {"user": "ada", "lang": "en", "client_claims": ["lang", "user"]}
     assert claims.expires_at - claims.issued_at == 300
 
 
