@@ -154,7 +154,7 @@ def _cannot_listen(host: str, port: int) -> str | None:
 def _run_uvicorn(
     uvicorn: Any, args: argparse.Namespace, settings: Settings, host: str, port: int
 ) -> None:
-    from orchestrator.server.heads import BoundedHttpToolsProtocol
+    from orchestrator.server.heads import uvicorn_http_options
     from orchestrator.server.websocket import uvicorn_websocket_options
 
     uvicorn.run(
@@ -164,7 +164,7 @@ def _run_uvicorn(
         port=port,
         workers=args.workers,
         log_config=None,
-        http=BoundedHttpToolsProtocol,
+        **uvicorn_http_options(settings),
         **uvicorn_websocket_options(settings),
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,

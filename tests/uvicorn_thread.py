@@ -13,7 +13,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from orchestrator.config import Settings
-from orchestrator.server.heads import BoundedHttpToolsProtocol
+from orchestrator.server.heads import uvicorn_http_options
 from orchestrator.server.websocket import uvicorn_websocket_options
 from tests.live_server import LoopbackServer, free_port
 
@@ -33,7 +33,7 @@ class ThreadedServer(LoopbackServer):
             host="127.0.0.1",
             port=self.port,
             log_config=None,
-            http=BoundedHttpToolsProtocol,
+            **uvicorn_http_options(settings),
             **uvicorn_websocket_options(settings),
             lifespan="on",
             timeout_graceful_shutdown=graceful_seconds,

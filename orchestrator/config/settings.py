@@ -53,6 +53,7 @@ class Settings:
     host: str = setting("HOST")
     port: int = setting("PORT")
     trusted_proxy_hops: int = setting("TRUSTED_PROXY_HOPS")
+    http_head_timeout_seconds: float = setting("HTTP_HEAD_TIMEOUT_SECONDS")
     # JWT_PUBLIC_KEY, JWT_PRIVATE_KEY, JWT_PREVIOUS_KEYS, ORCHESTRATOR_EPHEMERAL_KEY
     keyring: Keyring = field(default_factory=ephemeral_keyring)
     ephemeral_key: bool = True

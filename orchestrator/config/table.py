@@ -105,6 +105,11 @@ SECTIONS = (
                  "`X-Forwarded-For`; the client is the entry that many places from the right, "
                  "`X-Forwarded-Proto` gives the scheme. 0: forwarded headers are ignored. "
                  "`--trusted-proxy-hops` overrides it.", default=0, limits=between(0, 10)),
+        Variable("HTTP_HEAD_TIMEOUT_SECONDS", NUMBER, "A connection must send a whole request "
+                 "head (request line and headers, WebSocket handshakes included) this soon "
+                 "after it opens or after its first byte; past it the server answers 408 and "
+                 "closes (a slowly trickled or never-sent head holds no connection).",
+                 default=10.0, limits=between(1, 300)),
     )),
     Section("Soul Machines", (
         Variable("SESSION_SERVER", TEXT, "The Soul Machines server named in Studio: a host "

@@ -19,6 +19,13 @@ and lose it). Every refusal is logged and counted in
 ``orchestrator_http_requests_refused_total{reason}``. The bounds apply to
 WebSocket handshakes too, which reach the WebSocket stack only as a parsed head.
 
+A head must also arrive in time: ``HTTP_HEAD_TIMEOUT_SECONDS`` from the
+connection's opening, or from the first byte of a later head (uvicorn's
+keep-alive timeout covers the silence between requests, but any byte resets
+it, and nothing times a new connection that sends nothing). Past it the
+answer is 408 ``head_timeout``, the same way, so idle or trickling sockets
+cannot pile up to the file-descriptor limit.
+
 uvicorn's h11 implementation bounds a head through a public setting
 (``h11_max_incomplete_event_size``), but answers a plain-text 400 and took 1.7x
 the server CPU per request of httptools on the token endpoint's benchmark (this
@@ -29,12 +36,14 @@ subclass adds about 5%), so the server keeps httptools with this subclass
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from http import HTTPStatus
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from orchestrator.config import Settings
 from orchestrator.logs import get_logger
 from orchestrator.metrics import HTTP_REQUESTS_REFUSED
 from orchestrator.server.websocket import HANDSHAKE_LINE_BYTES
@@ -46,20 +55,66 @@ HEAD_LINE_BYTES = HANDSHAKE_LINE_BYTES
 HEAD_BYTES = 4 * HEAD_LINE_BYTES  # 64 KiB: the request line and every header
 MAX_HEADERS = 128  # as websockets allows in a handshake
 LINGER_SECONDS = 1.0
+STATUS_BY_CODE = {
+    "request_line_too_long": HTTPStatus.REQUEST_URI_TOO_LONG,
+    "headers_too_large": HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+    "head_timeout": HTTPStatus.REQUEST_TIMEOUT,
+}
+
+
+def uvicorn_http_options(settings: Settings) -> dict[str, Any]:
+    """The plain-HTTP arguments for ``uvicorn.run`` / ``uvicorn.Config`` (a partial
+    of the protocol class, so it pickles for ``--workers`` processes)."""
+    return {
+        "http": functools.partial(
+            BoundedHttpToolsProtocol, head_timeout_seconds=settings.http_head_timeout_seconds
+        )
+    }
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the head bounds in the module docstring."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, head_timeout_seconds: float = 10.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.in_head = True  # between requests and up to the end of a head
         self.head_bytes = 0
         self.refused = False
+        self.head_timeout_seconds = head_timeout_seconds
+        self.head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        if self.head_timer is None:
+            self.head_timer = self.loop.call_later(self.head_timeout_seconds, self._head_late)
+
+    def _cancel_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _head_late(self) -> None:
+        self.head_timer = None
+        if self.refused or not self.in_head:
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head behind a response still going out: its time starts later.
+            self._arm_head_timer()
+            return
+        self.refuse_head("head_timeout", f"no whole request head in {self.head_timeout_seconds} s")
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
             return
+        if self.in_head and self.head_bytes == 0:
+            self._arm_head_timer()  # the first byte of a head (the first one is armed already)
         if not self.in_head:
             super().data_received(data)
             return
@@ -111,6 +166,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         self.in_head = False
         self.head_bytes = 0
+        self._cancel_head_timer()
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -134,13 +190,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # --- the answer ----------------------------------------------------------------
 
     def refuse_head(self, code: str, detail: str) -> None:
-        """Answer 414/431 in JSON, stop reading, close after ``LINGER_SECONDS``."""
+        """Answer 414/431/408 in JSON, stop reading, close after ``LINGER_SECONDS``."""
         self.refused = True
-        status = (
-            HTTPStatus.REQUEST_URI_TOO_LONG
-            if code == "request_line_too_long"
-            else HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
-        )
+        self._cancel_head_timer()
+        status = STATUS_BY_CODE[code]
         client = self.client[0] if self.client else None
         log.warning("request head refused", reason=code, detail=detail, client=client)
         HTTP_REQUESTS_REFUSED.labels(code).inc()

@@ -227,3 +227,84 @@ def test_heads_within_the_bounds_are_served_on_one_connection(server: LiveServer
         assert client.get("/healthz", headers=many).status_code == 200
         url = "/healthz?q=" + "a" * (HEAD_LINE_BYTES - 100)
         assert client.get(url).status_code == 200
+
+
+# --- a head that never comes, or comes a byte at a time (slowloris) -------------------------
+
+
+@pytest.fixture(scope="module")
+def impatient_server() -> Iterator[LiveServer]:
+    env = {
+        "JWT_PUBLIC_KEY": "heads-key",
+        "JWT_PRIVATE_KEY": random_secret(),
+        "HTTP_HEAD_TIMEOUT_SECONDS": "1",
+    }
+    with LiveServer(env) as live:
+        yield live
+
+
+def read_until_closed(sock: socket.socket, within: float) -> bytes:
+    """Everything the server sends until it closes (or ``within`` seconds pass)."""
+    sock.settimeout(within)
+    received = b""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+def test_a_connection_that_sends_no_head_is_answered_408_and_closed(
+    impatient_server: LiveServer,
+) -> None:
+    """Before, an idle new connection was held for ever: enough of them reach the fd limit."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=10) as sock:
+        received = read_until_closed(sock, within=8)
+    assert received.startswith(b"HTTP/1.1 408 "), received[:80]
+    assert json.loads(received.split(b"\r\n\r\n", 1)[1])["error"] == "head_timeout"
+    assert time.monotonic() - started < 6
+
+
+def test_a_head_trickled_a_byte_at_a_time_is_cut_off_at_the_timeout(
+    impatient_server: LiveServer,
+) -> None:
+    """Each byte used to reset uvicorn's keep-alive timer; the head's own clock does not."""
+    stop = threading.Event()
+    with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=10) as sock:
+
+        def trickle() -> None:
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 400:
+                if stop.wait(0.1):
+                    return
+                try:
+                    sock.send(bytes([byte]))
+                except OSError:
+                    return
+
+        sender = threading.Thread(target=trickle, daemon=True)
+        started = time.monotonic()
+        sender.start()
+        received = read_until_closed(sock, within=10)
+        stop.set()
+        sender.join(timeout=5)
+    assert received.startswith(b"HTTP/1.1 408 "), received[:80]
+    assert time.monotonic() - started < 6
+    assert refused_count(impatient_server, "head_timeout") >= 1
+
+
+def test_a_kept_alive_connection_is_served_after_a_pause_shorter_than_keep_alive(
+    impatient_server: LiveServer,
+) -> None:
+    """The head timeout starts at a head's first byte, not at the previous request."""
+    with httpx.Client(base_url=impatient_server.base_url, timeout=10) as client:
+        assert client.get("/healthz").status_code == 200
+        time.sleep(1.5)  # past the head timeout, within uvicorn's 5 s keep-alive
+        assert client.get("/healthz").status_code == 200
