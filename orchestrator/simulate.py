@@ -103,6 +103,7 @@ class DPMessage:
     """One thing the server told the digital person to do."""
 
     envelope: protocol.Envelope
+    received_at: float = 0.0  # the event loop's clock
 
     def describe(self) -> str:
         env = self.envelope
@@ -229,7 +230,7 @@ class HostSimulator:
                 break
             envelope = protocol.parse_frame(frame)
             self.received.append(envelope)
-            messages.append(DPMessage(envelope))
+            messages.append(DPMessage(envelope, loop.time()))
             await self._act_like_the_dp(envelope)
             if envelope.name in ("conversationResponse", "startSpeaking"):
                 answered = True

@@ -1,0 +1,1 @@
+"""Testing a conversation before it ships: scenario files and a pytest API."""
