@@ -58,7 +58,7 @@ class Judge:
             base_url=settings.judge_base_url,
             api_key=settings.judge_api_key or NO_KEY,
             timeout=openai.Timeout(TIMEOUT_SECONDS, connect=CONNECT_SECONDS),
-            max_retries=1,
+            max_retries=0,  # a failed call fails the turn, with its reason
             # openai >= 3 types this as httpx2's client; it takes httpx's (as the LLM handler).
             http_client=cast(Any, bounded_client(max_bytes=MAX_RESPONSE_BYTES, timeout=timeout)),
         )

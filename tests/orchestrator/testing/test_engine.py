@@ -7,21 +7,12 @@ import pytest
 
 from orchestrator.config import Settings
 from orchestrator.control.options import ControlOptions
-from orchestrator.handlers import Conversation, ConversationRequest, Reply
 from orchestrator.handlers.default import DefaultHandler
 from orchestrator.testing import conversation, play
 from tests.orchestrator.handlers_for_tests import HookedEcho, chatty, dawdle, explode
+from tests.orchestrator.testing.bots import greeter
 
 pytestmark = pytest.mark.anyio
-
-
-async def greeter(request: ConversationRequest, conversation: Conversation) -> Reply:
-    """Greets with the claims and variables the session started with."""
-    session = request.session
-    if request.is_init:
-        return Reply(f"Hello {session.claims.get('user')} on {session.variables.get('plan')}")
-    await conversation.set_variables({"last": request.text})
-    return Reply(f"heard {request.text}", variables={"turn_only": True})
 
 
 async def test_claims_and_starting_variables_reach_the_handler() -> None:
