@@ -41,6 +41,17 @@ EXPECT_KEYS = ("says", "cards", "variables", "fallback", "judge", "within_ms")
 SAYS_KEYS = ("contains", "matches")
 
 
+class _NoAliases(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no type hints
+    """``safe_load`` without aliases: a few lines of ``*name`` could stand for
+    billions of values (the "billion laughs"), which reading them would build."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", mark)
+        return super().compose_node(parent, index)
+
+
 class ScenarioError(ValueError):
     """A scenario file that cannot run; the message is one line naming file and key."""
 
@@ -160,7 +171,7 @@ def _parse(source: str, text: str, *, json_file: bool) -> Any:
                 f"{source}: JSON syntax error at line {exc.lineno} column {exc.colno}: {exc.msg}"
             ) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_NoAliases)  # noqa: S506 (a safe loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""

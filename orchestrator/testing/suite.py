@@ -188,9 +188,13 @@ def describe(result: TurnResult) -> str:
     latency = "no answer" if result.latency_ms is None else f"{result.latency_ms:g} ms"
     return (
         f"text {result.text!r}, cards {json.dumps(result.cards)}, variables "
-        f"{json.dumps(result.variables, ensure_ascii=False, sort_keys=True)}, fallback "
+        f"{_clip(json.dumps(result.variables, ensure_ascii=False, sort_keys=True))}, fallback "
         f"{json.dumps(result.fallback)}, latency {latency}"
     )
+
+
+def _clip(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def report(outcome: ScenarioOutcome, out: TextIO) -> None:

@@ -98,6 +98,10 @@ def test_a_directory_gives_its_scenario_files_in_order(tmp_path: Path) -> None:
         ("claims: [a]\nturns: [{user: hi}]", "claims: expected a mapping"),
         ("- turns: [{user: hi}]\n- turns: [{usr: hi}]", r"\[1\]\.turns\[0\]\.usr: unknown key"),
         ("just text", "expected a mapping of name, handler"),
+        (
+            "variables: {a: &x [1, 1], b: &y [*x, *x]}\nturns: [{user: hi}]",
+            "YAML syntax error at line 1 column 34: aliases",
+        ),
     ],
 )
 def test_a_malformed_scenario_is_one_line_naming_file_and_key(
