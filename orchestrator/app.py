@@ -75,18 +75,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         live=backend.live,
         metrics=metrics,
         archive=archive,
-        options=ControlOptions(
-            handler=load_handler(settings.conversation_handler, settings),
-            handler_timeout_seconds=settings.handler_timeout_seconds,
-            apology=settings.handler_apology,
-            idle_prompt_seconds=settings.idle_prompt_seconds,
-            max_frame_bytes=settings.control_max_frame_bytes,
-            max_frames_per_second=settings.control_max_frames_per_second,
-            burst_frames=settings.control_max_frames_per_second * 4,
-            send_timeout_seconds=settings.control_send_timeout_seconds,
-            transaction_timeout_seconds=settings.transaction_timeout_seconds,
-            transcript_turns=settings.transcript_turns,
-            transcript_max_bytes=settings.transcript_max_bytes,
+        options=ControlOptions.from_settings(
+            settings, load_handler(settings.conversation_handler, settings)
         ),
     )
     authenticator = ControlAuthenticator(

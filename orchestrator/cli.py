@@ -22,6 +22,7 @@ from orchestrator.config import (
     SettingsError,
 )
 from orchestrator.logs import configure_logging, get_logger
+from orchestrator.testing.command import add_test_command
 from tokens import InvalidTokenError, SoulMachinesProfile, TokenCodec, TokenPackageError
 from tokens.jws import humanize_seconds, read_unverified_claims, read_unverified_header
 from tokens.keyring import generate_secret
@@ -383,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.set_defaults(func=cmd_keygen)
 
     add_archive_commands(sub, _settings)
+    add_test_command(sub, _settings)
     return parser
 
 

@@ -114,6 +114,7 @@ class DPMessage:
     """One thing the server told the digital person to do."""
 
     envelope: protocol.Envelope
+    received_at: float = 0.0  # the event loop's clock
 
     def describe(self) -> str:
         env = self.envelope
@@ -297,7 +298,7 @@ class HostSimulator:
         self.frames += 1
         envelope = protocol.parse_frame(frame)
         self.received.append(envelope)
-        messages.append(DPMessage(envelope))
+        messages.append(DPMessage(envelope, asyncio.get_running_loop().time()))
         await self._act_like_the_dp(envelope)
         return envelope
 

@@ -108,6 +108,9 @@ class Settings:
     llm_max_answer_chars: int = setting("LLM_MAX_ANSWER_CHARS")
     llm_temperature: float | None = setting("LLM_TEMPERATURE")
     llm_tools: bool = setting("LLM_TOOLS")
+    judge_base_url: str = setting("JUDGE_BASE_URL")
+    judge_api_key: str | None = setting("JUDGE_API_KEY")
+    judge_model: str | None = setting("JUDGE_MODEL")
     profiles: tuple[str, ...] = setting("TOKEN_PROFILES")
     rate_limit: str = setting("TOKEN_RATE_LIMIT")
     verify_api_key: str | None = setting("TOKEN_VERIFY_API_KEY")
@@ -225,5 +228,6 @@ class Settings:
             self.voicegain_admin_key,
             self.webhook_secret,
             self.llm_api_key,
+            self.judge_api_key,
         )
         return keys + self.api_keys + tuple(value for value in platform if value)

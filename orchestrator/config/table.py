@@ -312,6 +312,15 @@ SECTIONS = (
                  "tools (turn off for a server or model without function calling).",
                  default=True),
     )),
+    Section("Scenario judge (`orchestrator test`, docs/testing.md)", (
+        Variable("JUDGE_BASE_URL", TEXT, "The OpenAI-compatible API that judges answers "
+                 "against a scenario's `judge:` sentence (separate from the LLM handler's).",
+                 default=DEFAULT_LLM_BASE_URL),
+        Variable("JUDGE_API_KEY", SECRET, "Its API key, sent as `Authorization: Bearer`; unset "
+                 "for a local server that needs none."),
+        Variable("JUDGE_MODEL", TEXT, "The judging model; required by a scenario with "
+                 "`judge:`."),
+    )),
     Section("Token profiles", (
         Variable("TOKEN_PROFILES", LIST, "Which tokens the server issues: any of "
                  "`soul-machines`, `ccai`, `videosdk`, `voicegain`.", default=("soul-machines",)),

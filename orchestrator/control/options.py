@@ -7,7 +7,7 @@ the connection, which applies the rest (slow peers, shutdown, replacement).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.control import protocol
 from orchestrator.handlers.api import (
@@ -18,6 +18,9 @@ from orchestrator.handlers.api import (
 )
 from orchestrator.handlers.hooks import LoadedHandler
 from orchestrator.sessions.model import DEFAULT_TRANSCRIPT_MAX_BYTES, DEFAULT_TRANSCRIPT_TURNS
+
+if TYPE_CHECKING:
+    from orchestrator.config import Settings
 
 # Close codes (documented in the README).
 CLOSE_NORMAL = 1000  # the session was ended through the API
@@ -60,6 +63,23 @@ class ControlOptions:
 
     def __post_init__(self) -> None:
         self.loaded = LoadedHandler.of(self.handler)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, handler: Any) -> ControlOptions:
+        """The options the server runs ``handler`` with (also ``orchestrator test``'s)."""
+        return cls(
+            handler=handler,
+            handler_timeout_seconds=settings.handler_timeout_seconds,
+            apology=settings.handler_apology,
+            idle_prompt_seconds=settings.idle_prompt_seconds,
+            max_frame_bytes=settings.control_max_frame_bytes,
+            max_frames_per_second=settings.control_max_frames_per_second,
+            burst_frames=settings.control_max_frames_per_second * 4,
+            send_timeout_seconds=settings.control_send_timeout_seconds,
+            transaction_timeout_seconds=settings.transaction_timeout_seconds,
+            transcript_turns=settings.transcript_turns,
+            transcript_max_bytes=settings.transcript_max_bytes,
+        )
 
 
 def end_reason(close_code: int | None, *, by_server: bool) -> str:

@@ -62,6 +62,17 @@ class TurnRunner:
         self._set_idle_timer(None)
         self._deadline.stop()
 
+    @property
+    def busy(self) -> bool:
+        """Whether a turn (or idle prompt) runs or waits."""
+        return bool(self._turns)
+
+    async def settled(self) -> None:
+        """Return once no turn (nor idle prompt) runs or waits: an in-process
+        caller's "the turn is over" (``orchestrator.testing``)."""
+        while self._turns:
+            await asyncio.wait(set(self._turns))
+
     # --- hooks ---------------------------------------------------------------------
 
     def start(self) -> None:
