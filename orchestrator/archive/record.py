@@ -192,13 +192,48 @@ def _turn(turn: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def _escape(code: int) -> str:
+    named = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x5C: "\\\\"}
+    if code in named:
+        return named[code]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+# What a ``txt`` line escapes: the backslash itself, every C0 and C1 control (ESC,
+# vertical tab, form feed, the separators ``str.splitlines`` splits on), the line and
+# paragraph separators, and the bidirectional controls that reorder what a reader
+# sees. Each becomes its escape in a Python string literal (``\n``, ``\x0b``,
+# ``\u2028``), so a user's text can neither forge a line nor drive a terminal, and
+# undoing exactly these escapes gives the original back.
+_TXT_ESCAPES = {
+    code: _escape(code)
+    for code in (
+        *range(0x00, 0x20),
+        0x5C,
+        *range(0x7F, 0xA0),
+        0x061C,
+        0x200E,
+        0x200F,
+        0x2028,
+        0x2029,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+}
+
+
+def txt_escape(text: str) -> str:
+    """``text`` with every character ``_TXT_ESCAPES`` names escaped: one line, inert."""
+    return text.translate(_TXT_ESCAPES)
+
+
 def transcript_text(record: ArchivedSession) -> str:
-    """``txt``: one line per entry, ``[UTC time] role: text``."""
+    """``txt``: one line per entry, ``[UTC time] role: text``, the role and text
+    escaped (``txt_escape``)."""
     lines = []
     for turn in record.transcript:
         when = datetime.fromtimestamp(turn["at"], UTC).isoformat(timespec="milliseconds")
-        text = turn["text"].replace("\r", " ").replace("\n", " ")
-        lines.append(f"[{when}] {turn['role']}: {text}\n")
+        lines.append(f"[{when}] {txt_escape(turn['role'])}: {txt_escape(turn['text'])}\n")
     return "".join(lines)
 
 
