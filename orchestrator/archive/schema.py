@@ -9,10 +9,11 @@ starting together serialise on an advisory lock.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 
 SCHEMA_VERSION = 2
@@ -133,3 +134,42 @@ def async_url(url: str) -> str:
     if driver is None:
         raise ValueError(f"{parsed.drivername!r}: use sqlite:///path.db or postgresql://...")
     return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+DATA_DIRECTORY_NAME = "dp-orchestration-companion"
+DEFAULT_FILE_NAME = "archive.db"
+
+
+def default_archive_path(env: Mapping[str, str]) -> Path:
+    """The development archive, the same whatever the working directory:
+    ``$XDG_DATA_HOME/dp-orchestration-companion/archive.db``, ``$XDG_DATA_HOME``
+    defaulting to ``$HOME/.local/share`` (the XDG base directory rule: a relative
+    ``XDG_DATA_HOME`` is ignored)."""
+    base = env.get("XDG_DATA_HOME", "")
+    if base and Path(base).is_absolute():
+        root = Path(base)
+    else:
+        home = env.get("HOME", "")
+        root = (Path(home) if home else Path.home()) / ".local" / "share"
+    return root / DATA_DIRECTORY_NAME / DEFAULT_FILE_NAME
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite ``ARCHIVE_URL``; ``None`` for PostgreSQL or ``:memory:``."""
+    parsed = make_url(async_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def shown_target(url: str) -> str:
+    """The archive's database as a log line or an error names it: the SQLite file, or
+    ``host:port/database`` (no user, no password, no query)."""
+    try:
+        parsed: URL = make_url(async_url(url))
+    except ValueError:
+        return "(malformed ARCHIVE_URL)"
+    if parsed.get_backend_name() == "sqlite":
+        return f"sqlite file {parsed.database or ':memory:'}"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"postgresql {parsed.host or 'localhost'}{port}/{parsed.database or ''}"
