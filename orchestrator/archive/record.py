@@ -89,6 +89,15 @@ class ArchivedSession:
     claims: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
     transcript: tuple[dict[str, Any], ...] = ()
+    # What the user said that reached the conversation (a welcome, an unprompted
+    # line or a reply is not a turn): the sessions API's ``turns``. ``None``: the
+    # user entries of ``transcript``, which may have dropped old ones.
+    turns: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.turns is None:
+            user = sum(1 for turn in self.transcript if turn["role"] == "user")
+            object.__setattr__(self, "turns", user)
 
     @classmethod
     def of(cls, session: Session, reason: str, policy: ClaimPolicy) -> ArchivedSession:
@@ -109,10 +118,12 @@ class ArchivedSession:
             },
             variables=_storable(session.variables, private=True),
             transcript=tuple(map(_stored_turn, session.transcript)),
+            turns=session.turns,
         )
 
     def summary(self) -> dict[str, Any]:
-        """The list view: everything but the transcript (its length instead)."""
+        """The list view: everything but the transcript; ``turns`` (user turns) and
+        ``lines`` (transcript entries) instead."""
         return {
             "id": self.id,
             "issuer": self.issuer,
@@ -124,7 +135,8 @@ class ArchivedSession:
             "end_reason": self.end_reason,
             "claims": self.claims,
             "variables": self.variables,
-            "turns": len(self.transcript),
+            "turns": self.turns,
+            "lines": len(self.transcript),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,6 +156,7 @@ class ArchivedSession:
             claims=dict(data.get("claims") or {}),
             variables=dict(data.get("variables") or {}),
             transcript=tuple(_turn(turn) for turn in data.get("transcript") or ()),
+            turns=None if data.get("turns") is None else int(data["turns"]),
         )
 
 

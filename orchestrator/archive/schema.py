@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Any fixed number: the lock PostgreSQL instances take while migrating.
 MIGRATION_LOCK = 0x0A5C_1F16
 
@@ -40,8 +40,10 @@ sessions = sa.Table(
     sa.Column("end_reason", sa.String(32), nullable=False),
     sa.Column("claims", sa.Text, nullable=False),  # JSON
     sa.Column("variables", sa.Text, nullable=False),  # JSON
+    # What the user said (version 2 and before: transcript entries, now ``lines``).
     sa.Column("turns", sa.Integer, nullable=False),
     sa.Column("archived_at", TIME, nullable=False),
+    sa.Column("lines", sa.Integer),  # transcript entries (version 3)
     # Newest first, then by id: the list's order and its cursor.
     sa.Index("archived_sessions_ended", "ended_at", "id"),
     sa.Index("archived_sessions_issuer", "issuer", "ended_at", "id"),
@@ -83,8 +85,30 @@ def _add_turn_latency_v2(connection: Connection) -> None:
         connection.execute(sa.text(f"ALTER TABLE {turns.name} ADD COLUMN latency TEXT"))
 
 
+def _count_user_turns_v3(connection: Connection) -> None:
+    """``turns`` counted transcript entries; it counts the user's turns, ``lines`` the
+    entries. Older records get the user entries their transcript kept."""
+    columns = {column["name"] for column in sa.inspect(connection).get_columns(sessions.name)}
+    if "lines" not in columns:  # a database created before version 3
+        connection.execute(sa.text(f"ALTER TABLE {sessions.name} ADD COLUMN lines INTEGER"))
+    user_turns = (
+        sa.select(sa.func.count())
+        .where(turns.c.session_id == sessions.c.id, turns.c.role == "user")
+        .scalar_subquery()
+    )
+    connection.execute(
+        sa.update(sessions)
+        .where(sessions.c.lines.is_(None))
+        .values(lines=sessions.c.turns, turns=user_turns)
+    )
+
+
 # version -> the step that reaches it from the one before.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _create_v1, 2: _add_turn_latency_v2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _create_v1,
+    2: _add_turn_latency_v2,
+    3: _count_user_turns_v3,
+}
 
 
 def current_version(connection: Connection) -> int:

@@ -301,7 +301,8 @@ async def _upsert(
             "end_reason": record.end_reason,
             "claims": json.dumps(record.claims),
             "variables": json.dumps(record.variables),
-            "turns": len(record.transcript),
+            "turns": record.turns,
+            "lines": len(record.transcript),
             "archived_at": now,
         }
         for record in records
@@ -394,6 +395,7 @@ def _summary(row: sa.Row[Any]) -> dict[str, Any]:
         "claims": json.loads(row.claims),
         "variables": json.loads(row.variables),
         "turns": row.turns,
+        "lines": row.lines,
     }
 
 

@@ -91,10 +91,30 @@ async def test_a_version_1_database_gains_the_turn_latency_column_and_keeps_its_
                     archived_at=2.0,
                 )
             )
-        assert await archive.migrate() == [2]
+        assert await archive.migrate() == [2, 3]
         assert (old := await archive.get("old")) is not None and old.end_reason == "terminated"
         assert await archive.write([record(3)]) == 1
         assert await archive.get(record(3).id) == record(3)
+    finally:
+        await archive.close()
+
+
+async def test_a_version_2_database_counts_user_turns_and_keeps_the_lines(
+    archive_url: str,
+) -> None:
+    """Version 2's ``turns`` counted transcript lines: it becomes ``lines``, and
+    ``turns`` the user's entries."""
+    archive = ArchiveStore(archive_url)
+    try:
+        await archive.migrate()
+        assert await archive.write([record(1), record(2)]) == 2
+        async with archive.engine.begin() as connection:
+            await connection.execute(sa.text("ALTER TABLE archived_sessions DROP COLUMN lines"))
+            await connection.execute(sa.text("UPDATE archived_sessions SET turns = 2"))
+            await connection.execute(sa.text("UPDATE archive_schema SET version = 2"))
+        assert await archive.migrate() == [3]
+        page, _ = await archive.page(ArchiveQuery())
+        assert [(row["turns"], row["lines"]) for row in page] == [(1, 2), (1, 2)]
     finally:
         await archive.close()
 
