@@ -26,7 +26,7 @@ from orchestrator.handlers.api import Conversation, ConversationRequest, Reply
 from orchestrator.handlers.llm_tools import TOOLS, ToolCalls, ToolRefused, run_tool
 from orchestrator.handlers.prompt import PromptTemplate, history_messages
 from orchestrator.handlers.speech import EmptyAnswer, FinalSpeech, SentenceSpeech, Speech
-from orchestrator.logs import get_logger
+from orchestrator.logs import error_reason, get_logger, redact_url
 from orchestrator.metrics import LLM_ERRORS
 
 log = get_logger("orchestrator.handlers.llm")
@@ -97,6 +97,9 @@ class LlmHandler:
             status=getattr(failure, "status_code", None),
             code=getattr(failure, "code", None),
             model=self.model,
+            url=redact_url(str(self.client.base_url)),
+            # The transport's own reason (refused, DNS); never an answer's message.
+            error=error_reason(failure) if reason in ("connection", "timeout") else None,
         )
         return None if speech.spoken else Reply(self.apology)
 
