@@ -169,8 +169,9 @@ class ArchiveStore:
                     "ARCHIVE_URL names the archive)"
                 )
             driver_url = _read_only_url(path)
-        elif path is not None:
-            _prepare_file(path)
+        # Created private on first use (not here: an app built and never started
+        # leaves no file).
+        self._unprepared = None if read_only else path
         connect_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS}
         self.engine = create_async_engine(driver_url, pool_pre_ping=True, connect_args=connect_args)
         self.dialect = self.engine.dialect.name
@@ -178,6 +179,9 @@ class ArchiveStore:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        if self._unprepared is not None:
+            _prepare_file(self._unprepared)
+            self._unprepared = None
         with _reachable(self.target):
             async with self.engine.begin() as connection:
                 yield connection
