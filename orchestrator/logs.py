@@ -3,7 +3,11 @@
 JSON lines in production, readable console output in development. Every
 record, ours or uvicorn's (access log, WebSocket handshakes), passes the
 redactor, which removes token-bearing query parameters, anything shaped like a
-JWT and the configured secrets, so a token or key never reaches a log line.
+JWT, the userinfo and every query value of any ``scheme://`` URL, and the
+configured secrets (keys, and the secret parts of configured URLs: see
+``url_secrets``), so a token, key or URL credential never reaches a log line.
+The HTTP client libraries (httpx, httpcore, openai) log each request's full URL
+at INFO and DEBUG; they are held at WARNING whatever ``LOG_LEVEL`` says.
 uvicorn's lines never carry a query string at all (it is logged raw, still
 percent-encoded, and no pattern can chase every encoding of a token), and every
 string is cut to a bounded length before the redactor sees it, so one log line
@@ -17,6 +21,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
+from urllib.parse import unquote, urlsplit
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -34,7 +39,15 @@ _BEARER = re.compile(r"(?i)\b(bearer)\s++[A-Za-z0-9._~+/=-]{8,}+")
 # Characters of a bearer credential, a superset of a JWT's: a string is never cut
 # inside a run of them, so a cut-off token cannot slip past the patterns above.
 _TOKEN_RUN = re.compile(r"[A-Za-z0-9._~+/=-]*")
+# A ``scheme://`` URL up to whitespace or a quote; it only starts at the beginning
+# of a run of scheme characters (linear, as for the JWT run above).
+_URL = re.compile(r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+://[^\s\"'<>]*+")
+_AUTHORITY_END = re.compile(r"[/?#\s\"'<>]")
+# How far back a cut looks for the "://" of a URL whose authority it would split.
+_AUTHORITY_LOOKBACK = 512
 REDACTED = "[redacted]"
+# Shorter secrets are not searched for: they would redact ordinary words.
+MIN_SECRET_LENGTH = 8
 # Longest string kept per field (and per argument of a stdlib record); the
 # message, traceback and stack get more. Longer ones end in "…[+N chars]".
 FIELD_LIMIT = 4096
@@ -58,6 +71,71 @@ def _redact_jwt_run(match: re.Match[str]) -> str:
     return REDACTED if _has_jwt_shape(match.group()) else match.group()
 
 
+def _redact_pairs(text: str) -> str:
+    """``a=1&b`` -> ``a=[redacted]&[redacted]``: every value (a bare item is one)."""
+    pairs = []
+    for pair in text.split("&"):
+        name, equals, value = pair.partition("=")
+        pairs.append(f"{name}={REDACTED}" if equals and value else pair if equals else REDACTED)
+    return "&".join(pairs)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its userinfo and with every query and fragment value redacted:
+    ``https://u:p@host/p?code=1`` -> ``https://[redacted]@host/p?code=[redacted]``."""
+    scheme, _, rest = url.partition("://")
+    end = _AUTHORITY_END.search(rest)
+    authority, tail = (rest[: end.start()], rest[end.start() :]) if end else (rest, "")
+    if "@" in authority:
+        authority = f"{REDACTED}@{authority.rpartition('@')[2]}"
+    tail, hash_, fragment = tail.partition("#")
+    path, question, query = tail.partition("?")
+    if query:
+        query = _redact_pairs(query)
+    if fragment:
+        fragment = _redact_pairs(fragment)
+    return f"{scheme}://{authority}{path}{question}{query}{hash_}{fragment}"
+
+
+def url_secrets(url: str | None, *, path: bool = False) -> tuple[str, ...]:
+    """The secret parts of a configured URL, for the redactor: its userinfo (and the
+    password alone), every query value and, with ``path``, its path; each as written
+    and percent-decoded; not those under ``MIN_SECRET_LENGTH`` (the URL pattern still
+    hides userinfo and query values inside any URL)."""
+    if not url:
+        return ()
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return (url,)
+    raw: list[str] = []
+    if "@" in parts.netloc:
+        raw.append(parts.netloc.rpartition("@")[0])
+    if password:
+        raw.append(password)
+    for pair in f"{parts.query}&{parts.fragment}".split("&"):
+        _, equals, value = pair.partition("=")
+        raw.append(value if equals else pair)
+    if path and parts.path.strip("/"):
+        raw.append(parts.path)
+    found = [v for item in raw for v in (item, unquote(item)) if len(v) >= MIN_SECRET_LENGTH]
+    return tuple(dict.fromkeys(found))
+
+
+def error_reason(exc: BaseException, limit: int = 300) -> str:
+    """``Type: message`` of the innermost cause of ``exc`` (the driver's own reason:
+    refused, no such database, DNS), on one line and at most ``limit`` characters."""
+    root = exc
+    seen = {id(root)}
+    while (nxt := root.__cause__ or root.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        root = nxt
+    message = " ".join(str(root).split()) or type(exc).__name__
+    text = f"{type(root).__name__}: {message}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _run_before(text: str, end: int) -> int:
     """Length of the run of token characters that ends at ``end``."""
     match = _TOKEN_RUN.match(text[end - 1 :: -1]) if end > 0 else None
@@ -71,6 +149,11 @@ def _safe_cut(text: str, limit: int, secrets: Iterable[str]) -> int:
     cut, moved = limit, True
     while moved and cut > 0:
         moved = False
+        # Never inside a URL's authority: "https://user:pa" would keep half a password.
+        mark = text.rfind("://", max(0, cut - _AUTHORITY_LOOKBACK), cut)
+        if mark != -1 and not _AUTHORITY_END.search(text, mark + 3, cut):
+            cut, moved = mark, True
+            continue
         if _TOKEN_RUN.fullmatch(text, cut - 1, cut + 1):
             cut -= _run_before(text, cut)
             moved = True
@@ -93,11 +176,13 @@ class Redactor:
     """Scrubs tokens and secrets from any string."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self.secrets = tuple(s for s in secrets if len(s) >= 8)
+        self.secrets = tuple(s for s in secrets if len(s) >= MIN_SECRET_LENGTH)
 
     def __call__(self, text: str) -> str:
-        # Every pattern needs "=", "eyJ" or "bearer": most log strings have none,
-        # and skip the three regex passes.
+        # Every pattern needs "://", "=", "eyJ" or "bearer": most log strings have
+        # none, and skip the regex passes.
+        if "://" in text:
+            text = _URL.sub(lambda m: redact_url(m.group()), text)
         if "=" in text:
             text = _SENSITIVE_PARAM.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
         if "eyJ" in text:
@@ -133,6 +218,10 @@ class Redactor:
             event[name] = self.scrub(value, MESSAGE_LIMIT if name in _LONG_FIELDS else FIELD_LIMIT)
         return event
 
+
+# HTTP client libraries that log every request's full URL (userinfo, secret path,
+# query) at INFO or DEBUG, and openai its options at DEBUG: held at WARNING.
+LIBRARY_LOGGERS = ("httpx", "httpcore", "openai")
 
 # websockets' handshake lines at debug level ("< Authorization: Bearer ...").
 _HEADER_LINES = frozenset({"< %s: %s", "> %s: %s"})
@@ -219,6 +308,8 @@ def configure_logging(
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

@@ -58,7 +58,7 @@ def server_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The subprocess environment: ours, config blanked, repo on the path, ``env`` on top."""
     result = dict(os.environ)
     result.update({name: "" for name in CONFIG_VARIABLES})
-    # The development default would write ./orchestrator.db into the repository.
+    # The development default would write into the user's own archive.
     result["ARCHIVE_URL"] = "none"
     pythonpath = result.get("PYTHONPATH", "")
     result["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), pythonpath) if p)

@@ -1,4 +1,11 @@
-"""``orchestrator archive``: migrate the schema, show one session, export to JSONL."""
+"""``orchestrator archive``: migrate the schema, show one session, export to JSONL.
+
+``show`` and ``export`` only read: a SQLite archive is opened read-only and
+never created. Exit status: 0 done, 1 no such session (``show``), 2 the
+archive is off or ``ARCHIVE_URL`` is malformed, 3 the archive cannot be read
+(the database is unreachable, or the SQLite file does not exist); the reason,
+naming the database without credentials, goes to stderr.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from collections.abc import Callable
 from orchestrator.archive.http import parse_time
 from orchestrator.archive.store import ArchiveQuery, ArchiveStore, ArchiveUnavailable
 from orchestrator.config import Settings
+from orchestrator.logs import Redactor
 
 EXIT_NOT_FOUND = 1
 EXIT_CONFIG = 2
@@ -24,7 +32,7 @@ def add_archive_commands(
     archive = sub.add_parser("archive", help="the transcript archive (ARCHIVE_URL)")
     archive_sub = archive.add_subparsers(dest="archive_command", required=True)
     migrate = archive_sub.add_parser("migrate", help="bring the archive's schema up to date")
-    migrate.set_defaults(func=lambda args: _run(settings, _migrate, args))
+    migrate.set_defaults(func=lambda args: _run(settings, _migrate, args, read_only=False))
     show = archive_sub.add_parser("show", help="print one archived session as JSON")
     show.add_argument("session_id")
     show.set_defaults(func=lambda args: _run(settings, _show, args))
@@ -44,19 +52,31 @@ def _time(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _run(settings: Callable[[], Settings], command: Callable[..., object], args: object) -> int:
-    url = settings().archive_url
+def _run(
+    settings: Callable[[], Settings],
+    command: Callable[..., object],
+    args: object,
+    *,
+    read_only: bool = True,
+) -> int:
+    current = settings()
+    url = current.archive_url
     if url is None:
         print("the archive is off: set ARCHIVE_URL", file=sys.stderr)
         return EXIT_CONFIG
+    redact = Redactor(current.secrets)
 
     async def run() -> int:
-        store = ArchiveStore(url)
+        try:
+            store = ArchiveStore(url, read_only=read_only)
+        except ArchiveUnavailable as exc:
+            print(redact(f"archive database unavailable: {exc}"), file=sys.stderr)
+            return EXIT_UNAVAILABLE
         try:
             result: int = await command(store, args)  # type: ignore[misc]
             return result
         except ArchiveUnavailable as exc:
-            print(f"archive database unreachable: {exc}", file=sys.stderr)
+            print(redact(f"archive database unreachable: {exc}"), file=sys.stderr)
             return EXIT_UNAVAILABLE
         finally:
             await store.close()

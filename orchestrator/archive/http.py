@@ -35,7 +35,7 @@ from tokens.web.http import NO_STORE, ApiError, SafeJSONResponse
 
 ARCHIVE_ERRORS: ErrorTable = {
     ArchiveUnavailable: lambda error: ApiError(
-        503, "archive_unavailable", f"archive database unreachable: {error}"
+        503, "archive_unavailable", f"archive database unreachable: {error.kind}"
     ),
 }
 TRANSCRIPT_FORMATS = ("json", "txt", "jsonl")

@@ -89,6 +89,15 @@ class ArchivedSession:
     claims: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
     transcript: tuple[dict[str, Any], ...] = ()
+    # What the user said that reached the conversation (a welcome, an unprompted
+    # line or a reply is not a turn): the sessions API's ``turns``. ``None``: the
+    # user entries of ``transcript``, which may have dropped old ones.
+    turns: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.turns is None:
+            user = sum(1 for turn in self.transcript if turn["role"] == "user")
+            object.__setattr__(self, "turns", user)
 
     @classmethod
     def of(cls, session: Session, reason: str, policy: ClaimPolicy) -> ArchivedSession:
@@ -109,10 +118,12 @@ class ArchivedSession:
             },
             variables=_storable(session.variables, private=True),
             transcript=tuple(map(_stored_turn, session.transcript)),
+            turns=session.turns,
         )
 
     def summary(self) -> dict[str, Any]:
-        """The list view: everything but the transcript (its length instead)."""
+        """The list view: everything but the transcript; ``turns`` (user turns) and
+        ``lines`` (transcript entries) instead."""
         return {
             "id": self.id,
             "issuer": self.issuer,
@@ -124,7 +135,8 @@ class ArchivedSession:
             "end_reason": self.end_reason,
             "claims": self.claims,
             "variables": self.variables,
-            "turns": len(self.transcript),
+            "turns": self.turns,
+            "lines": len(self.transcript),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,6 +156,7 @@ class ArchivedSession:
             claims=dict(data.get("claims") or {}),
             variables=dict(data.get("variables") or {}),
             transcript=tuple(_turn(turn) for turn in data.get("transcript") or ()),
+            turns=None if data.get("turns") is None else int(data["turns"]),
         )
 
 
@@ -192,13 +205,48 @@ def _turn(turn: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def _escape(code: int) -> str:
+    named = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x5C: "\\\\"}
+    if code in named:
+        return named[code]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+# What a ``txt`` line escapes: the backslash itself, every C0 and C1 control (ESC,
+# vertical tab, form feed, the separators ``str.splitlines`` splits on), the line and
+# paragraph separators, and the bidirectional controls that reorder what a reader
+# sees. Each becomes its escape in a Python string literal (``\n``, ``\x0b``,
+# ``\u2028``), so a user's text can neither forge a line nor drive a terminal, and
+# undoing exactly these escapes gives the original back.
+_TXT_ESCAPES = {
+    code: _escape(code)
+    for code in (
+        *range(0x00, 0x20),
+        0x5C,
+        *range(0x7F, 0xA0),
+        0x061C,
+        0x200E,
+        0x200F,
+        0x2028,
+        0x2029,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+}
+
+
+def txt_escape(text: str) -> str:
+    """``text`` with every character ``_TXT_ESCAPES`` names escaped: one line, inert."""
+    return text.translate(_TXT_ESCAPES)
+
+
 def transcript_text(record: ArchivedSession) -> str:
-    """``txt``: one line per entry, ``[UTC time] role: text``."""
+    """``txt``: one line per entry, ``[UTC time] role: text``, the role and text
+    escaped (``txt_escape``)."""
     lines = []
     for turn in record.transcript:
         when = datetime.fromtimestamp(turn["at"], UTC).isoformat(timespec="milliseconds")
-        text = turn["text"].replace("\r", " ").replace("\n", " ")
-        lines.append(f"[{when}] {turn['role']}: {text}\n")
+        lines.append(f"[{when}] {txt_escape(turn['role'])}: {txt_escape(turn['text'])}\n")
     return "".join(lines)
 
 

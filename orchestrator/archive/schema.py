@@ -9,13 +9,14 @@ starting together serialise on an advisory lock.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Any fixed number: the lock PostgreSQL instances take while migrating.
 MIGRATION_LOCK = 0x0A5C_1F16
 
@@ -39,8 +40,10 @@ sessions = sa.Table(
     sa.Column("end_reason", sa.String(32), nullable=False),
     sa.Column("claims", sa.Text, nullable=False),  # JSON
     sa.Column("variables", sa.Text, nullable=False),  # JSON
+    # What the user said (version 2 and before: transcript entries, now ``lines``).
     sa.Column("turns", sa.Integer, nullable=False),
     sa.Column("archived_at", TIME, nullable=False),
+    sa.Column("lines", sa.Integer),  # transcript entries (version 3)
     # Newest first, then by id: the list's order and its cursor.
     sa.Index("archived_sessions_ended", "ended_at", "id"),
     sa.Index("archived_sessions_issuer", "issuer", "ended_at", "id"),
@@ -82,8 +85,30 @@ def _add_turn_latency_v2(connection: Connection) -> None:
         connection.execute(sa.text(f"ALTER TABLE {turns.name} ADD COLUMN latency TEXT"))
 
 
+def _count_user_turns_v3(connection: Connection) -> None:
+    """``turns`` counted transcript entries; it counts the user's turns, ``lines`` the
+    entries. Older records get the user entries their transcript kept."""
+    columns = {column["name"] for column in sa.inspect(connection).get_columns(sessions.name)}
+    if "lines" not in columns:  # a database created before version 3
+        connection.execute(sa.text(f"ALTER TABLE {sessions.name} ADD COLUMN lines INTEGER"))
+    user_turns = (
+        sa.select(sa.func.count())
+        .where(turns.c.session_id == sessions.c.id, turns.c.role == "user")
+        .scalar_subquery()
+    )
+    connection.execute(
+        sa.update(sessions)
+        .where(sessions.c.lines.is_(None))
+        .values(lines=sessions.c.turns, turns=user_turns)
+    )
+
+
 # version -> the step that reaches it from the one before.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _create_v1, 2: _add_turn_latency_v2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _create_v1,
+    2: _add_turn_latency_v2,
+    3: _count_user_turns_v3,
+}
 
 
 def current_version(connection: Connection) -> int:
@@ -133,3 +158,42 @@ def async_url(url: str) -> str:
     if driver is None:
         raise ValueError(f"{parsed.drivername!r}: use sqlite:///path.db or postgresql://...")
     return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+DATA_DIRECTORY_NAME = "dp-orchestration-companion"
+DEFAULT_FILE_NAME = "archive.db"
+
+
+def default_archive_path(env: Mapping[str, str]) -> Path:
+    """The development archive, the same whatever the working directory:
+    ``$XDG_DATA_HOME/dp-orchestration-companion/archive.db``, ``$XDG_DATA_HOME``
+    defaulting to ``$HOME/.local/share`` (the XDG base directory rule: a relative
+    ``XDG_DATA_HOME`` is ignored)."""
+    base = env.get("XDG_DATA_HOME", "")
+    if base and Path(base).is_absolute():
+        root = Path(base)
+    else:
+        home = env.get("HOME", "")
+        root = (Path(home) if home else Path.home()) / ".local" / "share"
+    return root / DATA_DIRECTORY_NAME / DEFAULT_FILE_NAME
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite ``ARCHIVE_URL``; ``None`` for PostgreSQL or ``:memory:``."""
+    parsed = make_url(async_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def shown_target(url: str) -> str:
+    """The archive's database as a log line or an error names it: the SQLite file, or
+    ``host:port/database`` (no user, no password, no query)."""
+    try:
+        parsed: URL = make_url(async_url(url))
+    except ValueError:
+        return "(malformed ARCHIVE_URL)"
+    if parsed.get_backend_name() == "sqlite":
+        return f"sqlite file {parsed.database or ':memory:'}"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"postgresql {parsed.host or 'localhost'}{port}/{parsed.database or ''}"

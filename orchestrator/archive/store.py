@@ -12,11 +12,14 @@ import base64
 import binascii
 import json
 import math
+import os
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from orchestrator.archive import schema
 from orchestrator.archive.record import MAX_ID, ArchivedSession, claim_text
 from orchestrator.archive.schema import claims, sessions, turns
+from orchestrator.logs import error_reason
 from tokens.jsonsafe import refuse_constant
 
 MAX_PAGE = 100
@@ -33,7 +37,18 @@ Cursor = tuple[float, str]  # (ended_at, id) of the last row of a page
 
 
 class ArchiveUnavailable(Exception):
-    """The archive database cannot be reached (or refused the statement)."""
+    """The archive database cannot be reached (or refused the statement).
+
+    ``str()``: the target and the driver's reason, for the log and the CLI;
+    ``kind``: the exception's class alone, for HTTP answers (no host, no path)."""
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind or message
+
+
+class ArchiveMissing(ArchiveUnavailable):
+    """A SQLite archive that was only to be read does not exist (it is not created)."""
 
 
 class ArchiveRecordRefused(Exception):
@@ -96,15 +111,34 @@ def _storable_id(value: Any) -> bool:
 
 
 @contextmanager
-def _reachable() -> Iterator[None]:
+def _reachable(target: str) -> Iterator[None]:
     try:
         yield
     except sa.exc.StatementError as exc:
         if _about_the_data(exc):
             raise ArchiveRecordRefused(f"{type(exc).__name__}: {exc.orig}") from exc
-        raise ArchiveUnavailable(type(exc).__name__) from exc
+        raise _unavailable(target, exc) from exc
     except (sa.exc.SQLAlchemyError, OSError, TimeoutError) as exc:
-        raise ArchiveUnavailable(type(exc).__name__) from exc
+        raise _unavailable(target, exc) from exc
+
+
+def _unavailable(target: str, exc: Exception) -> ArchiveUnavailable:
+    """``<target>: <driver's exception>: <its message>`` (refused, no such database, DNS)."""
+    return ArchiveUnavailable(f"{target}: {error_reason(exc)}", kind=type(exc).__name__)
+
+
+def _prepare_file(path: Path) -> None:
+    """Create a SQLite archive's directory (0700) and file (0600) before SQLite does
+    (it would create the file world-readable under a usual umask). An existing file
+    keeps its mode; a failure is left for the connection to report."""
+    with suppress(OSError):
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def _read_only_url(path: Path) -> str:
+    """SQLite's URI form that opens ``path`` read-only and never creates it."""
+    return f"sqlite+aiosqlite:///file:{quote(str(path))}?mode=ro&uri=true"
 
 
 def _about_the_data(exc: sa.exc.StatementError) -> bool:
@@ -120,8 +154,24 @@ def _about_the_data(exc: sa.exc.StatementError) -> bool:
 
 
 class ArchiveStore:
-    def __init__(self, url: str) -> None:
+    """The archive database. ``read_only``: a SQLite file is opened read-only and
+    never created (``ArchiveMissing`` when it does not exist); otherwise its
+    directory and file are created private (0700, 0600)."""
+
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
         driver_url = schema.async_url(url)
+        self.target = schema.shown_target(url)
+        path = schema.sqlite_file(url)
+        if path is not None and read_only:
+            if not path.is_file():
+                raise ArchiveMissing(
+                    f"{self.target}: no such file (nothing was archived there; "
+                    "ARCHIVE_URL names the archive)"
+                )
+            driver_url = _read_only_url(path)
+        # Created private on first use (not here: an app built and never started
+        # leaves no file).
+        self._unprepared = None if read_only else path
         connect_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS}
         self.engine = create_async_engine(driver_url, pool_pre_ping=True, connect_args=connect_args)
         self.dialect = self.engine.dialect.name
@@ -129,7 +179,10 @@ class ArchiveStore:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        with _reachable():
+        if self._unprepared is not None:
+            _prepare_file(self._unprepared)
+            self._unprepared = None
+        with _reachable(self.target):
             async with self.engine.begin() as connection:
                 yield connection
 
@@ -252,7 +305,8 @@ async def _upsert(
             "end_reason": record.end_reason,
             "claims": json.dumps(record.claims),
             "variables": json.dumps(record.variables),
-            "turns": len(record.transcript),
+            "turns": record.turns,
+            "lines": len(record.transcript),
             "archived_at": now,
         }
         for record in records
@@ -345,6 +399,7 @@ def _summary(row: sa.Row[Any]) -> dict[str, Any]:
         "claims": json.loads(row.claims),
         "variables": json.loads(row.variables),
         "turns": row.turns,
+        "lines": row.lines,
     }
 
 

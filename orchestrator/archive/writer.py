@@ -30,7 +30,7 @@ from orchestrator.archive.record import (
 )
 from orchestrator.archive.store import ArchiveRecordRefused, ArchiveStore, ArchiveUnavailable
 from orchestrator.backend.redis_client import redis_client
-from orchestrator.logs import get_logger
+from orchestrator.logs import error_reason, get_logger
 from orchestrator.sessions.model import Session
 
 log = get_logger("orchestrator.archive")
@@ -273,7 +273,7 @@ class ArchiveWriter:
         try:
             await self.redis.rpush(SPILL_KEY, *(json.dumps(r.to_dict()) for r in batch))
         except Exception as exc:
-            log.warning("archive backlog not parked in Redis", error=type(exc).__name__)
+            log.warning("archive backlog not parked in Redis", error=error_reason(exc))
             return False
         self.metrics.spilled.inc(len(batch))
         return True

@@ -36,12 +36,13 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from orchestrator.backend.redis_client import redis_target
 from orchestrator.backend.redis_events import EVENTS_PREFIX, ClusterEvents
 from orchestrator.backend.registry import Holder, LiveRegistryKeys
 from orchestrator.control.commands import CommandFailed, SessionNotLive, execute
 from orchestrator.control.connection import ControlConnection
 from orchestrator.control.live import LiveConnections
-from orchestrator.logs import get_logger
+from orchestrator.logs import error_reason, get_logger
 from orchestrator.sessions.events import SessionEvent
 from orchestrator.sessions.store import StoreUnavailable
 
@@ -222,7 +223,11 @@ class Cluster:
             except (RedisError, OSError) as exc:
                 self._listening.clear()
                 if not down:
-                    self.log.warning("redis unreachable; retrying", error=type(exc).__name__)
+                    self.log.warning(
+                        "redis unreachable; retrying",
+                        target=redis_target(self.listener_client),
+                        error=error_reason(exc),
+                    )
                     down = True
             finally:
                 with contextlib.suppress(Exception):
@@ -304,7 +309,7 @@ class Cluster:
         try:
             assertions = await self.registry.reassert(connections)
         except RedisError as exc:
-            self.log.warning("live registry not renewed", error=type(exc).__name__)
+            self.log.warning("live registry not renewed", error=error_reason(exc))
             return None
         holding: list[ControlConnection] = []
         for connection, assertion in zip(connections, assertions, strict=True):

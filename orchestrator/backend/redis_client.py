@@ -35,3 +35,13 @@ def redis_client(url: str) -> aioredis.Redis:
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 2, (RedisConnectionError,)),
     )
     return aioredis.Redis.from_pool(pool)
+
+
+def redis_target(client: aioredis.Redis) -> str:
+    """``host:port/db`` (or ``unix:path/db``) of ``client``'s server, for log lines:
+    never the password."""
+    kwargs = client.connection_pool.connection_kwargs
+    db = kwargs.get("db", 0)
+    if kwargs.get("path"):
+        return f"unix:{kwargs['path']}/{db}"
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"

@@ -160,7 +160,9 @@ class Variable:
     name: str
     kind: Kind
     doc: str
-    default: Any = None  # in development (and production unless production_default)
+    # In development (and production unless production_default); a callable is
+    # called each time (a default that depends on the user, like a path).
+    default: Any = None
     production_default: Any = SAME
     shown_default: str | None = None  # how the docs say the default, when not its value
     limits: Limits | None = None
@@ -170,7 +172,7 @@ class Variable:
     def default_for(self, production: bool) -> Any:
         if production and self.production_default is not SAME:
             return self.production_default
-        return self.default
+        return self.default() if callable(self.default) else self.default
 
     def read(self, env: Mapping[str, str], production: bool) -> Any:
         raw = env.get(self.name, "")

@@ -23,6 +23,7 @@ from orchestrator.config.environment import (
 from orchestrator.config.parsing import Network, SettingsError
 from orchestrator.config.table import VARIABLE
 from orchestrator.config.validation import ENV, check_settings, origin_pattern
+from orchestrator.logs import url_secrets
 from tokens import (
     Keyring,
     KeyringError,
@@ -230,4 +231,14 @@ class Settings:
             self.llm_api_key,
             self.judge_api_key,
         )
-        return keys + self.api_keys + tuple(value for value in platform if value)
+        # A URL's secret parts: userinfo and query values; an HTTP endpoint's path too
+        # (a webhook URL may carry a secret segment). A database URL's path names
+        # the database or file, which error lines need.
+        urls = (
+            *url_secrets(self.webhook_url, path=True),
+            *url_secrets(self.webhook_events_url, path=True),
+            *url_secrets(self.llm_base_url, path=True),
+            *url_secrets(self.redis_url),
+            *url_secrets(self.archive_url),
+        )
+        return keys + self.api_keys + tuple(value for value in platform if value) + urls

@@ -8,6 +8,8 @@ and ``docs/configuration.md`` and ``.env.example`` are generated from here
 
 from __future__ import annotations
 
+import os
+
 from orchestrator.config.parsing import (
     BOOLEAN,
     INTEGER,
@@ -85,7 +87,17 @@ def _archive_url(name: str, raw: str) -> str | None:
 
 # A PostgreSQL URL may carry a password: never shown, like a secret.
 ARCHIVE_URL_KIND = Kind("URL", _archive_url, secret=True)
-DEFAULT_ARCHIVE_URL = "sqlite:///./orchestrator.db"
+# The development archive: one file per user, whatever the working directory.
+DEFAULT_ARCHIVE_SHOWN = "sqlite:///$XDG_DATA_HOME/dp-orchestration-companion/archive.db"
+
+
+def default_archive_url() -> str:
+    """``DEFAULT_ARCHIVE_SHOWN``, ``$XDG_DATA_HOME`` defaulting to ``~/.local/share``:
+    the user's, from the process environment (not a setting of the server's)."""
+    from orchestrator.archive.schema import default_archive_path
+
+    return f"sqlite:///{default_archive_path(os.environ)}"
+
 
 REFUSED_WHEN_TRUE = ProductionRule("refused when `true`", refused=("true",))
 
@@ -367,8 +379,10 @@ SECTIONS = (
     Section("Archive", (
         Variable("ARCHIVE_URL", ARCHIVE_URL_KIND, "Where ended sessions and their transcripts "
                  "are kept (docs/archive.md): `sqlite:///path.db`, `postgresql://user:password@"
-                 "host/db` (several instances), or `none`.", default=DEFAULT_ARCHIVE_URL,
-                 production_default=None, shown_default=f"`{DEFAULT_ARCHIVE_URL}` (development), "
+                 "host/db` (several instances), or `none`. The development default is per "
+                 "user (`$XDG_DATA_HOME` defaults to `~/.local/share`), created 0600.",
+                 default=default_archive_url, production_default=None,
+                 shown_default=f"`{DEFAULT_ARCHIVE_SHOWN}` (development), "
                  "`none` (production, with a warning)"),
         Variable("ARCHIVE_CLAIMS", LIST, "Which custom claims are archived: `all`, `none` or "
                  "their names (names that look like credentials never are).", default=("all",)),

@@ -38,7 +38,7 @@ from orchestrator.handlers.llm_tools import TOOLS, ToolCall, ToolCalls, ToolRefu
 from orchestrator.handlers.outbound import ResponseRefused, bounded_client
 from orchestrator.handlers.prompt import PromptTemplate, history_messages
 from orchestrator.handlers.speech import EmptyAnswer, FinalSpeech, SentenceSpeech, Speech
-from orchestrator.logs import get_logger
+from orchestrator.logs import error_reason, get_logger, redact_url
 from orchestrator.metrics import LLM_ERRORS, LLM_INPUT_TRUNCATED
 from orchestrator.sessions.model import Session
 
@@ -125,6 +125,9 @@ class LlmHandler:
             status=getattr(failure, "status_code", None),
             code=getattr(failure, "code", None),
             model=self.model,
+            url=redact_url(str(self.client.base_url)),
+            # The transport's own reason (refused, DNS); never an answer's message.
+            error=error_reason(failure) if reason in ("connection", "timeout") else None,
         )
         return None if speech.spoken else Reply(self.apology)
 

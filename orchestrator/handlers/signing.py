@@ -24,6 +24,9 @@ SIGNATURE_HEADER = "Orchestrator-Signature"
 DEFAULT_TOLERANCE_SECONDS = 300
 SCHEME = "v1"
 _MAX_HEADER_CHARS = 1024  # a few v1 values while the secret rotates; more is not ours
+# Unix seconds have 10 digits until the year 2286; a longer ``t`` is not ours, and one
+# beyond a float's range made the staleness check raise ``OverflowError``.
+MAX_TIMESTAMP_DIGITS = 12
 
 
 class SignatureError(ValueError):
@@ -93,7 +96,12 @@ def parse_header(header: str | None) -> tuple[int, list[str]]:
     signatures: list[str] = []
     for item in header.split(","):
         name, _, value = item.strip().partition("=")
-        if name == "t" and value.isascii() and value.isdigit():
+        if (
+            name == "t"
+            and value.isascii()
+            and value.isdigit()
+            and len(value) <= MAX_TIMESTAMP_DIGITS
+        ):
             timestamp = int(value)
         elif name == SCHEME and value:
             signatures.append(value)

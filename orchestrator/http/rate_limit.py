@@ -31,7 +31,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from orchestrator.logs import get_logger
+from orchestrator.logs import error_reason, get_logger
 from tokens.web.http import error_response
 
 NAMESPACE = "token-routes"
@@ -105,7 +105,7 @@ class RateLimitMiddleware:
             if not self._fallback_until:
                 log.warning(
                     "rate limit storage unreachable: limiting per process until it answers",
-                    error=type(exc).__name__,
+                    error=error_reason(exc),
                     retry_seconds=STORAGE_RETRY_SECONDS,
                 )
             self._fallback_until = time.monotonic() + STORAGE_RETRY_SECONDS

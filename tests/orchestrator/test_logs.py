@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -15,12 +18,17 @@ import httpx
 import pytest
 import structlog
 import websockets.exceptions
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 from websockets.sync.client import connect
 
 from orchestrator.app import create_app
 from orchestrator.config import Settings
+from orchestrator.handlers.signing import SIGNATURE_HEADER, verify_signature
 from orchestrator.logs import (
     FIELD_LIMIT,
     MESSAGE_LIMIT,
@@ -30,7 +38,8 @@ from orchestrator.logs import (
     level_check,
 )
 from tests.conftest import random_secret
-from tests.live_server import LiveServer
+from tests.live_server import REPO_ROOT, LiveServer
+from tests.uvicorn_thread import ThreadedServer
 from tokens import Keyring, SigningKey, SoulMachinesPolicy, SoulMachinesProfile, TokenCodec
 
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
@@ -235,14 +244,15 @@ def test_issued_tokens_are_logged_at_debug_only() -> None:
         assert [e["session_id"] for e in issued] == ([session_id] if level == "debug" else [])
 
 
-ADVERSARIAL = ["eyJ", "eyJa.", "eyJaaaa.eyJ", "token=", "token=token", "bearer ", "Bearer\t"]
+ADVERSARIAL = ["eyJ", "eyJa.", "eyJaaaa.eyJ", "token=", "token=token", "bearer ", "Bearer\t",
+               "a://", "a://@", "ab:", "://?&="]  # fmt: skip
 
 
 @pytest.mark.parametrize("unit", ADVERSARIAL)
 def test_redactor_is_linear_on_adversarial_100_kb_input(unit: str) -> None:
     """100 KB built to make the patterns backtrack (eyJeyJ..., token=token=..., bearer
     bearer ...) redacts in well under a second; the old JWT pattern took 6.5 s."""
-    text = "eyJ= bearer " + unit * (100_000 // len(unit))
+    text = "eyJ= bearer :// " + unit * (100_000 // len(unit))
     redactor = Redactor()
     started = time.perf_counter()
     redactor(text)
@@ -387,3 +397,76 @@ def test_a_percent_encoded_token_is_accepted_but_never_logged() -> None:
     # The handshakes were logged: this test cannot pass by logging nothing.
     assert '"WebSocket /ws?[redacted]" [accepted]' in log
     assert "< GET /ws?[redacted] HTTP/1.1" in log
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "POST https://al:pw@h:1/p?code=abc&sig=x%2By&flag#t=1 200",
+            "POST https://R@h:1/p?code=R&sig=R&R#t=R 200".replace("R", REDACTED),
+        ),
+        ("redis://:pw@redis:6379/0 up", f"redis://{REDACTED}@redis:6379/0 up"),
+        ("see https://example.com/docs.", "see https://example.com/docs."),
+    ],
+)
+def test_any_url_loses_its_userinfo_and_query_values(text: str, expected: str) -> None:
+    """Whatever URL a library or driver puts in a line: no userinfo, no query value."""
+    assert Redactor()(text) == expected
+
+
+def test_a_cut_never_keeps_part_of_a_url_userinfo() -> None:
+    """Truncation inside ``https://user:password@`` keeps none of the password."""
+    text = "at https://someone:Pa%21ssw%25rd@host/x"
+    for limit in range(1, len(text)):
+        kept = Redactor().bounded(text, limit).partition("…[+")[0]
+        assert "Pa" not in kept and "ssw" not in kept, limit
+
+
+def secret_url_backend(secret: str, heard: list[str]) -> Starlette:
+    """A webhook backend answering on any path: echoes turns, 500 to ``crash``."""
+
+    async def answer(request: Request) -> Response:
+        raw = await request.body()
+        verify_signature(secret, request.headers.get(SIGNATURE_HEADER), raw)
+        heard.append(f"{request.url.path}?{request.url.query} {request.headers['authorization']}")
+        payload = json.loads(raw)
+        if request.headers.get("Orchestrator-Event") != "turn":
+            return Response(status_code=204)
+        if payload.get("text") == "crash":
+            return Response(status_code=500)
+        return JSONResponse({"text": f"heard {payload['text'] or 'nothing'}"})
+
+    return Starlette(routes=[Route("/{rest:path}", answer, methods=["POST"])])
+
+
+@pytest.mark.server
+def test_a_webhook_url_with_credentials_leaves_none_of_them_in_the_log(tmp_path: Path) -> None:
+    """WEBHOOK_URL with ``user:password@``, a secret path segment and ``?code=&sig=``:
+    a whole session, a failed turn included, and not one of them reaches the log
+    (httpx logged the URL three times a session)."""
+    secret = random_secret()
+    password, segment, code, sig = (random_secret()[:20] for _ in range(4))
+    heard: list[str] = []
+    script = tmp_path / "script.txt"
+    script.write_text("hello\ncrash\n")
+    with ThreadedServer(secret_url_backend(secret, heard)) as backend:
+        url = (
+            f"http://hookuser:{password}@127.0.0.1:{backend.port}/hooks/{segment}/turn"
+            f"?code={code}&sig={sig}"
+        )
+        env = {"CONVERSATION_HANDLER": "webhook", "WEBHOOK_URL": url, "WEBHOOK_SECRET": secret}
+        with LiveServer(env=env) as live:
+            result = subprocess.run(
+                [sys.executable, "-m", "orchestrator", "simulate", "--url", live.base_url,
+                 "--script", str(script), "--settle", "0.3"],
+                cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "DP: heard hello" in result.stdout.splitlines()
+    # The backend was reached at the secret URL, with the credentials.
+    assert any(f"/hooks/{segment}/turn?code={code}&sig={sig}" in line for line in heard)
+    log = live.log_text
+    assert "webhook request failed" in log  # the failed turn was logged, and its URL
+    for part in (password, segment, code, sig):
+        assert part not in log

@@ -201,7 +201,7 @@ def test_production_logs_json_and_uses_public_url(secret: str) -> None:
 
 def test_app_factory_in_process() -> None:
     """create_app(settings) serves the health routes and tokens without a server process."""
-    # ARCHIVE_URL=none: the development default would write ./orchestrator.db.
+    # ARCHIVE_URL=none: the development default would write the user's archive.
     settings = Settings.from_env(environ={"ARCHIVE_URL": "none"}, env_file=None)
     with TestClient(create_app(settings)) as client:
         assert client.get("/healthz").json() == {"status": "ok"}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
@@ -21,6 +24,7 @@ from orchestrator.archive.store import (
     decode_cursor,
     encode_cursor,
 )
+from tests.live_server import REPO_ROOT, LiveServer
 
 pytestmark = pytest.mark.anyio
 
@@ -87,10 +91,30 @@ async def test_a_version_1_database_gains_the_turn_latency_column_and_keeps_its_
                     archived_at=2.0,
                 )
             )
-        assert await archive.migrate() == [2]
+        assert await archive.migrate() == [2, 3]
         assert (old := await archive.get("old")) is not None and old.end_reason == "terminated"
         assert await archive.write([record(3)]) == 1
         assert await archive.get(record(3).id) == record(3)
+    finally:
+        await archive.close()
+
+
+async def test_a_version_2_database_counts_user_turns_and_keeps_the_lines(
+    archive_url: str,
+) -> None:
+    """Version 2's ``turns`` counted transcript lines: it becomes ``lines``, and
+    ``turns`` the user's entries."""
+    archive = ArchiveStore(archive_url)
+    try:
+        await archive.migrate()
+        assert await archive.write([record(1), record(2)]) == 2
+        async with archive.engine.begin() as connection:
+            await connection.execute(sa.text("ALTER TABLE archived_sessions DROP COLUMN lines"))
+            await connection.execute(sa.text("UPDATE archived_sessions SET turns = 2"))
+            await connection.execute(sa.text("UPDATE archive_schema SET version = 2"))
+        assert await archive.migrate() == [3]
+        page, _ = await archive.page(ArchiveQuery())
+        assert [(row["turns"], row["lines"]) for row in page] == [(1, 2), (1, 2)]
     finally:
         await archive.close()
 
@@ -185,3 +209,20 @@ def test_the_transcript_insert_takes_its_values_in_the_rows_order(dialect: sa.Di
     assert statement.startswith(f"INSERT INTO archived_turns ({', '.join(TURN_COLUMNS)})")
     with pytest.raises(RuntimeError, match="not"):
         _positional_insert(turns, tuple(reversed(TURN_COLUMNS)), dialect)
+
+
+@pytest.mark.server
+def test_the_server_creates_its_default_archive_private_and_in_one_place(tmp_path: Path) -> None:
+    """``orchestrator serve`` with no ARCHIVE_URL: the per-user file, 0600 in a 0700
+    directory (SQLite made it 0644 under the usual umask), nothing in the working
+    directory."""
+    data = tmp_path / "data"
+    with LiveServer({"ARCHIVE_URL": "", "XDG_DATA_HOME": str(data)}) as live:
+        assert httpx.get(live.base_url + "/healthz").status_code == 200
+        archive = data / "dp-orchestration-companion" / "archive.db"
+        deadline = time.monotonic() + 10
+        while not archive.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert archive.stat().st_mode & 0o777 == 0o600
+    assert archive.parent.stat().st_mode & 0o777 == 0o700
+    assert not (REPO_ROOT / "orchestrator.db").exists()

@@ -285,18 +285,28 @@ async def test_the_key_never_reaches_the_log_even_at_debug_level(fake: FakeOpenA
     assert KEY not in stream.getvalue()
 
 
+@pytest.mark.usefixtures("restore_logging")
 async def test_a_refused_connection_gives_the_apology(fake: FakeOpenAI) -> None:
     from tests.live_server import free_port
 
-    handler = build(settings_for(fake, llm_base_url=f"http://127.0.0.1:{free_port()}/v1"))
+    port = free_port()
+    handler = build(settings_for(fake, llm_base_url=f"http://me:pw@127.0.0.1:{port}/v1?k=v"))
     session = new_session()
     before = LLM_ERRORS.labels("connection")._value.get()
+    stream = io.StringIO()
+    configure_logging(json=True, stream=stream)
     try:
         reply = await handler.handle(turn(session, "hi"), SpeakingConversation(session))
     finally:
         await handler.aclose()
     assert reply == Reply(APOLOGY)
     assert LLM_ERRORS.labels("connection")._value.get() == before + 1
+    # The line names where and why (redacted URL, the socket's own reason), not a class.
+    logs = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (failed,) = [line for line in logs if line["event"] == "llm answer failed"]
+    assert failed["url"].startswith(f"http://[redacted]@127.0.0.1:{port}/v1")
+    assert "k=[redacted]" in failed["url"]
+    assert "refused" in failed["error"].lower() or "connect call failed" in failed["error"].lower()
 
 
 async def test_sentences_mode_speaks_the_first_sentence_at_once_and_the_rest_when_the_dp_is_idle(

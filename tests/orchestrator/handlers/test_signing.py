@@ -49,6 +49,10 @@ def test_a_missing_or_malformed_header_is_refused() -> None:
     assert refusal(secret, f"t=-{NOW},v1=ab") == "malformed"
     assert refusal(secret, "t=１２,v1=ab") == "malformed"  # noqa: RUF001 (non-ASCII digits)
     assert refusal(secret, "t=1," + "v1=a," * 400) == "malformed"  # too long
+    assert refusal(secret, f"t={'9' * 400},v1=ab") == "malformed"
+    with pytest.raises(SignatureError, match="needs t="):  # the real clock: OverflowError
+        verify_signature(secret, f"t={'9' * 400},v1=ab", BODY)
+    assert refusal(secret, f"t={'1' * 13},v1=ab") == "malformed"  # not Unix seconds
 
 
 def test_another_secret_or_another_body_does_not_verify() -> None:

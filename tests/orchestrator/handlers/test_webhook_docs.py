@@ -161,6 +161,9 @@ def test_the_python_recipe_verifies_the_package_signature_and_refuses_the_rest()
         (header, body + b" ", "mismatch"),
         (sign(random_secret(), body), body, "mismatch"),
         (sign(secret, body, timestamp=now - 301), body, "stale"),
+        (f"t={'9' * 400},v1=ab", body, "malformed"),  # OverflowError before
+        (f"t={'9' * 5000},v1=ab", body, "malformed"),  # over int()'s digit limit
+        ("t=\u00b2,v1=ab", body, "malformed"),  # a digit int() refuses
     ]:
         with pytest.raises(ValueError, match=message):
             verify(secret, bad_header, bad_body)
@@ -185,6 +188,7 @@ console.log(JSON.stringify({
   other_secret: outcome(process.env.OTHER, body),
   stale: outcome(process.env.STALE, body),
   missing: outcome(undefined, body),
+  huge: outcome(`t=${"9".repeat(400)},v1=ab`, body),
   first: outcome(process.env.GOOD, body, seen),
   replay: outcome(process.env.GOOD, body, seen),
 }));
@@ -221,6 +225,7 @@ def test_the_node_recipe_verifies_the_package_signature_and_refuses_the_rest(
         "other_secret": "signature mismatch",
         "stale": "stale timestamp",
         "missing": "malformed signature header",
+        "huge": "malformed signature header",
         "first": "ok",
         "replay": "replayed",
     }
