@@ -44,7 +44,7 @@ from orchestrator.control.options import (
 from orchestrator.control.transactions import PendingRequests
 from orchestrator.control.turns import TurnRunner
 from orchestrator.handlers import END_DISCONNECTED, Reply
-from orchestrator.logs import level_check
+from orchestrator.logs import error_reason, level_check
 from orchestrator.metrics import Metrics
 from orchestrator.sessions.events import EventHub, SessionEvent
 from orchestrator.sessions.model import Session, VariableWriter
@@ -206,7 +206,7 @@ class ControlConnection:
         try:
             await self.services.store.save(self.core.session)
         except Exception as exc:  # a store outage must not end the conversation
-            self.log.warning("session not saved", error=type(exc).__name__)
+            self.log.warning("session not saved", error=error_reason(exc))
 
     @property
     def followed(self) -> bool:
@@ -219,7 +219,7 @@ class ControlConnection:
         try:
             await self.services.events.publish(SessionEvent(self.core.session.id, event_type, data))
         except Exception as exc:
-            self.log.warning("session event not published", error=type(exc).__name__)
+            self.log.warning("session event not published", error=error_reason(exc))
 
     # --- lifecycle ---------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from orchestrator.control.connection import ControlConnection
 from orchestrator.control.options import CLOSE_REPLACED
+from orchestrator.logs import error_reason
 
 
 class LiveRegistry(Protocol):
@@ -40,7 +41,7 @@ class LiveConnections:
             try:
                 await self.registry.claim(connection)
             except Exception as exc:  # the socket works without the registry
-                connection.log.warning("live registry not updated", error=type(exc).__name__)
+                connection.log.warning("live registry not updated", error=error_reason(exc))
 
     async def evict(self, session_id: str, connection_id: str | None = None) -> bool:
         """Close this process's socket for a session another instance took over
@@ -66,7 +67,7 @@ class LiveConnections:
             try:
                 await self.registry.release(connection)
             except Exception as exc:
-                connection.log.warning("live registry not updated", error=type(exc).__name__)
+                connection.log.warning("live registry not updated", error=error_reason(exc))
         return True
 
     def all(self) -> list[ControlConnection]:
