@@ -83,9 +83,11 @@ def test_authorize_over_real_http(server: LiveServer, secret: str, method: str) 
 
 
 def test_post_custom_claims_over_real_http(server: LiveServer, secret: str) -> None:
-    """POSTed custom claims land in the token; an ``sm-`` claim is refused with the error shape."""
+    """POSTed custom claims land in the token, named as the client's (``client_claims``,
+    no API key was sent); an ``sm-`` claim is refused with the error shape."""
     ok = httpx.post(server.base_url + "/auth/authorize", json={"claims": {"user": "ada"}})
-    assert verifier(secret).verify(ok.json()["jwt"]).custom == {"user": "ada"}
+    custom = verifier(secret).verify(ok.json()["jwt"]).custom
+    assert custom == {"user": "ada", "client_claims": ["user"]}
     refused = httpx.post(server.base_url + "/auth/authorize", json={"claims": {"sm-x": 1}})
     assert refused.status_code == 422
     assert refused.json()["error"] == "reserved_claim"
@@ -241,7 +243,8 @@ def test_the_start_up_line_names_the_handler_and_the_archive_without_its_passwor
         pass
     started = next(line for line in live.log_text.splitlines() if "orchestrator started" in line)
     assert "handler=default" in started
-    assert "archive=postgresql://orch:***@127.0.0.1:1/archive" in started
+    # The user and password both go (the log redactor hides any URL's userinfo).
+    assert "archive=postgresql://[redacted]@127.0.0.1:1/archive" in started
     assert "hunter2hunter2" not in live.log_text
     assert "query2query2" not in live.log_text
     with LiveServer({"ARCHIVE_URL": "none", "CONVERSATION_HANDLER": "webhook",

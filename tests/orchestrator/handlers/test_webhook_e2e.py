@@ -329,6 +329,7 @@ def counted(metrics: str, sample: str) -> float:
     return 0.0
 
 
+@pytest.mark.anyio
 async def test_webhook_variables_stop_at_their_bound_and_never_lock_the_backend_out(
     backend: WebhookReceiver, secret: str
 ) -> None:
