@@ -152,6 +152,7 @@ def test_at_the_global_cap_healthz_and_the_control_socket_still_answer() -> None
         serve(env, open_file_limit=128) as (server, api_key),
         httpx.Client(timeout=TIMEOUT, limits=httpx.Limits(max_connections=None)) as http,
     ):
+        assert "sse_max_streams=32" in server.log_text
         token, session_id = issue(http, server)
         url = f"{server.base_url}/sessions/{session_id}/events"
         with ExitStack() as streams:
@@ -166,3 +167,12 @@ def test_at_the_global_cap_healthz_and_the_control_socket_still_answer() -> None
             refusals = 'orchestrator_sse_streams_refused_total{reason="global"}'
             assert metric(http, server, api_key, refusals) == 9
         open_streams(http, server, api_key, 0)
+
+
+def test_a_total_over_half_the_open_file_limit_is_warned_about() -> None:
+    """``SSE_MAX_STREAMS=100`` under ``ulimit -n 128`` starts, and says at start-up
+    that streams could leave the control socket and ``/healthz`` no descriptors."""
+    with serve({"SSE_MAX_STREAMS": "100"}, open_file_limit=128) as (server, _):
+        log = server.log_text
+    assert "sse_max_streams=100" in log
+    assert "SSE_MAX_STREAMS is over half the open-file limit" in log
