@@ -29,6 +29,7 @@ from orchestrator.control.commands import (
     execute_stored,
 )
 from orchestrator.http.event_streams import (
+    REASONS,
     EventStreamResponse,
     StreamCaps,
     StreamRefused,
@@ -105,6 +106,8 @@ class SessionsApi:
         self.streams = StreamSlots(stream_caps)
         if metrics is not None:
             metrics.sse_streams_open.set_function(lambda: float(self.streams.open))
+            for reason in REASONS:  # each shown from the start, at 0
+                metrics.sse_streams_refused.labels(reason)
 
     def routes(self) -> list[Route]:
         return [
