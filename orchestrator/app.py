@@ -24,6 +24,7 @@ from orchestrator.handlers.hooks import close_handler
 from orchestrator.handlers.loader import load_handler
 from orchestrator.http import ops
 from orchestrator.http.console import console_routes
+from orchestrator.http.event_streams import StreamCaps, derived_total, open_file_limit
 from orchestrator.http.issued_sessions import IssuedSessionRecorder
 from orchestrator.http.sessions_api import SESSIONS_API_ERRORS, SessionsApi
 from orchestrator.http.tokens import build_token_profiles
@@ -90,12 +91,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
     admission = HandshakeAdmission(settings.control_handshakes_per_pass)
     metrics.handshakes_waiting.set_function(lambda: float(admission.waiting))
     control_endpoint = ControlEndpoint(authenticator, services, admission)
+    file_limit = open_file_limit()
+    stream_caps = StreamCaps(
+        per_session=settings.sse_max_streams_per_session,
+        per_session_backend=settings.sse_max_backend_streams_per_session,
+        per_address=settings.sse_max_streams_per_address,
+        total=settings.sse_max_streams or derived_total(file_limit),
+    )
     sessions_api = SessionsApi(
         store=store,
         router=backend.router,
         events=events,
         profile=sm_profile,
         api_keys=settings.api_keys,
+        stream_caps=stream_caps,
         metrics=metrics,
         archive=archive,
     )
@@ -122,7 +131,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             control_via_browser=settings.control_via_browser,
             handler=settings.conversation_handler,
             archive=shown_url(settings.archive_url) if settings.archive_url else "off",
+            sse_max_streams=stream_caps.total,
         )
+        if file_limit is not None and stream_caps.total > file_limit // 2:
+            log.warning(
+                "SSE_MAX_STREAMS is over half the open-file limit: event streams could "
+                "leave control sockets and /healthz without descriptors",
+                sse_max_streams=stream_caps.total,
+                open_file_limit=file_limit,
+            )
         if settings.ephemeral_key and settings.redis_url:
             log.warning(
                 "using the development signing key shared through Redis (orch:dev-signing-key): "
@@ -204,6 +221,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.sm_profile = sm_profile
+    app.state.sessions_api = sessions_api
     app.state.store = store
     app.state.backend = backend
     app.state.metrics = metrics

@@ -88,6 +88,11 @@ class Metrics:
             "Control handshakes waiting for their pass (CONTROL_HANDSHAKES_PER_PASS)",
             registry=registry,
         )
+        self.sse_streams_open = Gauge(
+            "orchestrator_sse_streams_open",
+            "Event streams (GET /sessions/{id}/events) open in this process",
+            registry=registry,
+        )
         counter = functools.partial(Counter, registry=registry)
         # The conversation's hot path: plain numbers, read at scrape time.
         hot = LoopMetrics()
@@ -111,6 +116,11 @@ class Metrics:
             "orchestrator_tokens_refused",
             "Presented tokens refused, by where and why",
             ["where", "reason"],
+        )
+        self.sse_streams_refused = counter(
+            "orchestrator_sse_streams_refused",
+            "Event streams refused at a cap, by which (session, address, global)",
+            ["reason"],
         )
         self.handler_latency = hot.histogram(
             "orchestrator_handler_latency_seconds",

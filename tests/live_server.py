@@ -13,12 +13,14 @@ variable the app reads is blanked unless ``env`` sets it, so neither the
 caller's environment nor a developer's ``.env`` leaks in. Its output (stdout
 and stderr: the whole log) goes to a temporary file, readable at any time as
 ``log_text``, and kept in memory once the server stops. Leaving the block stops
-it with SIGTERM, then SIGKILL after ``stop_timeout`` seconds.
+it with SIGTERM, then SIGKILL after ``stop_timeout`` seconds. ``open_file_limit``
+lowers the server's ``RLIMIT_NOFILE`` (``ulimit -n``), to reach it in a test.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -108,8 +110,10 @@ class LiveServer(LoopbackServer):
         extra_args: tuple[str, ...] = (),
         start_timeout: float = 20.0,
         stop_timeout: float = 10.0,
+        open_file_limit: int | None = None,
     ) -> None:
         self.env = server_environment(env)
+        self.open_file_limit = open_file_limit
         self.extra_args = extra_args
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
@@ -194,7 +198,14 @@ class LiveServer(LoopbackServer):
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=self._log,
+            preexec_fn=None if self.open_file_limit is None else self._limit_open_files,
         )
+
+    def _limit_open_files(self) -> None:
+        """In the child, before exec: the soft open-file limit (the hard one stays)."""
+        assert self.open_file_limit is not None
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_file_limit, hard))
 
     def _wait_until_healthy(self) -> None:
         assert self.process is not None

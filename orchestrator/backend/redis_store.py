@@ -62,7 +62,7 @@ class RedisStore:
         return None if self._expired(session) else session
 
     async def save(self, session: Session) -> None:
-        data = json.dumps(session.to_dict(), separators=(",", ":"))
+        data = json.dumps(session.to_record(), separators=(",", ":"))
         try:
             await self.client.set(KEY_PREFIX + session.id, data, ex=self.ttl_for(session))
         except RedisError as exc:

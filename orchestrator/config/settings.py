@@ -94,6 +94,11 @@ class Settings:
     webhook_max_reply_bytes: int = setting("WEBHOOK_MAX_REPLY_BYTES")
     webhook_max_concurrent: int = setting("WEBHOOK_MAX_CONCURRENT")
     webhook_max_waiting: int = setting("WEBHOOK_MAX_WAITING")
+    sse_max_streams_per_session: int = setting("SSE_MAX_STREAMS_PER_SESSION")
+    sse_max_backend_streams_per_session: int = setting("SSE_MAX_BACKEND_STREAMS_PER_SESSION")
+    sse_max_streams_per_address: int = setting("SSE_MAX_STREAMS_PER_ADDRESS")
+    # None: derived from the open-file limit (orchestrator.http.event_streams).
+    sse_max_streams: int | None = setting("SSE_MAX_STREAMS")
     redis_url: str | None = setting("REDIS_URL")
     llm_base_url: str = setting("LLM_BASE_URL")
     llm_api_key: str | None = setting("LLM_API_KEY")

@@ -275,6 +275,20 @@ SECTIONS = (
         Variable("TRANSCRIPT_MAX_BYTES", INTEGER, "Memory a session's transcript may take "
                  "(each entry's text plus 128 bytes); older lines drop off first.",
                  default=128 * 1024, limits=between(16 * 1024, 64 * 1024 * 1024)),
+        Variable("SSE_MAX_STREAMS_PER_SESSION", INTEGER, "Event streams "
+                 "(`/sessions/{id}/events`) one session may have open with UI tokens; one "
+                 "more is 429 `too_many_streams`.", default=4, limits=between(1, 1000)),
+        Variable("SSE_MAX_BACKEND_STREAMS_PER_SESSION", INTEGER, "Event streams one session "
+                 "may have open with the API key (counted apart from the UI's).", default=16,
+                 limits=between(1, 100_000)),
+        Variable("SSE_MAX_STREAMS_PER_ADDRESS", INTEGER, "Event streams followed with UI "
+                 "tokens from one client address (as `TRUSTED_PROXY_HOPS` resolves it); one "
+                 "more is 429 `too_many_streams`.", default=64, limits=at_least(1)),
+        Variable("SSE_MAX_STREAMS", INTEGER, "Event streams open in this process in all; one "
+                 "more is 503 `server_busy`. Keep it well below the open-file limit, so "
+                 "control sockets and `/healthz` keep room.",
+                 shown_default="a quarter of the open-file limit (`ulimit -n`), at most 10000",
+                 limits=at_least(1)),
         Variable("REDIS_URL", REDIS_URL_KIND, "`redis://[:password@]host:6379/0` (or "
                  "`rediss://`): sessions, live sockets, commands, events, rate limits and "
                  "Voicegain token state go through Redis, so several instances serve one "

@@ -3,7 +3,8 @@
 Auth: the UI presents the very token it got from ``/api/jwt`` (``Bearer``) and
 may touch only its own session; the backend presents ``ORCHESTRATOR_API_KEY``
 and may touch all. ``GET /sessions/{id}/events`` also takes the token as
-``?access_token=`` because a browser's EventSource cannot set headers.
+``?access_token=`` because a browser's EventSource cannot set headers; its
+streams are capped (see ``event_streams``).
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from orchestrator.archive.writer import ArchiveWriter
@@ -25,6 +26,13 @@ from orchestrator.control.commands import (
     CommandRouter,
     SessionNotLive,
     execute_stored,
+)
+from orchestrator.http.event_streams import (
+    REASONS,
+    EventStreamResponse,
+    StreamCaps,
+    StreamRefused,
+    StreamSlots,
 )
 from orchestrator.metrics import Metrics
 from orchestrator.sessions.events import EventHub
@@ -84,6 +92,7 @@ class SessionsApi:
         events: EventHub,
         profile: SoulMachinesProfile,
         api_keys: tuple[str, ...],
+        stream_caps: StreamCaps,
         metrics: Metrics | None = None,
         archive: ArchiveWriter | None = None,
     ) -> None:
@@ -94,6 +103,11 @@ class SessionsApi:
         self.api_keys = ApiKeys(api_keys)
         self.metrics = metrics
         self.archive = archive
+        self.streams = StreamSlots(stream_caps)
+        if metrics is not None:
+            metrics.sse_streams_open.set_function(lambda: float(self.streams.open))
+            for reason in REASONS:  # each shown from the start, at 0
+                metrics.sse_streams_refused.labels(reason)
 
     def routes(self) -> list[Route]:
         return [
@@ -241,13 +255,23 @@ class SessionsApi:
             # A UI token's stream ends when the token expires: it grants no more.
             remaining = caller.expires_at - self.profile.codec.clock()
             deadline = asyncio.get_running_loop().time() + remaining
-        return StreamingResponse(
+        # UI tokens are counted per address too (the one TRUSTED_PROXY_HOPS resolved).
+        address = None
+        if not caller.backend:
+            address = request.client.host if request.client else "unknown"
+        try:
+            slot = self.streams.acquire(session.id, address, backend=caller.backend)
+        except StreamRefused as refused:
+            if self.metrics is not None:
+                self.metrics.sse_streams_refused.labels(refused.reason).inc()
+            raise refused.as_api_error() from None
+        return EventStreamResponse(
             self._stream(session, deadline),
-            media_type="text/event-stream",
+            slot,
             headers={**NO_STORE, "X-Accel-Buffering": "no"},
         )
 
-    async def _stream(self, session: Session, deadline: float | None) -> AsyncIterator[str]:
+    async def _stream(self, session: Session, deadline: float | None) -> AsyncGenerator[str, None]:
         """The session's events; ``deadline`` (event-loop time) ends the stream
         before any event it has not sent by then."""
         loop = asyncio.get_running_loop()

@@ -349,7 +349,16 @@ class Session:
         return (time.time() if now is None else now) >= self.expires_at
 
     def to_dict(self) -> dict[str, Any]:
-        """The public JSON view (what the sessions API and SSE show)."""
+        """The public JSON view (what the sessions API and SSE show): as
+        ``to_record``, but ``persona_id`` is always a string, the form the DP's
+        ``state`` keys personas by, whether the DP sent ``1`` or ``"1"``."""
+        view = self.to_record()
+        view["persona_id"] = str(self.persona_id)
+        return view
+
+    def to_record(self) -> dict[str, Any]:
+        """The stored form, which ``from_dict`` reads back: ``persona_id`` keeps
+        the type the DP used, so replies after a reload send it back the same."""
         return {
             "id": self.id,
             "status": self.status.value,
@@ -382,7 +391,7 @@ class Session:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Session:
-        """Rebuild from ``to_dict()`` output (the store's serialised form)."""
+        """Rebuild from ``to_record()`` output (the store's serialised form)."""
         counters = data.get("counters", {})
         session = cls(
             id=data["id"],

@@ -195,3 +195,32 @@ def test_a_ui_tokens_event_stream_ends_when_the_token_expires(tmp_path: Path, vi
                 assert not [line for line in late if line.startswith(("event:", "data:"))]
                 seen = [next(backend_lines) for _ in range(8)]
                 assert any('"n":2' in line for line in seen)
+
+
+def test_the_persona_id_reads_the_same_in_the_record_and_the_event_snapshot(
+    tmp_path: Path,
+) -> None:
+    """The DP said ``personaId: 1`` (a number): ``GET /sessions/{id}`` and the SSE
+    snapshot both show ``"persona_id": "1"``, as before the DP said anything, while
+    ``stop-speaking`` still sends it back as the number."""
+    with serve(tmp_path, "memory") as (server, _, api_key), httpx.Client() as http:
+        issued = http.get(server.base_url + "/api/jwt").json()
+        url = f"{server.base_url}/sessions/{issued['session_id']}"
+        before = http.get(url, headers=bearer(api_key)).json()
+        assert before["persona_id"] == "1"
+        with connect(f"{server.ws_url}?access_token={issued['jwt']}", open_timeout=5) as ws:
+            assert reply_to(ws, "hi") == "You said: hi"  # the frame says personaId 1
+            record = http.get(url, headers=bearer(api_key)).json()
+            with http.stream("GET", url + "/events", headers=bearer(api_key)) as stream:
+                lines = stream.iter_lines()
+                assert next(lines) == "event: snapshot"
+                snapshot = json.loads(next(lines).removeprefix("data: "))
+            assert http.post(url + "/stop-speaking", headers=bearer(api_key)).status_code == 202
+            for _ in range(20):
+                message = json.loads(ws.recv(timeout=5))
+                if message["name"] == "stopSpeaking":
+                    assert message["body"] == {"personaId": 1}
+                    break
+            else:
+                raise AssertionError("no stopSpeaking")
+        assert record["persona_id"] == snapshot["persona_id"] == "1"

@@ -117,13 +117,15 @@ def test_a_session_flooded_with_the_largest_input_stays_within_its_bytes() -> No
 
 @pytest.mark.parametrize("persona_id", [1, "1", "avatar-2"], ids=["int", "str", "name"])
 def test_the_persona_id_keeps_its_type_through_the_stored_json(persona_id: int | str) -> None:
-    """The persona id the DP used (int or string) survives to_dict -> JSON -> from_dict,
-    as in the Redis store, so replies after a reload still send it with the DP's type."""
+    """The persona id the DP used (int or string) survives to_record -> JSON -> from_dict,
+    as in the Redis store, so replies after a reload still send it with the DP's type;
+    the public view shows it as a string whichever it was."""
     session = _issued()
     session.persona_id = persona_id
-    again = Session.from_dict(json.loads(json.dumps(session.to_dict())))
+    again = Session.from_dict(json.loads(json.dumps(session.to_record())))
     assert again.persona_id == persona_id
     assert type(again.persona_id) is type(persona_id)
+    assert again.to_dict()["persona_id"] == str(persona_id)
 
 
 @pytest.mark.parametrize("stored", [None, True, 1.5, [1]])
