@@ -14,10 +14,11 @@ The window slides (each request leaves it 60 s after it was made): a deque of
 (time, characters) per session, never longer than the request limit. The
 ``limits`` library's moving window keeps one entry per unit of cost (one per
 character here), its fixed window lets twice the limit through across a
-boundary. A session's entry goes when the session ends (``release``, from
-``on_end``) and, for one that ends without it, within two windows of its last
-request (a sweep at most once per window), so memory follows the sessions
-active in the last two minutes.
+boundary. A session's entry goes when the session is ended for good through
+the sessions API (``ended``, from ``on_end``) and otherwise within two windows
+of its last request (a sweep at most once per window), so memory follows the
+sessions active in the last two minutes. A socket that merely closes keeps the
+entry: its token may open the socket again, and must find the budget spent.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from orchestrator.handlers.api import END_TERMINATED
 from orchestrator.logs import get_logger
 from orchestrator.metrics import HANDLER_REFUSALS
 
@@ -103,9 +105,11 @@ class SessionBudget:
         window.sizes.append(chars)
         window.chars += chars
 
-    def release(self, session_id: str) -> None:
-        """The session ended: forget it."""
-        self._windows.pop(session_id, None)
+    def ended(self, session_id: str, reason: str) -> None:
+        """A conversation ended (``on_end``): forget the session only when it was
+        terminated; after a disconnect its token may reconnect, into the same budget."""
+        if reason == END_TERMINATED:
+            self._windows.pop(session_id, None)
 
     def _refuse(self, session_id: str, window: _Window, reason: str, chars: int) -> None:
         HANDLER_REFUSALS.labels(self.handler, reason).inc()

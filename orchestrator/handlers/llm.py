@@ -240,7 +240,7 @@ class LlmHandler:
 
     async def on_end(self, session: Session, reason: str) -> None:
         if self.session_budget is not None:
-            self.session_budget.release(session.id)
+            self.session_budget.ended(session.id, reason)
 
     async def aclose(self) -> None:
         await self.client.close()

@@ -182,7 +182,7 @@ class WebhookHandler:
 
     async def on_end(self, session: Session, reason: str) -> None:
         if self.session_budget is not None:
-            self.session_budget.release(session.id)
+            self.session_budget.ended(session.id, reason)
         await self._notify(ENDED, session, reason=reason)
 
     async def on_idle(self, session: Session, seconds: float) -> Reply | None:

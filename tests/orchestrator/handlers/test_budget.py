@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
+from orchestrator.handlers.api import END_DISCONNECTED, END_TERMINATED
 from orchestrator.handlers.budget import INPUT, REQUESTS, OverBudget, SessionBudget
 from orchestrator.metrics import Metrics
 
@@ -86,7 +87,9 @@ def test_state_is_released_at_the_end_and_swept_for_sessions_gone_quiet() -> Non
     clock = Clock()
     spend = budget(clock)
     spend.charge("ended", 1)
-    spend.release("ended")
+    spend.ended("ended", END_DISCONNECTED)  # its token may reconnect: the budget stays
+    assert len(spend) == 1
+    spend.ended("ended", END_TERMINATED)
     assert len(spend) == 0
     for index in range(100):
         spend.charge(f"quiet-{index}", 1)

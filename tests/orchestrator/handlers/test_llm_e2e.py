@@ -219,6 +219,28 @@ async def test_a_flood_of_long_turns_makes_at_most_the_budgets_requests_each_cut
 
 
 @pytest.mark.anyio
+async def test_reconnecting_with_the_same_token_does_not_start_a_fresh_budget(
+    fake: FakeOpenAI,
+) -> None:
+    """Review of issue 23: the budget was released whenever a socket closed, so
+    closing and reopening the control socket with the same token gave a fresh
+    one each time (640 requests, 7.7 MB in 8 s from one session)."""
+    with llm_server(
+        fake, handler_requests_per_minute=3, handler_budget_reply=BUDGET_REPLY
+    ) as server:
+        issued = await fetch_token(server)
+        said = []
+        for _ in range(3):
+            async with HostSimulator.connect(server.ws_url, issued["jwt"]) as host:
+                await host.start(settle=0.05)  # the welcome asks no model
+                for _ in range(2):
+                    replies = await host.say("hello", settle=0.05)
+                    said.append(replies[0].envelope.body["output"]["text"])
+    assert len(fake.received) == 3
+    assert said == ["You said: hello."] * 3 + [BUDGET_REPLY] * 3
+
+
+@pytest.mark.anyio
 async def test_the_input_budget_counts_the_whole_prompt_and_refuses_past_it(
     fake: FakeOpenAI,
 ) -> None:

@@ -322,6 +322,26 @@ async def test_a_session_over_its_budget_hears_the_budget_reply_without_a_reques
     assert counted(after, name) - counted(before, name) == 2
 
 
+@pytest.mark.anyio
+async def test_reconnecting_with_the_same_token_does_not_start_a_fresh_budget(
+    backend: WebhookReceiver, secret: str
+) -> None:
+    """Review of issue 23: closing the control socket released the session's budget,
+    so a reconnect loop with one token sent turns without limit."""
+    app = webhook_app(backend, secret, handler_requests_per_minute=3,
+                      handler_budget_reply="One moment, please.")  # fmt: skip
+    with ThreadedServer(app) as server:
+        issued = await fetch_token(server)
+        said = []
+        for text in ("one", "two", "three"):
+            async with HostSimulator.connect(server.ws_url, issued["jwt"]) as host:
+                await host.start(settle=0.05)  # the init turn is a request too
+                said.append((await host.say(text, settle=0.05))[0].describe())
+    assert said == ["DP: Backend heard: one", "DP: One moment, please.",
+                    "DP: One moment, please."]  # fmt: skip
+    assert [turn.payload["text"] for turn in backend.of("turn")] == ["", "one", ""]
+
+
 def counted(metrics: str, sample: str) -> float:
     for line in metrics.splitlines():
         if line.startswith(sample + " "):
