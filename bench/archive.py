@@ -103,7 +103,8 @@ async def bulk_load(url: str, turns: int) -> float:
         claims = {"plan": rng.choice(PLANS), "region": f"r{n % 7}"}
         session_rows.append(
             (session_id, ISSUERS[n % len(ISSUERS)], f"dp-{n}", "1", ended - 300, ended - 299,
-             ended, rng.choice(REASONS), json.dumps(claims), "{}", TURNS_PER_SESSION, ended)
+             ended, rng.choice(REASONS), json.dumps(claims), "{}",
+             TURNS_PER_SESSION // 2, ended, TURNS_PER_SESSION)  # user turns; archived; lines
         )  # fmt: skip
         claim_rows.extend((session_id, name, value) for name, value in claims.items())
         for seq in range(TURNS_PER_SESSION):
