@@ -103,6 +103,8 @@ def test_turn_cost_bench_runs() -> None:
         )
 
 
+# About a minute on an idle 2-CPU machine; valgrind slows with every other process.
+@pytest.mark.timeout(300)
 def test_turn_cost_bench_counts_instructions_under_valgrind() -> None:
     """bench/turn_cost.py --quick --instructions: a count a turn for both routes."""
     if shutil.which("valgrind") is None and os.environ.get("REQUIRE_BENCH") != "1":
