@@ -24,6 +24,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from orchestrator.testing.fakes import (
+    DONE,
+    chunk,
+    completion,
+    content_deltas,
+    sse,
+    sse_stream,
+    tool_call,
+    tool_call_delta,
+    words,
+)
 from tests.uvicorn_thread import ThreadedServer
 
 
@@ -127,12 +138,12 @@ class FakeOpenAI:
             for delta in _deltas(answer):
                 if answer.delay:
                     await asyncio.sleep(answer.delay)
-                yield f"data: {json.dumps(_chunk(model, delta, None))}\n\n"
+                yield sse(chunk(model, delta))
             if answer.drop:
                 raise ConnectionAbortedError("the fake server drops the stream")
             finish = "tool_calls" if answer.tool_calls else "stop"
-            yield f"data: {json.dumps(_chunk(model, {}, finish))}\n\n"
-            yield "data: [DONE]\n\n"
+            yield sse(chunk(model, {}, finish))
+            yield DONE
             completed = True
         finally:
             with self.lock:
@@ -149,63 +160,22 @@ async def _pieces(body: bytes) -> AsyncIterator[bytes]:
 
 def sse_body(deltas: list[dict[str, Any]], model: str = "test-model") -> bytes:
     """A whole stream of ``deltas`` (then a stop and ``[DONE]``), for ``Answer(body=...)``."""
-    events = [_chunk(model, delta, None) for delta in deltas] + [_chunk(model, {}, "stop")]
-    return "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
+    return "".join(sse_stream(model, deltas, "stop")).encode()
 
 
 def _deltas(answer: Answer) -> list[dict[str, Any]]:
-    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
-    pieces = answer.pieces
-    if pieces is None:
-        words = answer.text.split(" ")
-        pieces = (
-            [word if i == 0 else f" {word}" for i, word in enumerate(words)] if answer.text else []
-        )
-    deltas += [{"content": piece} for piece in pieces]
+    deltas = content_deltas(words(answer.text) if answer.pieces is None else answer.pieces)
     for index, call in enumerate(answer.tool_calls):
-        deltas.append(
-            {
-                "tool_calls": [
-                    {
-                        "index": index,
-                        "id": call.id,
-                        "type": "function",
-                        "function": {"name": call.name, "arguments": ""},
-                    }
-                ]
-            }
-        )
+        deltas.append(tool_call_delta(index, call.id, call.name, ""))
         for start in range(0, len(call.arguments), call.fragment):
             fragment = call.arguments[start : start + call.fragment]
             deltas.append({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
     return deltas
 
 
-def _chunk(model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion.chunk",
-        "created": 0,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-
-
 def _completion(model: str, answer: Answer) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": answer.text or None}
-    if answer.tool_calls:
-        message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in answer.tool_calls
-        ]
-    return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion",
-        "created": 0,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }
+    calls = [tool_call(c.id, c.name, c.arguments) for c in answer.tool_calls]
+    return completion(model, answer.text, calls)
 
 
 MENU_CARD = {"id": "menu", "component": "markdown", "data": {"text": "**Menu**"}}

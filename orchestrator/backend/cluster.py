@@ -67,7 +67,7 @@ class Cluster:
         self,
         client: aioredis.Redis,
         listener_client: aioredis.Redis,
-        live: LiveConnections,
+        live: LiveConnections[ControlConnection],
         *,
         instance_id: str | None = None,
         command_timeout_seconds: float = COMMAND_TIMEOUT_SECONDS,

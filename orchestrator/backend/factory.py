@@ -11,6 +11,7 @@ from orchestrator.backend.memory import MemoryStore
 from orchestrator.backend.redis_client import REDIS_SOCKET_TIMEOUT_SECONDS, redis_client
 from orchestrator.backend.redis_store import RedisStore
 from orchestrator.control.commands import CommandRouter, LocalRouter
+from orchestrator.control.connection import ControlConnection
 from orchestrator.control.live import LiveConnections
 from orchestrator.sessions.events import EventHub
 from orchestrator.sessions.store import SessionStore
@@ -23,7 +24,7 @@ class Backend:
     name: str
     store: SessionStore
     events: EventHub
-    live: LiveConnections
+    live: LiveConnections[ControlConnection]
     router: CommandRouter
     cluster: Cluster | None = None
     clients: list[aioredis.Redis] = field(default_factory=list)
@@ -47,7 +48,7 @@ class Backend:
 
 def build_backend(redis_url: str | None, *, grace_seconds: int) -> Backend:
     if not redis_url:
-        live = LiveConnections()
+        live = LiveConnections[ControlConnection]()
         return Backend(
             name="memory",
             store=MemoryStore(grace_seconds=grace_seconds),
@@ -60,7 +61,7 @@ def build_backend(redis_url: str | None, *, grace_seconds: int) -> Backend:
     listener = aioredis.Redis.from_url(
         redis_url, socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS, health_check_interval=15
     )
-    live = LiveConnections()
+    live = LiveConnections[ControlConnection]()
     cluster = Cluster(client, listener, live)
     live.registry = cluster
     return Backend(

@@ -1,8 +1,9 @@
 """The configuration: one settings object read from a table of variables.
 
 ``table`` declares every environment variable once; ``Settings`` (in
-``settings``) reads them, ``validation`` holds the rules, ``reference``
-generates ``docs/configuration.md`` and ``.env.example`` from the table.
+``settings``) reads them and holds the rules, ``validation`` the checks of single
+values, ``reference`` generates ``docs/configuration.md`` and ``.env.example``
+from the table.
 """
 
 from orchestrator.config.parsing import SettingsError

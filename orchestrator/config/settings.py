@@ -1,4 +1,6 @@
-"""``Settings``: the one configuration object, validated once at start-up.
+"""``Settings``: the one configuration object, validated once at start-up
+(``check_settings``, at the end: the rules on the whole object; the checks of
+single values are in ``validation``).
 
 Each field names its variable in the table (``setting("PORT")``), which gives
 its development default; ``from_env`` reads every such field the same way.
@@ -13,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import limits
+
 from orchestrator.config.environment import (
     control_url_from,
     ephemeral_keyring,
@@ -21,12 +25,22 @@ from orchestrator.config.environment import (
     read_environment,
 )
 from orchestrator.config.parsing import Network, SettingsError
-from orchestrator.config.table import VARIABLE
-from orchestrator.config.validation import ENV, check_settings, origin_pattern
+from orchestrator.config.table import MIN_API_KEY_BYTES, VARIABLE
+from orchestrator.config.validation import (
+    ENV,
+    check_llm_base_url,
+    check_redis_url,
+    check_secret,
+    check_webhook_url,
+    load_resolver,
+    origin_pattern,
+    require,
+)
 from orchestrator.logs import url_secrets
 from tokens import (
     Keyring,
     KeyringError,
+    PolicyError,
     SigningKey,
     SoulMachinesPolicy,
     TokenPackageError,
@@ -35,7 +49,8 @@ from tokens.claims import ClientClaimsRule
 from tokens.durations import parse_duration
 from tokens.profiles.ccai import CcaiPolicy
 from tokens.profiles.videosdk import VideoSdkPolicy
-from tokens.registry import parse_profile_names
+from tokens.profiles.voicegain import MAX_EXP_IN_SEC, MIN_EXP_IN_SEC
+from tokens.registry import CCAI, VIDEOSDK, VOICEGAIN, parse_profile_names
 
 
 def setting(name: str, **default: Any) -> Any:
@@ -247,3 +262,112 @@ class Settings:
             *url_secrets(self.archive_url),
         )
         return keys + self.api_keys + tuple(value for value in platform if value) + urls
+
+
+# --- the rules on the whole object, checked once at start-up --------------------------
+
+
+def check_settings(settings: Settings) -> None:
+    """Raise ``SettingsError`` for the first rule ``settings`` breaks."""
+    if settings.production:
+        _check_production(settings)
+    for key in settings.api_keys:
+        if len(key.encode()) < MIN_API_KEY_BYTES:
+            raise SettingsError(
+                f"ORCHESTRATOR_API_KEY entries must be at least {MIN_API_KEY_BYTES} bytes "
+                "(generate one with `orchestrator keygen`)"
+            )
+    for item in fields(settings):
+        variable = VARIABLE.get(item.metadata.get(ENV, ""))
+        value = getattr(settings, item.name)
+        if variable is not None and variable.limits is not None and value is not None:
+            variable.limits.check(variable.name, value)
+    try:
+        settings.sm_policy()
+    except PolicyError as exc:
+        raise SettingsError(str(exc)) from None
+    settings.cors_origin_regex()
+    check_llm_base_url(settings.llm_base_url, production=settings.production)
+    _check_token_profiles(settings)
+    _check_webhook(settings)
+
+
+def _check_production(settings: Settings) -> None:
+    if settings.ephemeral_key:
+        raise SettingsError(
+            "production needs a real signing key: set JWT_PUBLIC_KEY and JWT_PRIVATE_KEY"
+        )
+    if not settings.session_server:
+        raise SettingsError(
+            "production needs SESSION_SERVER (the Soul Machines server named in "
+            "Studio, e.g. dh.soulmachines.cloud)"
+        )
+    if settings.control_url is None:
+        raise SettingsError(
+            "production needs this server's public address: set PUBLIC_URL "
+            "(or the vendor's ORCHESTRATION_SERVER)"
+        )
+    if settings.allow_unauthenticated_control:
+        raise SettingsError(
+            "ALLOW_UNAUTHENTICATED_CONTROL is for local development only: refusing it in production"
+        )
+    if "*" in settings.cors_origins:
+        raise SettingsError("CORS_ORIGINS='*' is refused in production: list the UI origins")
+
+
+def _check_token_profiles(settings: Settings) -> None:
+    try:
+        limits.parse(settings.rate_limit)
+    except ValueError:
+        raise SettingsError(
+            f"TOKEN_RATE_LIMIT={settings.rate_limit!r}: use e.g. 60/minute or 10/second"
+        ) from None
+    check_secret("TOKEN_VERIFY_API_KEY", settings.verify_api_key)
+    if settings.redis_url is not None:
+        check_redis_url(settings.redis_url)
+    if CCAI in settings.profiles:
+        _check_ccai(settings)
+    if VIDEOSDK in settings.profiles:
+        require("videosdk", VIDEOSDK_API_KEY=settings.videosdk_api_key)
+        require("videosdk", VIDEOSDK_SECRET=settings.videosdk_secret)
+        settings.videosdk_policy()
+        settings.keyring_for("VIDEOSDK_SECRET", "videosdk", settings.videosdk_secret)
+    if VOICEGAIN in settings.profiles:
+        require("voicegain", VOICEGAIN_SECRET=settings.voicegain_secret)
+        require("voicegain", VOICEGAIN_ADMIN_KEY=settings.voicegain_admin_key)
+        check_secret("VOICEGAIN_ADMIN_KEY", settings.voicegain_admin_key)
+        settings.keyring_for("VOICEGAIN_SECRET", "voicegain", settings.voicegain_secret)
+        if not MIN_EXP_IN_SEC <= settings.voicegain_max_exp_in_sec <= MAX_EXP_IN_SEC:
+            raise SettingsError(
+                f"VOICEGAIN_MAX_EXP_IN_SEC must be between {MIN_EXP_IN_SEC} and {MAX_EXP_IN_SEC}"
+            )
+        if settings.production and settings.redis_url is None:
+            raise SettingsError(
+                "the voicegain profile needs REDIS_URL in production: without it a "
+                "restart revokes every API token"
+            )
+
+
+def _check_ccai(settings: Settings) -> None:
+    require("ccai", CCAI_COMPANY_NAME=settings.ccai_company_name)
+    require("ccai", CCAI_COMPANY_SECRET=settings.ccai_secret)
+    settings.ccai_policy()
+    settings.keyring_for("CCAI_COMPANY_SECRET", "ccai", settings.ccai_secret)
+    if settings.ccai_user_resolver and settings.ccai_user_id_header:
+        raise SettingsError("set CCAI_USER_RESOLVER or CCAI_USER_ID_HEADER, not both")
+    if (settings.ccai_user_name_header or settings.ccai_user_email_header) and (
+        not settings.ccai_user_id_header
+    ):
+        raise SettingsError("CCAI_USER_NAME_HEADER/CCAI_USER_EMAIL_HEADER need CCAI_USER_ID_HEADER")
+    if settings.ccai_user_resolver:
+        load_resolver(settings.ccai_user_resolver)
+
+
+def _check_webhook(settings: Settings) -> None:
+    check_secret("WEBHOOK_SECRET", settings.webhook_secret)
+    for name, url in (
+        ("WEBHOOK_URL", settings.webhook_url),
+        ("WEBHOOK_EVENTS_URL", settings.webhook_events_url),
+    ):
+        if url is not None:
+            check_webhook_url(name, url, production=settings.production)

@@ -109,7 +109,7 @@ class CommandRouter(Protocol):
 class LocalRouter:
     """All sockets are in this process (the embedded default)."""
 
-    def __init__(self, live: LiveConnections) -> None:
+    def __init__(self, live: LiveConnections[ControlConnection]) -> None:
         self.live = live
 
     async def run(self, session_id: str, op: str, args: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from orchestrator.control.actions import (
     turn_event,
 )
 from orchestrator.control.conversation import LOGGER_NAME, ConversationCore
+from orchestrator.control.live import LiveConnections
 from orchestrator.control.options import (
     BOUNDED_SENDS_EXTENSION,
     CLOSE_SLOW_PEER,
@@ -52,7 +53,6 @@ from orchestrator.sessions.store import SessionStore
 
 if TYPE_CHECKING:
     from orchestrator.archive.writer import ArchiveWriter
-    from orchestrator.control.live import LiveConnections
 
 
 logs_enabled_for = level_check(LOGGER_NAME)
@@ -63,7 +63,7 @@ class ControlServices:
     store: SessionStore
     events: EventHub
     options: ControlOptions
-    live: LiveConnections
+    live: LiveConnections[ControlConnection]
     metrics: Metrics | None = None
     archive: ArchiveWriter | None = None  # where sessions go when they end for good
 

@@ -3,35 +3,55 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-from orchestrator.control.connection import ControlConnection
 from orchestrator.control.options import CLOSE_REPLACED
 from orchestrator.logs import error_reason
+from orchestrator.sessions.model import Session
 
 
-class LiveRegistry(Protocol):
+class Live(Protocol):
+    """What this registry needs of a live socket (``ControlConnection``, which
+    imports this module: the protocol keeps the imports one way)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def session(self) -> Session: ...
+
+    @property
+    def log(self) -> Any: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+C = TypeVar("C", bound=Live)
+C_contra = TypeVar("C_contra", bound=Live, contravariant=True)
+
+
+class LiveRegistry(Protocol[C_contra]):
     """Where other instances learn which one holds a session's socket."""
 
-    async def claim(self, connection: ControlConnection) -> None: ...
+    async def claim(self, connection: C_contra) -> None: ...
 
-    async def release(self, connection: ControlConnection) -> None: ...
+    async def release(self, connection: C_contra) -> None: ...
 
 
-class LiveConnections:
+class LiveConnections(Generic[C]):
     """This process's live control sockets by session id; the newest wins."""
 
-    def __init__(self, registry: LiveRegistry | None = None) -> None:
-        self._connections: dict[str, ControlConnection] = {}
+    def __init__(self, registry: LiveRegistry[C] | None = None) -> None:
+        self._connections: dict[str, C] = {}
         self.registry = registry
 
     def __len__(self) -> int:
         return len(self._connections)
 
-    def get(self, session_id: str) -> ControlConnection | None:
+    def get(self, session_id: str) -> C | None:
         return self._connections.get(session_id)
 
-    async def attach(self, connection: ControlConnection) -> None:
+    async def attach(self, connection: C) -> None:
         previous = self._connections.get(connection.session.id)
         self._connections[connection.session.id] = connection
         if previous is not None and previous is not connection:
@@ -58,7 +78,7 @@ class LiveConnections:
         await connection.close(CLOSE_REPLACED, "replaced by a newer connection")
         return True
 
-    async def detach(self, connection: ControlConnection) -> bool:
+    async def detach(self, connection: C) -> bool:
         """Forget ``connection``; ``False`` when a newer one already took its place."""
         if self._connections.get(connection.session.id) is not connection:
             return False
@@ -70,7 +90,7 @@ class LiveConnections:
                 connection.log.warning("live registry not updated", error=error_reason(exc))
         return True
 
-    def all(self) -> list[ControlConnection]:
+    def all(self) -> list[C]:
         return list(self._connections.values())
 
     async def close_all(self, code: int, reason: str) -> None:

@@ -12,21 +12,48 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from orchestrator.control.actions import IdleTimer, Interrupt, StartIdle, StartTurn, turn_event
-from orchestrator.handlers import ConversationRequest, Reply, TurnTimings
+from orchestrator.control.conversation import ConversationCore
+from orchestrator.control.options import ControlOptions
+from orchestrator.handlers import Conversation, ConversationRequest, Reply, TurnTimings
 from orchestrator.handlers.deadline import TurnDeadline
 from orchestrator.handlers.hooks import idle_reply, run_hook
+from orchestrator.metrics import Metrics
 
-if TYPE_CHECKING:
-    from orchestrator.control.connection import ControlConnection
+
+class TurnHost(Conversation, Protocol):
+    """What the runner needs of its connection (``ControlConnection``, which
+    imports this module: the protocol keeps the imports one way)."""
+
+    @property
+    def core(self) -> ConversationCore: ...
+
+    @property
+    def options(self) -> ControlOptions: ...
+
+    @property
+    def log(self) -> Any: ...
+
+    @property
+    def metrics(self) -> Metrics | None: ...
+
+    @property
+    def closing(self) -> bool: ...
+
+    @property
+    def followed(self) -> bool: ...
+
+    async def publish(self, event_type: str, data: dict[str, Any]) -> None: ...
+
+    async def persist(self) -> None: ...
 
 
 class TurnRunner:
     """Runs the connection's handler: its turns and its hooks."""
 
-    def __init__(self, connection: ControlConnection) -> None:
+    def __init__(self, connection: TurnHost) -> None:
         self.connection = connection
         self.core = connection.core
         self.options = connection.options

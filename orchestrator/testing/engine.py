@@ -67,7 +67,7 @@ class InProcessConversation:
             claims=dict(claims or {}),
         )
         session.variables = dict(variables or {})
-        live = LiveConnections()
+        live = LiveConnections[ControlConnection]()
         self.services = ControlServices(
             store=MemoryStore(grace_seconds=SESSION_SECONDS),
             events=EventHub(),

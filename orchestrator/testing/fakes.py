@@ -160,56 +160,82 @@ class FakeModel(_Served):
 
 
 async def _events(model: str, answer: ModelAnswer) -> AsyncIterator[str]:
-    for delta in _deltas(answer):
-        yield f"data: {json.dumps(_chunk(model, delta, None))}\n\n"
     finish = "tool_calls" if answer.tool_calls else "stop"
-    yield f"data: {json.dumps(_chunk(model, {}, finish))}\n\n"
-    yield "data: [DONE]\n\n"
+    for event in sse_stream(model, _deltas(answer), finish):
+        yield event
 
 
 def _deltas(answer: ModelAnswer) -> list[dict[str, Any]]:
-    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
-    words = answer.text.split(" ") if answer.text else []
-    deltas += [{"content": word if i == 0 else f" {word}"} for i, word in enumerate(words)]
+    deltas = content_deltas(words(answer.text))
     for index, call in enumerate(answer.tool_calls):
-        function = {"name": call.name, "arguments": call.arguments_json()}
-        deltas.append(
-            {
-                "tool_calls": [
-                    {
-                        "index": index,
-                        "id": call.id or f"call_{index + 1}",
-                        "type": "function",
-                        "function": function,
-                    }
-                ]
-            }
-        )
+        call_id = call.id or f"call_{index + 1}"
+        deltas.append(tool_call_delta(index, call_id, call.name, call.arguments_json()))
     return deltas
 
 
-def _chunk(model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+def _completion(model: str, answer: ModelAnswer) -> dict[str, Any]:
+    calls = [
+        tool_call(call.id or f"call_{index + 1}", call.name, call.arguments_json())
+        for index, call in enumerate(answer.tool_calls)
+    ]
+    return completion(model, answer.text, calls)
+
+
+# --- the OpenAI wire format (pure; tests/fake_openai.py serves it too) ----------------
+
+DONE = "data: [DONE]\n\n"
+
+
+def sse(payload: Mapping[str, Any]) -> str:
+    """One server-sent event: ``data: {json}`` and a blank line."""
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+def chunk(model: str, delta: Mapping[str, Any], finish: str | None = None) -> dict[str, Any]:
+    """A ``chat.completion.chunk`` carrying ``delta`` (and ``finish_reason``)."""
     return {
         "id": "chatcmpl-scripted",
         "object": "chat.completion.chunk",
         "created": 0,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        "choices": [{"index": 0, "delta": dict(delta), "finish_reason": finish}],
     }
 
 
-def _completion(model: str, answer: ModelAnswer) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": answer.text or None}
-    if answer.tool_calls:
-        message["tool_calls"] = [
-            {
-                "id": call.id or f"call_{index + 1}",
-                "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments_json()},
-            }
-            for index, call in enumerate(answer.tool_calls)
-        ]
-    finish = "tool_calls" if answer.tool_calls else "stop"
+def sse_stream(model: str, deltas: Iterable[Mapping[str, Any]], finish: str) -> list[str]:
+    """A whole stream's events: a chunk per delta, the finishing chunk, ``[DONE]``."""
+    return [sse(chunk(model, delta)) for delta in deltas] + [sse(chunk(model, {}, finish)), DONE]
+
+
+def words(text: str) -> list[str]:
+    """``text`` as a stream's content pieces: word by word, each space kept."""
+    return (
+        [word if i == 0 else f" {word}" for i, word in enumerate(text.split(" "))] if text else []
+    )
+
+
+def content_deltas(pieces: Iterable[str]) -> list[dict[str, Any]]:
+    """The assistant's role, then one delta per content piece."""
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    return deltas + [{"content": piece} for piece in pieces]
+
+
+def tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    """A ``function`` tool call (``arguments``: JSON text)."""
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def tool_call_delta(index: int, call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    """The delta that opens tool call ``index`` (with all or the first of its arguments)."""
+    return {"tool_calls": [{"index": index, **tool_call(call_id, name, arguments)}]}
+
+
+def completion(model: str, text: str, tool_calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """A whole (non-streamed) ``chat.completion``: ``text`` and/or ``tool_calls``."""
+    message: dict[str, Any] = {"role": "assistant", "content": text or None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    finish = "tool_calls" if tool_calls else "stop"
     return {
         "id": "chatcmpl-scripted",
         "object": "chat.completion",

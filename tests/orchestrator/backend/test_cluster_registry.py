@@ -123,7 +123,7 @@ async def cluster_on(url: str, instance_id: str, **options: Any) -> AsyncIterato
     """A started Cluster whose live sockets are the caller's to attach."""
     client = aioredis.Redis.from_url(url)
     listener = aioredis.Redis.from_url(url)
-    live = LiveConnections()
+    live = LiveConnections[ControlConnection]()
     cluster = Cluster(client, listener, live, instance_id=instance_id, **options)
     await cluster.start()
     try:

@@ -9,13 +9,13 @@ import time
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from orchestrator.config import Settings, SettingsError
 from tests.conftest import random_secret
 from tests.live_server import LiveServer
+from tests.metrics_text import control_refused
 from tests.orchestrator.control_helpers import say
 
 pytestmark = pytest.mark.server
@@ -61,22 +61,20 @@ def answers(ws: ClientConnection, text: str) -> str:
             return reply
 
 
-def refused_count(server: LiveServer, reason: str) -> float:
-    text = httpx.get(server.base_url + "/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "orchestrator_tokens_refused_total" and sample.labels == {
-                "where": "control",
-                "reason": reason,
-            }:
-                return sample.value
-    return 0.0
+def assert_replaced(old: ClientConnection, new: ClientConnection) -> None:
+    """``old`` is closed as replaced (4001) and ``new`` carries the conversation on."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            old.recv(timeout=10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4001
+    assert answers(new, "two") == "You said: two"
 
 
 def test_a_loopback_client_outside_the_allowed_networks_is_refused_with_its_token() -> None:
     with serve(CONTROL_ALLOWED_NETWORKS="10.0.0.0/8") as server:
         assert refusal(server, token(server)) == (403, "network_not_allowed")
-        assert refused_count(server, "network_not_allowed") == 1
+        assert control_refused(server, "network_not_allowed") == 1
         server.stop()
     line = next(
         json_line
@@ -117,15 +115,10 @@ def test_without_networks_a_live_socket_is_replaced_only_from_its_own_address() 
         with open_control(server, jwt, "198.51.100.10") as host:
             assert answers(host, "one") == "You said: one"
             assert refusal(server, jwt, "203.0.113.66") == (409, "session_in_use")
-            assert refused_count(server, "session_in_use") == 1
+            assert control_refused(server, "session_in_use") == 1
             assert answers(host, "still here") == "You said: still here"
             with open_control(server, jwt, "198.51.100.10") as again:
-                with pytest.raises(ConnectionClosed) as closed:
-                    while True:
-                        host.recv(timeout=10)
-                assert closed.value.rcvd is not None
-                assert closed.value.rcvd.code == 4001
-                assert answers(again, "two") == "You said: two"
+                assert_replaced(host, again)
         # Once the session's socket is gone, another address may open it.
         with open_control(server, jwt, "203.0.113.66") as other:
             assert answers(other, "three") == "You said: three"
@@ -138,12 +131,7 @@ def test_with_networks_any_allowed_address_may_take_a_session_over() -> None:
         with open_control(server, jwt, "198.51.100.10") as host:
             assert answers(host, "one") == "You said: one"
             with open_control(server, jwt, "198.51.100.20") as again:
-                with pytest.raises(ConnectionClosed) as closed:
-                    while True:
-                        host.recv(timeout=10)
-                assert closed.value.rcvd is not None
-                assert closed.value.rcvd.code == 4001
-                assert answers(again, "two") == "You said: two"
+                assert_replaced(host, again)
 
 
 def test_production_without_networks_starts_with_a_warning() -> None:

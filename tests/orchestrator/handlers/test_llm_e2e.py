@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from tests.fake_openai import (
     ToolCallPlan,
     card_and_variable_script,
 )
+from tests.metrics_text import sample
 from tests.orchestrator.control.test_control_e2e import fetch_token
 from tests.orchestrator.control_helpers import make_app
 from tests.orchestrator.test_cli import simulate
@@ -169,13 +169,6 @@ def request_chars(fake: FakeOpenAI) -> list[int]:
     return [len(json.dumps(r.body["messages"], ensure_ascii=False)) for r in fake.received]
 
 
-def metric(text: str, name: str, labels: str = "") -> float:
-    """A sample's value in ``/metrics`` text (0 when absent)."""
-    pattern = re.compile(rf"^{re.escape(name + labels)} (\S+)$", re.MULTILINE)
-    found = pattern.search(text)
-    return float(found.group(1)) if found else 0.0
-
-
 async def scraped(server: ThreadedServer) -> str:
     async with httpx.AsyncClient(base_url=server.base_url) as http:
         response = await http.get("/metrics")
@@ -191,7 +184,7 @@ async def test_a_flood_of_long_turns_makes_at_most_the_budgets_requests_each_cut
     sent in full; 195 requests of 13.4 MB in 5 s. Now each turn's words are cut to
     LLM_MAX_INPUT_CHARS and the session's requests stop at its budget."""
     fake.script += [Answer("Thinking it over.", hang=0.5) for _ in range(40)]
-    refused = '{handler="llm",reason="requests"}'
+    refused = {"handler": "llm", "reason": "requests"}
     with llm_server(
         fake, handler_requests_per_minute=10, handler_budget_reply=BUDGET_REPLY
     ) as server:
@@ -213,9 +206,9 @@ async def test_a_flood_of_long_turns_makes_at_most_the_budgets_requests_each_cut
     # Every turn past the 10th was refused before its request (some earlier ones were
     # interrupted before theirs reached the server, but were charged: they were sent).
     name = "orchestrator_handler_refusals_total"
-    assert metric(after, name, refused) - metric(before, name, refused) >= 20
+    assert sample(after, name, **refused) - sample(before, name, **refused) >= 20
     truncated = "orchestrator_llm_input_truncated_total"
-    assert metric(after, truncated) - metric(before, truncated) >= len(fake.received)
+    assert sample(after, truncated) - sample(before, truncated) >= len(fake.received)
 
 
 @pytest.mark.anyio
@@ -259,7 +252,7 @@ async def test_the_input_budget_counts_the_whole_prompt_and_refuses_past_it(
     assert len(sent) >= 2
     assert sum(sent) <= 30_000 < sum(sent) + sent[-1]  # the next one would not have fit
     assert said[len(sent) :] == [BUDGET_REPLY] * (8 - len(sent))
-    assert metric(text, "orchestrator_handler_refusals_total", '{handler="llm",reason="input"}')
+    assert sample(text, "orchestrator_handler_refusals_total", handler="llm", reason="input")
 
 
 @pytest.mark.anyio

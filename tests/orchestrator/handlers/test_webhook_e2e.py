@@ -23,6 +23,7 @@ from orchestrator.simulate import HostSimulator
 from tests.compression_bomb import gzip_bomb
 from tests.conftest import random_secret
 from tests.live_server import LiveServer
+from tests.metrics_text import sample
 from tests.orchestrator.control.test_control_e2e import fetch_token
 from tests.orchestrator.control_helpers import make_app
 from tests.orchestrator.handlers.webhook_receiver import Answer, Received, WebhookReceiver, echo
@@ -303,7 +304,6 @@ async def test_a_session_over_its_budget_hears_the_budget_reply_without_a_reques
     backend: WebhookReceiver, secret: str
 ) -> None:
     """The webhook's turns share the LLM handler's per-session budget (issue 23)."""
-    labels = '{handler="webhook",reason="requests"}'
     app = webhook_app(backend, secret, handler_requests_per_minute=3,
                       handler_budget_reply="One moment, please.")  # fmt: skip
     with ThreadedServer(app) as server:
@@ -318,8 +318,9 @@ async def test_a_session_over_its_budget_hears_the_budget_reply_without_a_reques
     assert said == ["DP: Backend heard: one", "DP: Backend heard: two",
                     "DP: One moment, please.", "DP: One moment, please."]  # fmt: skip
     assert [turn.payload["text"] for turn in backend.of("turn")] == ["", "one", "two"]
-    name = f"orchestrator_handler_refusals_total{labels}"
-    assert counted(after, name) - counted(before, name) == 2
+    labels = {"handler": "webhook", "reason": "requests"}
+    name = "orchestrator_handler_refusals_total"
+    assert sample(after, name, **labels) - sample(before, name, **labels) == 2
 
 
 @pytest.mark.anyio
@@ -340,13 +341,6 @@ async def test_reconnecting_with_the_same_token_does_not_start_a_fresh_budget(
     assert said == ["DP: Backend heard: one", "DP: One moment, please.",
                     "DP: One moment, please."]  # fmt: skip
     assert [turn.payload["text"] for turn in backend.of("turn")] == ["", "one", ""]
-
-
-def counted(metrics: str, sample: str) -> float:
-    for line in metrics.splitlines():
-        if line.startswith(sample + " "):
-            return float(line.split()[-1])
-    return 0.0
 
 
 @pytest.mark.anyio

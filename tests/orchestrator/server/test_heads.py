@@ -13,11 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.server.heads import HEAD_BYTES, HEAD_LINE_BYTES, MAX_HEADERS
 from tests.conftest import random_secret
 from tests.live_server import LiveServer
+from tests.metrics_text import stack_refused
 
 pytestmark = pytest.mark.server
 
@@ -103,17 +103,6 @@ def big_header(server: LiveServer, size: int) -> Answer:
     return send_head(server, start, size, b"\r\n\r\n")
 
 
-def refused_count(server: LiveServer, reason: str) -> float:
-    text = httpx.get(server.base_url + "/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "orchestrator_http_requests_refused_total" and sample.labels == {
-                "reason": reason
-            }:
-                return sample.value
-    return 0.0
-
-
 def test_an_8_mib_header_gets_431_at_once(server: LiveServer) -> None:
     answer = big_header(server, 8 * MIB)
     assert answer.status.startswith("HTTP/1.1 431")
@@ -185,7 +174,7 @@ def test_a_bystander_is_answered_while_oversize_heads_arrive(server: LiveServer)
 
 
 def test_a_url_over_the_line_bound_gets_414_and_is_counted(server: LiveServer) -> None:
-    before = refused_count(server, "request_line_too_long")
+    before = stack_refused(server, "request_line_too_long")
     answer = send_head(server, b"GET /healthz?q=", 64 * MIB, b" HTTP/1.1\r\nHost: x\r\n\r\n")
     assert answer.status.startswith("HTTP/1.1 414")
     assert answer.body == {
@@ -193,7 +182,7 @@ def test_a_url_over_the_line_bound_gets_414_and_is_counted(server: LiveServer) -
         "detail": f"the request line is over {HEAD_LINE_BYTES} bytes",
     }
     assert answer.sent < 16 * MIB
-    assert refused_count(server, "request_line_too_long") == before + 1
+    assert stack_refused(server, "request_line_too_long") == before + 1
 
 
 @pytest.mark.parametrize(
@@ -206,12 +195,12 @@ def test_a_url_over_the_line_bound_gets_414_and_is_counted(server: LiveServer) -
     ids=["one-long-line", "too-many", "too-large-in-all"],
 )
 def test_a_head_over_a_bound_gets_431_and_is_counted(server: LiveServer, headers: str) -> None:
-    before = refused_count(server, "headers_too_large")
+    before = stack_refused(server, "headers_too_large")
     answer = send_head(server, f"GET /healthz HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
     assert answer.status.startswith("HTTP/1.1 431")
     assert answer.body is not None
     assert answer.body["error"] == "headers_too_large"
-    assert refused_count(server, "headers_too_large") == before + 1
+    assert stack_refused(server, "headers_too_large") == before + 1
     assert "request head refused" in server.log_text
 
 
@@ -297,7 +286,7 @@ def test_a_head_trickled_a_byte_at_a_time_is_cut_off_at_the_timeout(
         sender.join(timeout=5)
     assert received.startswith(b"HTTP/1.1 408 "), received[:80]
     assert time.monotonic() - started < 6
-    assert refused_count(impatient_server, "head_timeout") >= 1
+    assert stack_refused(impatient_server, "head_timeout") >= 1
 
 
 def test_a_kept_alive_connection_is_served_after_a_pause_shorter_than_keep_alive(

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosedError
 from websockets.frames import Frame, Opcode
@@ -22,6 +21,7 @@ from websockets.sync.client import connect
 from orchestrator.server.websocket import StackLimits, uvicorn_websocket_options
 from tests.conftest import random_secret
 from tests.live_server import LiveServer
+from tests.metrics_text import control_refused, stack_refused
 from tests.orchestrator.control_helpers import make_settings, say
 from tests.raw_websocket import open_raw_socket
 
@@ -252,35 +252,12 @@ def test_a_handshake_line_over_the_parser_limit_is_answered_at_once(
     assert time.monotonic() - started < 5
 
 
-def refused_count(server: LiveServer, reason: str) -> float:
-    text = httpx.get(server.base_url + "/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "orchestrator_tokens_refused_total" and sample.labels == {
-                "where": "control",
-                "reason": reason,
-            }:
-                return sample.value
-    return 0.0
-
-
 def test_a_refused_control_handshake_is_counted_in_metrics(server: LiveServer) -> None:
     """orchestrator_tokens_refused_total{where="control"} counts handshake refusals by code."""
-    before = refused_count(server, "malformed")
+    before = control_refused(server, "malformed")
     status, _ = raw_handshake(server, "/ws?access_token=junk")
     assert status.startswith("HTTP/1.1 403")
-    assert refused_count(server, "malformed") == before + 1
-
-
-def stack_refused_count(server: LiveServer, reason: str) -> float:
-    text = httpx.get(server.base_url + "/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "orchestrator_http_requests_refused_total" and (
-                sample.labels == {"reason": reason}
-            ):
-                return sample.value
-    return 0.0
+    assert control_refused(server, "malformed") == before + 1
 
 
 @pytest.mark.parametrize(
@@ -296,9 +273,9 @@ def test_a_handshake_refused_below_the_app_is_counted_in_metrics(
 ) -> None:
     """orchestrator_http_requests_refused_total counts what the app never sees (the HTTP
     stack bounds every head's lines, handshakes included, before a WebSocket exists)."""
-    before = stack_refused_count(server, code)
+    before = stack_refused(server, code)
     raw_handshake(server, target, header)
-    assert stack_refused_count(server, code) == before + 1
+    assert stack_refused(server, code) == before + 1
 
 
 def test_the_protocol_options_pickle_for_worker_processes() -> None:
