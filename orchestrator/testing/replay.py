@@ -32,13 +32,15 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.archive.record import ArchivedSession, _storable
 from orchestrator.control.options import ControlOptions
 from orchestrator.testing.engine import Played, play
-from orchestrator.testing.judge import Judge
 from orchestrator.testing.results import TurnResult, said
+
+if TYPE_CHECKING:  # the judge's module imports openai: only --judge needs it
+    from orchestrator.testing.judge import Judge
 
 IDENTICAL = "identical"
 WHITESPACE_OR_CASE = "whitespace_or_case"  # the same words, other spaces or capitals

@@ -17,6 +17,7 @@ from orchestrator.config import Settings
 
 if TYPE_CHECKING:
     from orchestrator.archive.record import ArchivedSession
+    from orchestrator.testing.judge import Judge
     from orchestrator.testing.replay import Replayer
 
 EXIT_SAME = 0
@@ -94,7 +95,6 @@ async def _run(args: argparse.Namespace, settings: Settings, out: TextIO) -> int
     from orchestrator.control.options import ControlOptions
     from orchestrator.handlers.loader import HandlerLoadError, load_handler
     from orchestrator.testing.engine import close_options
-    from orchestrator.testing.judge import Judge
     from orchestrator.testing.replay import Replayer
 
     if args.session and any(getattr(args, name) is not None for name in FILTERS):
@@ -116,6 +116,8 @@ async def _run(args: argparse.Namespace, settings: Settings, out: TextIO) -> int
         if args.judge:
             if not settings.judge_model:
                 raise ReplayError("--judge: set JUDGE_MODEL (and JUDGE_BASE_URL, JUDGE_API_KEY)")
+            from orchestrator.testing.judge import Judge  # openai: only for --judge
+
             judge = Judge.from_settings(settings)
         replayer = Replayer(loaded[0], baseline=baseline, judge=judge)
         return await _replay(args, replayer, records, out)
