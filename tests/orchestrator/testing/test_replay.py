@@ -62,10 +62,11 @@ async def live_session(
     *,
     claims: Mapping[str, Any] | None = None,
     api_patches: Mapping[int, dict[str, Any]] | None = None,
+    settings: Settings | None = None,
 ) -> ArchivedSession:
     """A session run through the conversation core as live (``api_patches[i]``: set
     through the sessions API's path before line ``i``), archived as on its end."""
-    settings = Settings()
+    settings = settings or Settings()
     options = ControlOptions.from_settings(settings, load_handler(spec, settings))
     conversation = InProcessConversation(options, claims=claims, session_id=session_id)
     await conversation.start()
@@ -401,3 +402,42 @@ def test_the_progress_bar_shows_on_a_terminal_only(tmp_path: Path) -> None:
         quiet.update(2)
         quiet.close()
     assert (tmp_path / "log").read_text() == ""
+
+
+def test_a_webhook_backend_replayed_against_its_new_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Production's backend and its next version are real HTTP receivers; the candidate
+    is the ``webhook`` handler, configured as the server's (``WEBHOOK_*``)."""
+    from orchestrator.testing import FakeBackend
+
+    def v1(payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["is_init"]:
+            return {"text": f"Hi {payload['claims'].get('user')}."}
+        return {"text": f"Order {payload['text']} noted.", "variables": {"last": payload["text"]}}
+
+    def v2(payload: dict[str, Any]) -> dict[str, Any]:
+        answer = v1(payload)
+        if payload["text"] == "pizza":
+            answer = {"text": "Pizza is off today.", "fallback": True}
+        return answer
+
+    url = f"sqlite:///{tmp_path / 'hooks.db'}"
+    with FakeBackend(v1) as old:
+        sessions = [
+            asyncio.run(live_session("webhook", f"w-{n}", lines, settings=old.settings()))
+            for n, lines in ((1, ["soup", "pizza"]), (2, ["soup"]))
+        ]
+    fill(url, sessions)
+    with FakeBackend(v2) as new:
+        monkeypatch.setenv("WEBHOOK_URL", new.url)
+        monkeypatch.setenv("WEBHOOK_SECRET", new.secret)
+        code = main(replay(url, "--handler", "webhook"))
+        out = capsys.readouterr().out
+        asked = [turn["text"] for turn in new.turns]
+    assert code == 1, out
+    assert "DIFF w-1 (2 turns): text_changed, fallback_changed, variables_changed" in out
+    assert "expected: text 'Order pizza noted.', cards [], fallback false" in out
+    assert 'last: expected "pizza", got "soup"' in out
+    assert "1 same, 1 differ (1 of 5 turns; 1 marked)" in out  # "last" not reached
+    assert sorted(asked) == sorted(["", "soup", "pizza", "", "soup"])
