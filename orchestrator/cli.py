@@ -23,6 +23,7 @@ from orchestrator.config import (
 )
 from orchestrator.logs import configure_logging, get_logger
 from orchestrator.testing.command import add_test_command
+from orchestrator.testing.replay_command import add_replay_command
 from tokens import InvalidTokenError, SoulMachinesProfile, TokenCodec, TokenPackageError
 from tokens.jws import humanize_seconds, read_unverified_claims, read_unverified_header
 from tokens.keyring import generate_secret
@@ -385,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_archive_commands(sub, _settings)
     add_test_command(sub, _settings)
+    add_replay_command(sub, _settings)
     return parser
 
 

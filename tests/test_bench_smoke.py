@@ -206,3 +206,11 @@ def test_capacity_ramp_doubles_while_steps_hold_then_bisects() -> None:
     assert next_count([step(4000), step(8000, "x"), step(6000, "x")], plan) == 5000
     assert next_count([step(4000), step(4400, "x")], plan) is None
     assert next_count([step(1000, "errors")], plan) == 500
+
+
+def test_replay_bench_runs_quick() -> None:
+    """bench/replay.py --quick archives sessions with the built-in handler and replays them
+    through ``orchestrator replay``: every one comes back the same."""
+    out = _run_ok("replay.py")
+    assert "replay: 20 sessions, 200 turns in" in out
+    assert "replay turns/s:" in out

@@ -13,9 +13,10 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from orchestrator.archive.http import parse_time
+from orchestrator.archive.record import END_REASONS, ArchivedSession
 from orchestrator.archive.store import ArchiveQuery, ArchiveStore, ArchiveUnavailable
 from orchestrator.config import Settings
 from orchestrator.logs import Redactor
@@ -39,10 +40,61 @@ def add_archive_commands(
     export = archive_sub.add_parser(
         "export", help="print archived sessions (with transcripts) as JSON lines, newest first"
     )
-    export.add_argument("--since", type=_time, help="ended at or after (Unix seconds or ISO 8601)")
-    export.add_argument("--until", type=_time, help="ended before (Unix seconds or ISO 8601)")
-    export.add_argument("--issuer", help="only sessions of this key name")
+    add_query_arguments(export)
     export.set_defaults(func=lambda args: _run(settings, _export, args))
+
+
+def add_query_arguments(parser: argparse.ArgumentParser, *, limit: int | None = None) -> None:
+    """The filters that select archived sessions (``export``, ``replay``); ``limit``:
+    the default of ``--limit`` (``None``: every match)."""
+    parser.add_argument("--since", type=_time, help="ended at or after (Unix seconds or ISO 8601)")
+    parser.add_argument("--until", type=_time, help="ended before (Unix seconds or ISO 8601)")
+    parser.add_argument("--issuer", help="only sessions of this key name")
+    parser.add_argument(
+        "--claim", type=_claim, metavar="NAME:VALUE", help="only sessions with this claim"
+    )
+    parser.add_argument("--end-reason", choices=END_REASONS, help="only sessions that ended so")
+    parser.add_argument(
+        "--limit",
+        type=_positive,
+        default=limit,
+        help="at most this many sessions, newest first"
+        + (f" (default {limit})" if limit is not None else " (default: all)"),
+    )
+
+
+def query_of(args: argparse.Namespace) -> ArchiveQuery:
+    """The ``ArchiveQuery`` of ``add_query_arguments``' options (``--limit`` aside)."""
+    return ArchiveQuery(
+        since=args.since,
+        until=args.until,
+        issuer=args.issuer,
+        claim=args.claim,
+        end_reason=args.end_reason,
+    )
+
+
+async def selected(store: ArchiveStore, args: argparse.Namespace) -> AsyncIterator[ArchivedSession]:
+    """The sessions ``add_query_arguments``' options select, newest first."""
+    count = 0
+    async for record in store.export(query_of(args)):
+        yield record
+        count += 1
+        if args.limit is not None and count >= args.limit:
+            return
+
+
+def _claim(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError("must be NAME:VALUE")
+    return name, value
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of 1 or more")
+    return int(text)
 
 
 def _time(text: str) -> float:
@@ -100,7 +152,6 @@ async def _show(store: ArchiveStore, args: argparse.Namespace) -> int:
 
 
 async def _export(store: ArchiveStore, args: argparse.Namespace) -> int:
-    query = ArchiveQuery(since=args.since, until=args.until, issuer=args.issuer)
-    async for record in store.export(query):
+    async for record in selected(store, args):
         sys.stdout.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
     return 0

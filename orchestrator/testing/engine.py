@@ -170,6 +170,8 @@ class Played:
     welcome: TurnResult | None
     turns: list[TurnResult] = field(default_factory=list)
     error: str | None = None  # why the run stopped early (a stuck or closed session)
+    # The session's shared variables when it ended (after ``on_end``), as archived.
+    variables: dict[str, Any] = field(default_factory=dict)
 
 
 async def play(
@@ -194,6 +196,7 @@ async def play(
         played.error = str(exc)
     finally:
         await conversation.close()
+        played.variables = dict(conversation.session.variables)
     return played
 
 

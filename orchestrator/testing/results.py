@@ -75,13 +75,18 @@ def turn_result(
             fallback = fallback or body.get("fallback") is True
         else:
             text = body.get("text")
-        text = text if isinstance(text, str) else ""
-        for card in CARD_MARKER.findall(text):
-            if card not in cards:
-                cards.append(card)
-        spoken = " ".join(CARD_MARKER.sub("", text).split())
+        spoken = said(text if isinstance(text, str) else "", cards)
         if spoken:
             texts.append(spoken)
     variables.update(session_variables)
     latency = None if first is None else round((first - started) * 1000, 1)
     return TurnResult(" ".join(texts), cards, variables, fallback, latency)
+
+
+def said(text: str, cards: list[str]) -> str:
+    """``text`` as the DP speaks it (card markers out, whitespace runs as one space);
+    the ids of the cards it shows are added to ``cards`` (once each)."""
+    for card in CARD_MARKER.findall(text):
+        if card not in cards:
+            cards.append(card)
+    return " ".join(CARD_MARKER.sub("", text).split())

@@ -53,6 +53,29 @@ def test_migrate_show_and_export_read_the_configured_archive(
     ]
 
 
+def test_export_takes_the_lists_filters_and_a_limit(
+    archive_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--claim, --end-reason and --limit, as ``orchestrator replay`` selects with them."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ARCHIVE_URL", archive_url)
+    write(archive_url, 12)
+
+    def exported(*args: str) -> list[str]:
+        assert main(["archive", "export", *args]) == 0
+        return [json.loads(line)["id"][-2:] for line in capsys.readouterr().out.splitlines()]
+
+    assert exported("--claim", "plan:gold") == ["10", "05", "00"]
+    assert exported("--claim", "level:3", "--end-reason", "terminated") == ["03"]
+    assert exported("--limit", "2") == ["11", "10"]
+    with pytest.raises(SystemExit):
+        main(["archive", "export", "--claim", "plan"])
+    assert "must be NAME:VALUE" in capsys.readouterr().err
+
+
 def test_the_commands_say_so_when_the_archive_is_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -57,3 +57,45 @@ def test_each_pytest_example_passes_as_written(tmp_path: Path, name: str) -> Non
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+def test_the_replay_walk_through_is_what_replay_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """200 conversations with the built-in handler, archived through the store; three
+    asked a question. The page's changed handler, replayed over them, prints the page."""
+    import asyncio
+
+    from orchestrator.archive.store import ArchiveStore
+    from tests.orchestrator.testing.test_replay import live_session
+
+    handler = re.search(r"<!-- replay-handler: (\S+) -->\n```python\n(.*?)```", PAGE, re.S)
+    output = re.search(r"<!-- replay-output -->\n```\n(.*?)```", PAGE, re.S)
+    assert handler is not None and output is not None
+    (tmp_path / handler.group(1)).write_text(handler.group(2))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    questions = {17: "why is the sky blue?", 88: "where is my order?", 150: "how do I cancel?"}
+    url = f"sqlite:///{tmp_path / 'archive.db'}"
+
+    async def production() -> None:
+        store = ArchiveStore(url)
+        await store.migrate()
+        records = []
+        for n in range(1, 201):
+            lines = ["hello", "show me a card", questions.get(n, "thanks"), "bye"]
+            records.append(await live_session("default", f"c-{n:03d}", lines))
+        await store.write(records)
+        await store.close()
+
+    asyncio.run(production())
+    capsys.readouterr()  # the sessions' own log lines
+    code = main(["replay", "--archive-url", url, "--limit", "200", "--handler", "my_bot:handle"])
+    printed = capsys.readouterr().out
+    assert code == 1
+
+    def steady(text: str) -> str:  # times vary
+        text = re.sub(r"latency [\d.]+ ms", "latency N ms", text)
+        return re.sub(r"\), [\d.]+ s$", "), N s", text, flags=re.M)
+
+    assert steady(printed) == steady(output.group(1))
