@@ -17,8 +17,9 @@ Fairness: a session has at most one request in flight (a second waits for
 it), at most ``WEBHOOK_MAX_CONCURRENT`` are in flight over all sessions (the
 pool's size), and at most ``WEBHOOK_MAX_WAITING`` wait for one of those; past
 that a request is refused at once (the apology, counted as ``busy``). Each
-turn is charged to the session's budget first (``budget``): one over it is
-not sent and the DP says ``HANDLER_BUDGET_REPLY``.
+turn and each session event is charged to the session's budget first
+(``budget``): a turn over it is not sent and the DP says
+``HANDLER_BUDGET_REPLY``; an event over it is not sent.
 """
 
 from __future__ import annotations
@@ -181,9 +182,9 @@ class WebhookHandler:
         await self._notify(STARTED, session)
 
     async def on_end(self, session: Session, reason: str) -> None:
+        await self._notify(ENDED, session, reason=reason)  # charged before it is forgotten
         if self.session_budget is not None:
             self.session_budget.ended(session.id, reason)
-        await self._notify(ENDED, session, reason=reason)
 
     async def on_idle(self, session: Session, seconds: float) -> Reply | None:
         """Tell the backend; a reply with text (or cards) is what the DP says."""
@@ -207,9 +208,17 @@ class WebhookHandler:
         return Reply(reply.text, variables=variables, fallback=reply.fallback, cards=reply.cards)
 
     async def _notify(self, event: str, session: Session, **details: Any) -> bytes | None:
+        """Send a session event; one past the session's budget is not sent (a reconnect
+        loop with one token would otherwise send two per connection without limit)."""
         try:
             payload = event_payload(event, session, event_id=uuid.uuid4().hex, **details)
-            return await self.post(self.events_url, event, dumps(payload), session_id=session.id)
+            body = dumps(payload)
+            if self.session_budget is not None:
+                try:
+                    self.session_budget.charge(session.id, len(body))
+                except OverBudget:  # counted and logged by the budget
+                    return None
+            return await self.post(self.events_url, event, body, session_id=session.id)
         except WebhookFailure as exc:
             self._failed(event, self.events_url, session, exc)
             return None

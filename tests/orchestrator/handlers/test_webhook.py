@@ -454,4 +454,6 @@ async def test_a_session_over_its_budget_is_answered_without_a_request(
     assert replies == [Reply("Heard a"), Reply("Heard b"), Reply("Slow down."), Reply("Slow down.")]
     assert other == Reply("Heard e")  # another session has its own budget
     assert [r.payload["text"] for r in backend.of("turn")] == ["a", "b", "e"]
-    assert refusals("requests") == before + 2
+    # c and d, then both session.ended events: over the budget too, not sent.
+    assert refusals("requests") == before + 4
+    assert backend.of("session.ended") == []

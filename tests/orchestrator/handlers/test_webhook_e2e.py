@@ -315,12 +315,14 @@ async def test_a_session_over_its_budget_hears_the_budget_reply_without_a_reques
                 said = [(await host.say(text, settle=0.05))[0].describe()
                         for text in ("one", "two", "three", "four")]  # fmt: skip
             after = (await http.get("/metrics")).text
-    assert said == ["DP: Backend heard: one", "DP: Backend heard: two",
+    # session.started, the init turn and "one" spend the 3 requests (events count too).
+    assert said == ["DP: Backend heard: one", "DP: One moment, please.",
                     "DP: One moment, please.", "DP: One moment, please."]  # fmt: skip
-    assert [turn.payload["text"] for turn in backend.of("turn")] == ["", "one", "two"]
+    assert [turn.payload["text"] for turn in backend.of("turn")] == ["", "one"]
     labels = {"handler": "webhook", "reason": "requests"}
     name = "orchestrator_handler_refusals_total"
-    assert sample(after, name, **labels) - sample(before, name, **labels) == 2
+    # Three turns, and session.ended when it went out before the scrape.
+    assert sample(after, name, **labels) - sample(before, name, **labels) in (3, 4)
 
 
 @pytest.mark.anyio
@@ -340,7 +342,25 @@ async def test_reconnecting_with_the_same_token_does_not_start_a_fresh_budget(
                 said.append((await host.say(text, settle=0.05))[0].describe())
     assert said == ["DP: Backend heard: one", "DP: One moment, please.",
                     "DP: One moment, please."]  # fmt: skip
-    assert [turn.payload["text"] for turn in backend.of("turn")] == ["", "one", ""]
+    # session.started, the init turn and "one" spent the 3 requests.
+    assert [turn.payload["text"] for turn in backend.of("turn")] == ["", "one"]
+
+
+@pytest.mark.anyio
+async def test_a_reconnect_loop_sends_no_session_events_past_the_budget(
+    backend: WebhookReceiver, secret: str
+) -> None:
+    """Review of issue 23: each connection sent session.started and session.ended
+    unbudgeted (~100 requests/s from one token); events are charged like turns."""
+    app = webhook_app(backend, secret, handler_requests_per_minute=5)
+    with ThreadedServer(app) as server:
+        issued = await fetch_token(server)
+        for _ in range(12):
+            async with HostSimulator.connect(server.ws_url, issued["jwt"]) as host:
+                await host.start(settle=0.02)
+        await asyncio.sleep(0.3)  # the last session.ended goes out after the close
+    sent = sum(len(backend.of(event)) for event in ("session.started", "session.ended", "turn"))
+    assert sent == 5
 
 
 @pytest.mark.anyio
