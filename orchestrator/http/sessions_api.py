@@ -319,10 +319,16 @@ def _text(body: dict[str, Any]) -> str:
     return text
 
 
+# Characters JSON leaves raw that line readers still split on (str.splitlines, and so
+# httpx's aiter_lines): written as \u escapes, the same JSON to any parser.
+_LINE_BREAKS_IN_JSON = {code: f"\\u{code:04x}" for code in (0x85, 0x2028, 0x2029)}
+
+
 def sse(event: str, data: Any) -> str:
-    """One Server-Sent Event; the JSON payload has no raw newlines, and
-    ``dumps`` cannot fail on what the session holds."""
-    return f"event: {event}\ndata: {dumps(data)}\n\n"
+    """One Server-Sent Event; the JSON payload has no raw line break of any kind
+    (a client reading lines gets whole events), and ``dumps`` cannot fail on what
+    the session holds."""
+    return f"event: {event}\ndata: {dumps(data).translate(_LINE_BREAKS_IN_JSON)}\n\n"
 
 
 def summary(session: Session) -> dict[str, Any]:

@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from orchestrator.control.options import CLOSE_NORMAL
+from orchestrator.http.sessions_api import sse
 from tests.orchestrator.control_helpers import (
     envelope,
     initial_state,
@@ -353,3 +356,15 @@ def test_metrics_refuse_the_api_key_in_the_url(client: TestClient) -> None:
     """/metrics takes the API key only as a header, like the sessions API."""
     assert client.get(f"/metrics?access_token={API_KEY}").status_code == 401
     assert client.get("/metrics", headers=backend()).status_code == 200
+
+
+@given(st.text())
+def test_an_sse_event_is_whole_for_any_line_reader_and_reads_back_the_same(text: str) -> None:
+    """U+2028, U+2029 and U+0085 from user text went out raw: valid SSE, but a client
+    reading lines (str.splitlines, httpx's aiter_lines) got the JSON cut in pieces."""
+    event = sse("turn", {"text": text + "\u2028\u2029\x85"})
+    lines = event.splitlines()
+    assert len(lines) == 3
+    assert lines[0] == "event: turn"
+    assert lines[2] == ""
+    assert json.loads(lines[1].removeprefix("data: ")) == {"text": text + "\u2028\u2029\x85"}
