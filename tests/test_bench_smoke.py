@@ -98,8 +98,10 @@ def test_turn_cost_bench_runs() -> None:
     """bench/turn_cost.py --quick drives both routes through ASGI and prints their costs."""
     output = _run_ok("turn_cost.py")
     for route in ("control", "echo"):
+        # At --quick size an echo turn's cost is within the noise of its handshake's, so
+        # the difference the bench prints can come out a little below zero.
         assert re.search(
-            rf"  {route} +handshake and close +[\d.]+ µs a socket, turn +[\d.]+ µs", output
+            rf"  {route} +handshake and close +[\d.]+ µs a socket, turn +-?[\d.]+ µs", output
         )
 
 
