@@ -21,6 +21,7 @@ import pytest
 from orchestrator.archive.record import ArchivedSession
 from orchestrator.archive.store import ArchiveQuery, ArchiveStore
 from orchestrator.testing.remote import RemoteConversation
+from tests.fake_openai import Answer, FakeOpenAI
 from tests.live_server import REPO_ROOT, LiveServer, server_environment
 
 pytestmark = pytest.mark.server
@@ -288,3 +289,64 @@ def test_saved_scenarios_of_a_real_servers_sessions_pass_with_the_same_handler(
     )
     assert changed.returncode == 1, changed.stdout + changed.stderr
     assert NEW_MENU in changed.stdout
+
+
+# An answer said in pieces (LLM_SPEECH=sentences), each pause longer than --settle.
+PIECES = ["First of all. ", "Second", " of all. ", "Third ", "of all."]
+WHOLE = "First of all. Second of all. Third of all."
+PAUSE = 0.5
+SETTLE = "0.1"
+SLOW_SCENARIO = f"""\
+name: a slow answer in three sentences
+turns:
+  - welcome: {{says: Hello!}}
+  - user: tell me three things
+    expect: {{says: {WHOLE!r}}}
+  - user: hello
+    expect: {{says: Hi.}}
+"""
+
+
+def slow_script(fake: FakeOpenAI) -> None:
+    fake.script[:] = [Answer(WHOLE, pieces=PIECES, delay=PAUSE), Answer("Hi.")]
+
+
+def test_test_url_and_replay_take_a_sentences_answer_whole(tmp_path: Path) -> None:
+    """``orchestrator test --url`` ends a turn on the server's ``answered`` event, not
+    on --settle seconds of quiet, so pauses between sentences do not cut the answer
+    (nor does the next line interrupt it); the session the server archived replays
+    through the same model with no differences."""
+    archive_url = f"sqlite:///{tmp_path / 'archive.db'}"
+    scenario = tmp_path / "slow.yaml"
+    scenario.write_text(SLOW_SCENARIO)
+    llm = {
+        "LLM_API_KEY": "sk-test-key",
+        "LLM_MODEL": "e2e-model",
+        "LLM_WELCOME": "Hello!",
+        "LLM_SPEECH": "sentences",
+    }
+    with FakeOpenAI() as fake:
+        slow_script(fake)
+        env = {
+            **llm,
+            "ARCHIVE_URL": archive_url,
+            "CONVERSATION_HANDLER": "llm",
+            "LLM_BASE_URL": fake.base_url,
+        }
+        with LiveServer(env) as server:
+            tested = run(
+                ["test", str(scenario), "--url", server.base_url, "--settle", SETTLE],
+                tmp_path,
+                cli_environment(tmp_path),
+            )
+        assert tested.returncode == 0, tested.stdout + tested.stderr
+        assert fake.streams_closed_early == 0
+        assert fake.messages(-1)[-1] == {"role": "user", "content": "hello"}
+        slow_script(fake)
+        replayed = run(
+            ["replay", "--archive-url", archive_url, "--handler", "llm"],
+            tmp_path,
+            {**cli_environment(tmp_path), **llm, "LLM_BASE_URL": fake.base_url},
+        )
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "1 session replayed: 1 same, 0 differ (0 of 3 turns; 0 marked)" in replayed.stdout
