@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from orchestrator.archive.store import ArchiveQuery, ArchiveStore
 from orchestrator.testing.remote import RemoteConversation
 from tests.fake_openai import Answer, FakeOpenAI
 from tests.live_server import REPO_ROOT, LiveServer, server_environment
+from tests.postgres_server import RestartablePostgres, postgres_server
 
 pytestmark = pytest.mark.server
 
@@ -186,9 +188,21 @@ def held(archive_url: str, directory: Path) -> Archive:
 
 
 @pytest.fixture(scope="module")
-def sqlite_archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
+def postgres() -> Iterator[RestartablePostgres]:
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live_archive(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Archive:
+    """What real servers archived in SQLite, or on a throwaway PostgreSQL cluster."""
     directory = tmp_path_factory.mktemp("live-archive")
-    return held(f"sqlite:///{directory / 'archive.db'}", directory)
+    if request.param == "sqlite":
+        return held(f"sqlite:///{directory / 'archive.db'}", directory)
+    server: RestartablePostgres = request.getfixturevalue("postgres")
+    return held(server.create_database(f"archive_{secrets.token_hex(6)}"), directory)
 
 
 @pytest.fixture(autouse=True)
@@ -198,10 +212,10 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_server_archived_every_conversation_with_its_claims_and_end(
-    sqlite_archive: Archive,
+    live_archive: Archive,
 ) -> None:
-    records = asyncio.run(archived(sqlite_archive.url))
-    ids = sqlite_archive.ids
+    records = asyncio.run(archived(live_archive.url))
+    ids = live_archive.ids
     reasons = {name: records[ids[name]].end_reason for name in ids}
     assert reasons == {
         "simulated": "disconnected",
@@ -225,68 +239,66 @@ def test_the_server_archived_every_conversation_with_its_claims_and_end(
 
 
 def test_the_same_handler_replays_a_real_servers_sessions_with_no_differences(
-    sqlite_archive: Archive,
+    live_archive: Archive,
 ) -> None:
-    builtin = sqlite_archive.replay(
-        "--handler", "default", *sqlite_archive.sessions("simulated", "ada")
+    builtin = live_archive.replay(
+        "--handler", "default", *live_archive.sessions("simulated", "ada")
     )
     assert builtin.returncode == 0, builtin.stdout + builtin.stderr
     assert "2 sessions replayed: 2 same, 0 differ (0 of 8 turns; 0 marked)" in builtin.stdout
-    shop = sqlite_archive.replay(
-        "--handler", "shop_v1:handle", *sqlite_archive.sessions("bo", "cy", "di")
+    shop = live_archive.replay(
+        "--handler", "shop_v1:handle", *live_archive.sessions("bo", "cy", "di")
     )
     assert shop.returncode == 0, shop.stdout + shop.stderr
     assert "3 sessions replayed: 3 same, 0 differ (0 of 10 turns; 0 marked)" in shop.stdout
 
 
 def test_a_changed_handler_names_the_turns_that_now_answer_differently(
-    sqlite_archive: Archive,
+    live_archive: Archive,
 ) -> None:
-    builtin = sqlite_archive.replay(
+    builtin = live_archive.replay(
         "--handler",
         "tests.orchestrator.testing.bots:revised",
-        *sqlite_archive.sessions("simulated", "ada"),
+        *live_archive.sessions("simulated", "ada"),
     )
     assert builtin.returncode == 1, builtin.stdout + builtin.stderr
     out = builtin.stdout
-    assert f"DIFF {sqlite_archive.ids['ada']} (3 turns): whitespace_or_case" in out
+    assert f"DIFF {live_archive.ids['ada']} (3 turns): whitespace_or_case" in out
     assert "turn 3 'thanks': whitespace_or_case" in out
     assert "turn 2 'show me a card': cards_changed" in out
     assert "turn 3 'why is the sky blue?': text_changed, fallback_changed" in out
-    write_shop(sqlite_archive.directory, "shop_v2", NEW_MENU)
-    shop = sqlite_archive.replay(
-        "--handler", "shop_v2:handle", *sqlite_archive.sessions("bo", "cy", "di")
+    write_shop(live_archive.directory, "shop_v2", NEW_MENU)
+    shop = live_archive.replay(
+        "--handler", "shop_v2:handle", *live_archive.sessions("bo", "cy", "di")
     )
     assert shop.returncode == 1, shop.stdout + shop.stderr
     out = shop.stdout
     for name in ("bo", "di"):
-        assert f"DIFF {sqlite_archive.ids[name]} " in out
-    assert f"SAME {sqlite_archive.ids['cy']}" not in out  # SAME sessions are not listed
+        assert f"DIFF {live_archive.ids[name]} " in out
+    assert f"SAME {live_archive.ids['cy']}" not in out  # SAME sessions are not listed
     assert out.count("turn 1 'menu': text_changed") == 2
     assert f"expected: text {MENU!r}" in out and repr(NEW_MENU) in out
     assert "3 sessions replayed: 1 same, 2 differ (2 of 10 turns; 0 marked)" in out
 
 
 def test_saved_scenarios_of_a_real_servers_sessions_pass_with_the_same_handler(
-    sqlite_archive: Archive, tmp_path: Path
+    live_archive: Archive, tmp_path: Path
 ) -> None:
     saved = tmp_path / "suite"
-    replayed = sqlite_archive.replay(
+    replayed = live_archive.replay(
         "--handler",
         "shop_v1:handle",
         "--save-scenarios",
         str(saved),
-        *sqlite_archive.sessions("bo", "cy", "di"),
+        *live_archive.sessions("bo", "cy", "di"),
     )
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert len(list(saved.iterdir())) == 3
-    env = sqlite_archive.env
-    same = run(["test", str(saved), "--handler", "shop_v1:handle"], sqlite_archive.directory, env)
+    env = live_archive.env
+    same = run(["test", str(saved), "--handler", "shop_v1:handle"], live_archive.directory, env)
     assert same.returncode == 0, same.stdout + same.stderr
-    write_shop(sqlite_archive.directory, "shop_v2", NEW_MENU)
-    changed = run(
-        ["test", str(saved), "--handler", "shop_v2:handle"], sqlite_archive.directory, env
-    )
+    write_shop(live_archive.directory, "shop_v2", NEW_MENU)
+    changed = run(["test", str(saved), "--handler", "shop_v2:handle"], live_archive.directory, env)
     assert changed.returncode == 1, changed.stdout + changed.stderr
     assert NEW_MENU in changed.stdout
 
