@@ -23,6 +23,7 @@ from orchestrator.control.handshake import (
     ControlRefused,
     session_from_claims,
 )
+from orchestrator.handlers import END_SHUTDOWN
 from orchestrator.logs import get_logger
 from orchestrator.sessions.model import Session
 from orchestrator.sessions.store import StoreUnavailable
@@ -87,7 +88,12 @@ class ControlEndpoint:
                 await connection.perform(connection.core.ended())
                 await connection.finish()
                 if self.services.archive is not None:  # not replaced: this is its end
-                    self.services.archive.session_ended(connection.session)
+                    # uvicorn closes the sockets (1012) before the lifespan's shutdown
+                    # tells the archive: the connection knows why it ended.
+                    shutdown = connection.end_reason == END_SHUTDOWN
+                    self.services.archive.session_ended(
+                        connection.session, END_SHUTDOWN if shutdown else None
+                    )
 
     def _check_replacement(self, identity: ControlIdentity, client: str | None) -> None:
         """The newest socket for a session wins, but only from where the session is held.

@@ -45,7 +45,8 @@ def add_test_command(
         "--settle",
         type=float,
         default=0.3,
-        help="with --url: seconds of quiet that end a turn (default 0.3)",
+        help="with --url: seconds of quiet that end a turn when the server's end of turn "
+        "cannot be followed (default 0.3)",
     )
     test.set_defaults(func=lambda args: run_command(args, settings))
 

@@ -6,6 +6,12 @@ token comes from the server as the UI gets it: ``GET /api/jwt``, or ``POST
 /auth/authorize`` with the scenario's claims. Starting variables are set
 through the sessions API with that token before the socket opens, and each
 turn's session variables are read back the same way.
+
+A turn ends as ``simulate``'s do (``simulate.TurnEnds``): when the server's
+``answered`` event for it arrived with every frame it counts, so an answer said
+in pieces with pauses between them (``LLM_SPEECH=sentences``) is collected
+whole; ``settle`` seconds of quiet end a turn only where the session's events
+cannot be followed.
 """
 
 from __future__ import annotations
@@ -18,7 +24,13 @@ from typing import Any
 import httpx
 import websockets
 
-from orchestrator.simulate import DPMessage, HostSimulator, SimulationError, fetch_token
+from orchestrator.simulate import (
+    DPMessage,
+    HostSimulator,
+    SimulationError,
+    TurnEnds,
+    fetch_token,
+)
 from orchestrator.testing.results import Sent, TurnResult, turn_result
 from tokens import InvalidTokenError
 from tokens.jws import read_unverified_claims
@@ -46,24 +58,29 @@ class RemoteConversation:
         self._stack = AsyncExitStack()
         self._http: httpx.AsyncClient | None = None
         self._host: HostSimulator | None = None
-        self._token = ""
-        self._session_id = ""
+        self.token = ""
+        self.session_id = ""
 
     async def start(self) -> None:
         """Get a token, set the starting variables, open the control socket."""
         issued = await self._issue()
-        self._token = str(issued["jwt"])
-        self._session_id = str(issued.get("session_id", ""))
-        if not self._session_id:
+        self.token = str(issued["jwt"])
+        self.session_id = str(issued.get("session_id", ""))
+        if not self.session_id:
             raise SimulationError(f"{self.base_url} issued a token without a session_id")
         if self.variables:
-            await self._call("PATCH", f"/sessions/{self._session_id}/variables", self.variables)
+            await self._call("PATCH", f"/sessions/{self.session_id}/variables", self.variables)
+        # Followed before the socket opens: the snapshot's frame count is the baseline.
+        turn_ends = await self._stack.enter_async_context(
+            TurnEnds.follow(self.base_url, self.token)
+        )
         try:
             self._host = await self._stack.enter_async_context(
-                HostSimulator.connect(_control_url(self._token), self._token)
+                HostSimulator.connect(_control_url(self.token), self.token)
             )
         except (OSError, websockets.WebSocketException) as exc:
             raise SimulationError(f"cannot open the control socket: {exc}") from None
+        self._host.turn_ends = turn_ends
 
     async def welcome(self) -> TurnResult:
         host = self._live()
@@ -90,7 +107,7 @@ class RemoteConversation:
 
     async def _result(self, messages: list[DPMessage], started: float) -> TurnResult:
         sent = [Sent(message.envelope, message.received_at) for message in messages]
-        session = await self._call("GET", f"/sessions/{self._session_id}")
+        session = await self._call("GET", f"/sessions/{self.session_id}")
         variables = session.get("variables")
         held = variables if isinstance(variables, dict) else {}
         return turn_result(sent, started=started, session_variables=held)
@@ -105,7 +122,7 @@ class RemoteConversation:
     ) -> dict[str, Any]:
         if self._http is None:
             self._http = httpx.AsyncClient(base_url=self.base_url, timeout=HTTP_TIMEOUT_SECONDS)
-        headers = {"Authorization": f"Bearer {self._token}"} if token else {}
+        headers = {"Authorization": f"Bearer {self.token}"} if token else {}
         url = f"{self.base_url}{path}"
         try:
             response = await self._http.request(method, path, json=body, headers=headers)
