@@ -22,6 +22,7 @@ from typing import Literal, TypeVar
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from orchestrator.server.heads import ENDS_AT_SHUTDOWN_EXTENSION
 from tokens.web.http import ApiError
 
 Reason = Literal["session", "address", "global"]
@@ -157,6 +158,11 @@ class EventStreamResponse(StreamingResponse):
         self.slot = slot
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Ended by the server stack when it shuts down (orchestrator/server/heads.py),
+        # rather than holding the graceful shutdown for its whole timeout.
+        ending = scope.get("extensions", {}).get(ENDS_AT_SHUTDOWN_EXTENSION)
+        if ending is not None:
+            ending["end"] = True
         try:
             await super().__call__(scope, receive, send)
         finally:

@@ -176,3 +176,28 @@ def test_a_total_over_half_the_open_file_limit_is_warned_about() -> None:
         log = server.log_text
     assert "sse_max_streams=100" in log
     assert "SSE_MAX_STREAMS is over half the open-file limit" in log
+
+
+def test_open_streams_do_not_hold_up_the_servers_shutdown() -> None:
+    """uvicorn waits up to --graceful-timeout (10 s) for every response to end, and an
+    event stream never does: a SIGTERM with streams open took the whole 10 s (a
+    supervisor that kills at 10 s lost the sessions still to be archived). The
+    server stack now ends them at once; their clients see the stream close."""
+    api_key = random_secret()
+    env = {"JWT_PUBLIC_KEY": "live-key", "JWT_PRIVATE_KEY": random_secret(),
+           "ORCHESTRATOR_API_KEY": api_key}  # fmt: skip
+    server = LiveServer(env, stop_timeout=20).start()
+    try:
+        with httpx.Client(timeout=TIMEOUT) as http, ExitStack() as streams:
+            token, session_id = issue(http, server)
+            url = f"{server.base_url}/sessions/{session_id}/events"
+            follow(streams, http, url, bearer(token))
+            follow(streams, http, url, bearer(api_key))
+            open_streams(http, server, api_key, 2)
+            started = time.monotonic()
+            server.stop()
+            stopped_in = time.monotonic() - started
+    finally:
+        server.stop()
+    assert not server.killed
+    assert stopped_in < 5, f"shutdown took {stopped_in:.1f} s with two streams open"

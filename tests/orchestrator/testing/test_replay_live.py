@@ -125,12 +125,9 @@ async def hold_conversations(archive_url: str, directory: Path) -> dict[str, str
         )
         await ada.close()
         ids["ada"] = ada.session_id
-    # Di's events stream is an HTTP request in flight: it holds the server for
-    # --graceful-timeout seconds (docs/deployment.md) before the archive is flushed.
-    graceful = ("--graceful-timeout", "2")
-    with LiveServer(
-        {**env, "CONVERSATION_HANDLER": shop}, extra_args=graceful, stop_timeout=30
-    ) as server:
+    # Di's events stream is still open at SIGTERM: the server ends it at once (it no
+    # longer holds the graceful shutdown), so her session is archived as `shutdown`.
+    with LiveServer({**env, "CONVERSATION_HANDLER": shop}, stop_timeout=30) as server:
         bo = await converse(
             server.base_url,
             ["menu", "i want tea", "what did i order"],
